@@ -1,0 +1,35 @@
+namespace Switchboard.Protocol;
+
+#pragma warning disable CS1591 // field names are those of PROTOCOL.md's HTTP table
+
+/// <summary>Every HTTP error body.</summary>
+public sealed record ErrorBody(string Error, string Message);
+
+/// <summary><c>POST /v1/accounts</c> body.</summary>
+public sealed record RegisterRequest(string? User, string? Password);
+
+/// <summary><c>POST /v1/accounts</c> answer.</summary>
+public sealed record RegisterResponse(string User);
+
+/// <summary><c>POST /v1/devices</c> body.</summary>
+public sealed record LinkDeviceRequest(string? User, string? Password, string? Name);
+
+/// <summary><c>POST /v1/devices</c> answer.</summary>
+public sealed record LinkDeviceResponse(string User, int Device, string Token);
+
+/// <summary>One row of <c>GET /v1/devices</c>.</summary>
+public sealed record DeviceInfo(int Device, string Name, long Created, bool Current);
+
+/// <summary>One row of <c>GET /v1/conversations</c>.</summary>
+public sealed record ConversationInfo(string Conv, string Kind, long LastSeq, long Delivered, long Read, long Unread);
+
+/// <summary><c>GET /v1/conversations/{conv}/messages</c> answer.</summary>
+public sealed record HistoryPage(IReadOnlyList<MsgFrame> Messages, bool More);
+
+/// <summary>One row of <c>GET /v1/conversations/{conv}/receipts</c>.</summary>
+public sealed record ReceiptRow(string User, long Delivered, long Read);
+
+/// <summary><c>GET /v1/presence/{user}</c> answer.</summary>
+public sealed record PresenceInfo(string User, bool Online, [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.Never)] long? LastSeen);
+
+#pragma warning restore CS1591

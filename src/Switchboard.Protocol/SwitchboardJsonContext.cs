@@ -1,0 +1,36 @@
+using System.Text.Json.Serialization;
+
+namespace Switchboard.Protocol;
+
+/// <summary>
+/// Source-generated JSON for every frame and HTTP body: snake_case names, nulls left out, no reflection.
+/// </summary>
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    NumberHandling = JsonNumberHandling.Strict,
+    AllowTrailingCommas = false,
+    ReadCommentHandling = System.Text.Json.JsonCommentHandling.Disallow)]
+[JsonSerializable(typeof(ClientFrame))]
+[JsonSerializable(typeof(WelcomeFrame))]
+[JsonSerializable(typeof(AckFrame))]
+[JsonSerializable(typeof(MsgFrame))]
+[JsonSerializable(typeof(ReceiptFrame))]
+[JsonSerializable(typeof(TypingFrame))]
+[JsonSerializable(typeof(PresenceFrame))]
+[JsonSerializable(typeof(SyncedFrame))]
+[JsonSerializable(typeof(SignalFrame))]
+[JsonSerializable(typeof(ErrorFrame))]
+[JsonSerializable(typeof(SystemInfo))]
+[JsonSerializable(typeof(ErrorBody))]
+[JsonSerializable(typeof(RegisterRequest))]
+[JsonSerializable(typeof(RegisterResponse))]
+[JsonSerializable(typeof(LinkDeviceRequest))]
+[JsonSerializable(typeof(LinkDeviceResponse))]
+[JsonSerializable(typeof(DeviceInfo[]))]
+[JsonSerializable(typeof(List<DeviceInfo>))]
+[JsonSerializable(typeof(List<ConversationInfo>))]
+[JsonSerializable(typeof(HistoryPage))]
+[JsonSerializable(typeof(List<ReceiptRow>))]
+[JsonSerializable(typeof(PresenceInfo))]
+public sealed partial class SwitchboardJsonContext : JsonSerializerContext;

@@ -1,0 +1,276 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Net.WebSockets;
+using System.Text.Json;
+using System.Threading.Channels;
+using Switchboard.Protocol;
+using Switchboard.Server.Messaging;
+
+namespace Switchboard.Server.Gateway;
+
+/// <summary>
+/// One WebSocket, from accept to close. <see cref="RunAsync"/> is its whole lifetime: a reader loop (this
+/// method), one writer loop draining a byte-bounded queue, and a replay that streams the backlog from the store.
+/// </summary>
+internal sealed partial class GatewayConnection : IClient
+{
+    private readonly WebSocket _socket;
+    private readonly GatewayServices _services;
+    private readonly GatewayOptions _options;
+    private readonly Channel<Outbound> _outbound = Channel.CreateUnbounded<Outbound>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly CancellationTokenSource _abort = new();
+    private readonly TaskCompletionSource _closeRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private long _queuedBytes;
+    private long _lastTraffic;
+    private int _closeCode;
+    private string _closeReason = "";
+    private ClientState? _state;
+
+    public GatewayConnection(WebSocket socket, GatewayServices services)
+    {
+        _socket = socket;
+        _services = services;
+        _options = services.Options;
+        _lastTraffic = Environment.TickCount64;
+    }
+
+    public string User { get; private set; } = "";
+    public int Device { get; private set; }
+    public ClientState State => _state!;
+
+    /// <summary>Milliseconds (Environment.TickCount64) of the last frame received.</summary>
+    public long LastTraffic => Volatile.Read(ref _lastTraffic);
+
+    public async Task RunAsync(CancellationToken stopping)
+    {
+        using var stoppingRegistration = stopping.Register(static s => ((GatewayConnection)s!).Close(CloseCodes.Draining, "server draining"), this);
+        var writer = WriteLoopAsync();
+        var registered = false;
+        try
+        {
+            if (await HandshakeAsync() is not { } identity)
+            {
+                return;
+            }
+
+            User = identity.User;
+            Device = identity.Device;
+            _state = new ClientState(_services.Rates.For(User));
+            var replaced = _services.Router.Register(this);
+            registered = true;
+            _services.Metrics.SocketOpened();
+            replaced?.Close(CloseCodes.Replaced, "replaced by a newer socket of this device");
+            _services.Presence.Connected(User, replaced is null && _services.Router.Sessions(User).Count == 1);
+            _services.Accounts.TouchDevice(User, Device, _services.Time.GetUtcNow().ToUnixTimeMilliseconds());
+
+            Send(Frames.Serialize(new WelcomeFrame(User, Device, _services.Time.GetUtcNow().ToUnixTimeMilliseconds(), _options.HeartbeatSeconds)));
+            _ = ReplayAsync(identity.LastActive);
+            await ReadLoopAsync();
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException)
+        {
+            // the peer went away or the socket was aborted; cleanup below
+        }
+        catch (Exception ex)
+        {
+            _services.LogConnectionFailed(ex, User, Device);
+        }
+        finally
+        {
+            Close(1000, "bye");
+            await Task.WhenAny(writer, Task.Delay(TimeSpan.FromSeconds(2), CancellationToken.None));
+            await _abort.CancelAsync();
+            _socket.Abort();
+            if (registered)
+            {
+                _services.Metrics.SocketClosed();
+                var last = _services.Router.Unregister(this);
+                if (last)
+                {
+                    _services.Rates.Forget(User);
+                }
+
+                _services.Accounts.TouchDevice(User, Device, _services.Time.GetUtcNow().ToUnixTimeMilliseconds());
+                _services.Presence.Disconnected(this, last);
+            }
+
+            _socket.Dispose();
+            _abort.Dispose();
+        }
+    }
+
+    /// <summary>Requests a close with <paramref name="code"/>; the first request wins. Never waits.</summary>
+    public void Close(int code, string reason)
+    {
+        if (Interlocked.CompareExchange(ref _closeCode, code, 0) != 0)
+        {
+            return;
+        }
+
+        _closeReason = reason;
+        _closeRequested.TrySetResult();
+        _outbound.Writer.TryComplete();
+        try
+        {
+            // A peer that does not answer our close in time is cut off.
+            _abort.CancelAfter(TimeSpan.FromSeconds(3));
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    private async Task<Accounts.DeviceIdentity?> HandshakeAsync()
+    {
+        var first = ReceiveFrameAsync();
+        var timeout = Task.Delay(TimeSpan.FromSeconds(_options.HelloTimeoutSeconds), _abort.Token);
+        if (await Task.WhenAny(first, timeout) != first)
+        {
+            Close(CloseCodes.Policy, "no hello in time");
+            return null;
+        }
+
+        if (await first is not { } message)
+        {
+            return null; // closed, too big (already answered) or not text
+        }
+
+        ClientFrame? hello;
+        try
+        {
+            hello = JsonSerializer.Deserialize(message.Span, Protocol.SwitchboardJsonContext.Default.ClientFrame);
+        }
+        catch (JsonException)
+        {
+            hello = null;
+        }
+
+        if (hello?.T != FrameTypes.Hello)
+        {
+            Refuse(ErrorCodes.BadFrame, "the first frame must be hello");
+            return null;
+        }
+
+        if (hello.V != Limits.Version)
+        {
+            Refuse(ErrorCodes.BadFrame, $"unsupported protocol version; this server speaks v{Limits.Version}");
+            return null;
+        }
+
+        if (string.IsNullOrEmpty(hello.Token) || _services.Accounts.Authenticate(hello.Token) is not { } identity)
+        {
+            Refuse(ErrorCodes.Unauthorized, "bad or revoked token");
+            return null;
+        }
+
+        return identity;
+    }
+
+    private void Refuse(string code, string message)
+    {
+        Send(Frames.Error(code, message));
+        Close(CloseCodes.Policy, message);
+    }
+
+    private async Task ReadLoopAsync()
+    {
+        while (true)
+        {
+            if (await ReceiveFrameAsync() is not { } message)
+            {
+                return;
+            }
+
+            var receivedAt = Stopwatch.GetTimestamp();
+            ClientFrame? frame;
+            try
+            {
+                frame = JsonSerializer.Deserialize(message.Span, Protocol.SwitchboardJsonContext.Default.ClientFrame);
+            }
+            catch (JsonException ex)
+            {
+                Send(Frames.Error(ErrorCodes.BadFrame, $"not a valid frame: {ex.Message}"));
+                continue;
+            }
+
+            if (frame is null)
+            {
+                Send(Frames.Error(ErrorCodes.BadFrame, "a frame must be a JSON object"));
+                continue;
+            }
+
+            try
+            {
+                await _services.Messages.HandleAsync(this, frame, receivedAt, _abort.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                throw;
+            }
+            catch (Exception ex)
+            {
+                var reference = Guid.NewGuid().ToString("N")[..12];
+                _services.LogFrameFailed(ex, User, Device, reference);
+                Send(Frames.Error(ErrorCodes.Internal, $"internal error, reference {reference}", frame.Cid));
+            }
+        }
+    }
+
+    /// <summary>
+    /// Reads one whole text message. Null when the socket closed, a frame went over the limit (closed 1009), or
+    /// after a binary frame (answered bad_frame, then the next message is read).
+    /// </summary>
+    private async Task<ReadOnlyMemory<byte>?> ReceiveFrameAsync()
+    {
+        var buffer = _receiveBuffer ??= new byte[1024];
+        while (true)
+        {
+            var count = 0;
+            ValueWebSocketReceiveResult result;
+            do
+            {
+                if (count == buffer.Length)
+                {
+                    var bigger = new byte[Math.Min(buffer.Length * 2, _options.MaxFrameBytes + 1)];
+                    buffer.AsSpan(0, count).CopyTo(bigger);
+                    _receiveBuffer = buffer = bigger;
+                }
+
+                result = await _socket.ReceiveAsync(buffer.AsMemory(count), _abort.Token);
+                if (result.MessageType == WebSocketMessageType.Close)
+                {
+                    return null;
+                }
+
+                count += result.Count;
+                if (count > _options.MaxFrameBytes)
+                {
+                    Close(CloseCodes.TooBig, "frame too big");
+                    return null;
+                }
+            }
+            while (!result.EndOfMessage);
+
+            Volatile.Write(ref _lastTraffic, Environment.TickCount64);
+            if (buffer.Length > 16 * 1024 && count <= 1024)
+            {
+                // Give back a buffer grown for one big frame, so idle sockets stay small.
+                var small = new byte[1024];
+                buffer.AsSpan(0, count).CopyTo(small);
+                _receiveBuffer = buffer = small;
+            }
+
+            if (result.MessageType == WebSocketMessageType.Binary)
+            {
+                Send(Frames.Error(ErrorCodes.BadFrame, "binary frames are not accepted; send UTF-8 JSON text"));
+                continue;
+            }
+
+            return buffer.AsMemory(0, count);
+        }
+    }
+
+    private byte[]? _receiveBuffer;
+
+    private readonly record struct Outbound(byte[] Bytes, long ReceivedAt);
+}

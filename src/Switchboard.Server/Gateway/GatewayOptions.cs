@@ -1,0 +1,49 @@
+namespace Switchboard.Server.Gateway;
+
+/// <summary>Settings of the WebSocket gateway, bound from <c>Switchboard:Gateway</c>.</summary>
+public sealed class GatewayOptions
+{
+    /// <summary>Seconds a new socket has to send its hello before it is closed with 1008.</summary>
+    public int HelloTimeoutSeconds { get; set; } = 10;
+
+    /// <summary>
+    /// Seconds between client heartbeats, announced in welcome. A socket silent for three of them is closed
+    /// (one lost ping plus slack); presence lasts two of them.
+    /// </summary>
+    public int HeartbeatSeconds { get; set; } = 30;
+
+    /// <summary>Largest inbound frame; a bigger one closes the socket with 1009.</summary>
+    public int MaxFrameBytes { get; set; } = Protocol.Limits.DefaultMaxFrameBytes;
+
+    /// <summary>
+    /// Bytes a socket may have queued for sending. A client that falls this far behind is closed with 4002 and
+    /// recovers from the store on reconnect, so one slow reader never grows server memory.
+    /// </summary>
+    public int OutboundQueueBytes { get; set; } = 1024 * 1024;
+
+    /// <summary>Events read from the store per replay page; replay waits for the socket to drain between pages.</summary>
+    public int ReplayPageSize { get; set; } = 256;
+
+    internal void Validate()
+    {
+        if (HelloTimeoutSeconds < 1 || HeartbeatSeconds < 1)
+        {
+            throw new InvalidOperationException("Switchboard:Gateway: HelloTimeoutSeconds and HeartbeatSeconds must be at least 1.");
+        }
+
+        if (MaxFrameBytes is < 1024 or > 16 * 1024 * 1024)
+        {
+            throw new InvalidOperationException("Switchboard:Gateway:MaxFrameBytes must be between 1 KiB and 16 MiB.");
+        }
+
+        if (OutboundQueueBytes < 64 * 1024)
+        {
+            throw new InvalidOperationException("Switchboard:Gateway:OutboundQueueBytes must be at least 64 KiB.");
+        }
+
+        if (ReplayPageSize is < 1 or > 10_000)
+        {
+            throw new InvalidOperationException("Switchboard:Gateway:ReplayPageSize must be between 1 and 10000.");
+        }
+    }
+}

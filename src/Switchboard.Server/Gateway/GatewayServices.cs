@@ -1,0 +1,44 @@
+using Microsoft.Extensions.Options;
+using Switchboard.Server.Accounts;
+using Switchboard.Server.Hosting;
+using Switchboard.Server.Messaging;
+using Switchboard.Server.Presence;
+using Switchboard.Server.Routing;
+using Switchboard.Server.Storage;
+
+namespace Switchboard.Server.Gateway;
+
+/// <summary>What every connection needs, gathered once so a connection holds one reference instead of ten.</summary>
+internal sealed partial class GatewayServices(
+    IOptions<GatewayOptions> options,
+    AccountStore accounts,
+    IMessageStore store,
+    ISessionRouter router,
+    MessageService messages,
+    PresenceService presence,
+    RateGates rates,
+    SwitchboardMetrics metrics,
+    TimeProvider time,
+    ILogger<GatewayConnection> logger)
+{
+    public GatewayOptions Options { get; } = options.Value;
+    public AccountStore Accounts { get; } = accounts;
+    public IMessageStore Store { get; } = store;
+    public ISessionRouter Router { get; } = router;
+    public MessageService Messages { get; } = messages;
+    public PresenceService Presence { get; } = presence;
+    public RateGates Rates { get; } = rates;
+    public SwitchboardMetrics Metrics { get; } = metrics;
+    public TimeProvider Time { get; } = time;
+
+    [LoggerMessage(EventId = 3001, Level = LogLevel.Error, Message = "Connection of {User}/{Device} failed")]
+    public partial void LogConnectionFailed(Exception exception, string user, int device);
+
+    [LoggerMessage(EventId = 3002, Level = LogLevel.Error, Message = "Frame from {User}/{Device} failed, reference {Reference}")]
+    public partial void LogFrameFailed(Exception exception, string user, int device, string reference);
+
+    [LoggerMessage(EventId = 3003, Level = LogLevel.Error, Message = "Replay for {User}/{Device} failed")]
+    public partial void LogReplayFailed(Exception exception, string user, int device);
+
+    private ILogger Logger => logger;
+}

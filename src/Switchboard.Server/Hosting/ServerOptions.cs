@@ -1,0 +1,24 @@
+namespace Switchboard.Server.Hosting;
+
+/// <summary>Process-wide settings, bound from <c>Switchboard</c> (env <c>Switchboard__*</c>).</summary>
+public sealed class ServerOptions
+{
+    /// <summary>Where the embedded store keeps its files. Relative paths are taken from the working directory.</summary>
+    public string DataDir { get; set; } = "./data";
+
+    /// <summary>Node number baked into ids (0–1023); unique per node in a cluster.</summary>
+    public int NodeId { get; set; }
+
+    internal void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(DataDir))
+        {
+            throw new InvalidOperationException("Switchboard:DataDir must name a directory.");
+        }
+
+        if (NodeId is < 0 or > 1023)
+        {
+            throw new InvalidOperationException("Switchboard:NodeId must be between 0 and 1023.");
+        }
+    }
+}

@@ -1,0 +1,148 @@
+using Microsoft.Extensions.Options;
+using Prometheus;
+using Switchboard.Protocol;
+using Switchboard.Server.Accounts;
+using Switchboard.Server.Gateway;
+using Switchboard.Server.Http;
+using Switchboard.Server.Messaging;
+using Switchboard.Server.Presence;
+using Switchboard.Server.Routing;
+using Switchboard.Server.Storage;
+
+namespace Switchboard.Server.Hosting;
+
+/// <summary>
+/// The one place that names concrete types: which implementation serves each seam, and in what order the
+/// endpoints are mapped. Embedded mode only, for now: SQLite, in-memory router and presence.
+/// </summary>
+public static class SwitchboardHost
+{
+    /// <summary>Where the server listens when neither --urls nor ASPNETCORE_URLS says otherwise.</summary>
+    public const string DefaultUrl = "http://127.0.0.1:5080";
+
+    /// <summary>Builds the whole server from command-line arguments and the usual configuration sources.</summary>
+    public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
+    {
+        var builder = WebApplication.CreateBuilder(args);
+        if (string.IsNullOrEmpty(builder.Configuration["urls"]))
+        {
+            builder.WebHost.UseUrls(DefaultUrl);
+        }
+
+        configure?.Invoke(builder);
+        AddSwitchboard(builder);
+        var app = builder.Build();
+        MapSwitchboard(app);
+        return app;
+    }
+
+    private static void AddSwitchboard(WebApplicationBuilder builder)
+    {
+        var services = builder.Services;
+        var config = builder.Configuration;
+        var server = Bind<ServerOptions>(services, config.GetSection("Switchboard"), o => o.Validate());
+        Bind<StorageOptions>(services, config.GetSection("Switchboard:Storage"), o => o.Validate());
+        Bind<GatewayOptions>(services, config.GetSection("Switchboard:Gateway"), o => o.Validate());
+        Bind<MessagingOptions>(services, config.GetSection("Switchboard:Messaging"), o => o.Validate());
+        Bind<AccountsOptions>(services, config.GetSection("Switchboard:Accounts"), o => o.Validate());
+
+        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton(new IdGenerator(server.NodeId));
+        services.AddSingleton<SwitchboardMetrics>();
+
+        // Storage: embedded SQLite.
+        services.AddSingleton<SqliteDatabase>();
+        services.AddSingleton<SqliteMessageStore>();
+        services.AddSingleton<IMessageStore>(sp => sp.GetRequiredService<SqliteMessageStore>());
+        services.AddHostedService<StoreLifetime>();
+        services.AddHostedService<RetentionJob>();
+
+        // Accounts.
+        services.AddSingleton<AccountStore>();
+        services.AddSingleton<PasswordHasher>();
+
+        // Routing and presence: in memory.
+        services.AddSingleton<ISessionRouter, InMemorySessionRouter>();
+        services.AddSingleton<PresenceService>();
+
+        // Message path and gateway.
+        services.AddSingleton<RateGates>();
+        services.AddSingleton<MessageService>();
+        services.AddSingleton<GatewayServices>();
+        services.AddHostedService<HeartbeatMonitor>();
+
+        Metrics.ConfigureMeterAdapter(o => o.ResolveHistogramBuckets = instrument => instrument.Name switch
+        {
+            "switchboard.storage.batch_size" => [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096],
+            _ => [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+        });
+    }
+
+    private static void MapSwitchboard(WebApplication app)
+    {
+        app.UseWebSockets();
+        app.MapGet("/healthz", () => Results.Text("ok"));
+        app.MapGet("/readyz", (SqliteDatabase database) =>
+        {
+            try
+            {
+                using var connection = database.Open();
+                SqliteDatabase.Execute(connection, "SELECT 1");
+                return Results.Text("ready");
+            }
+            catch (Exception ex)
+            {
+                return Results.Text($"store unavailable: {ex.Message}", statusCode: 503);
+            }
+        });
+        app.MapMetrics("/metrics");
+        app.MapAccountEndpoints();
+        app.MapConversationEndpoints();
+        app.MapGateway();
+    }
+
+    private static T Bind<T>(IServiceCollection services, IConfiguration section, Action<T> validate)
+        where T : class, new()
+    {
+        var options = new T();
+        section.Bind(options);
+        validate(options); // a bad setting stops the process here, with the message naming the key
+        services.AddSingleton<IOptions<T>>(Options.Create(options));
+        return options;
+    }
+}
+
+/// <summary>Starts the group-commit writer with the message service as its observer, and drains it at stop.</summary>
+internal sealed class StoreLifetime(SqliteMessageStore store, MessageService messages) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        store.Start(messages);
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        store.Dispose();
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>Deletes events older than the retention period, a bounded chunk at a time.</summary>
+internal sealed class RetentionJob(IMessageStore store, IOptions<StorageOptions> options, TimeProvider time) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromMinutes(options.Value.PurgeIntervalMinutes));
+        do
+        {
+            var cutoff = time.GetUtcNow().ToUnixTimeMilliseconds() - (options.Value.RetentionDays * 86_400_000L);
+            // Small chunks keep each delete's write lock short, so the group commit is never held up for long.
+            while (!stoppingToken.IsCancellationRequested && store.Purge(cutoff, 5000) == 5000)
+            {
+                await Task.Delay(50, stoppingToken);
+            }
+        }
+        while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+}

@@ -1,0 +1,110 @@
+using Microsoft.Extensions.Options;
+using Switchboard.Protocol;
+using Switchboard.Server.Accounts;
+using Switchboard.Server.Routing;
+using static Switchboard.Server.Http.HttpHelpers;
+
+namespace Switchboard.Server.Http;
+
+/// <summary><c>/v1/accounts</c> and <c>/v1/devices</c>.</summary>
+internal static class AccountEndpoints
+{
+    public static void MapAccountEndpoints(this IEndpointRouteBuilder app)
+    {
+        app.MapPost("/v1/accounts", RegisterAsync);
+        app.MapPost("/v1/devices", LinkAsync);
+        app.MapGet("/v1/devices", List);
+        app.MapDelete("/v1/devices/{device}", Unlink);
+    }
+
+    private static async Task<IResult> RegisterAsync(HttpContext context, AccountStore accounts, PasswordHasher hasher, IOptions<AccountsOptions> options)
+    {
+        var (body, error) = await ReadAsync(context, SwitchboardJsonContext.Default.RegisterRequest, options.Value.MaxRequestBodyBytes);
+        if (error is not null)
+        {
+            return error;
+        }
+
+        if (!Names.IsValidHandle(body!.User))
+        {
+            return Error(400, ErrorCodes.Invalid, "user must match ^[a-z0-9][a-z0-9_.-]{2,31}$");
+        }
+
+        if (body.Password is not { } password || password.Length < Limits.MinPasswordLength || password.Length > options.Value.MaxPasswordLength)
+        {
+            return Error(400, ErrorCodes.Invalid, $"password must have {Limits.MinPasswordLength} to {options.Value.MaxPasswordLength} characters");
+        }
+
+        if (accounts.UserExists(body.User!))
+        {
+            return Error(409, ErrorCodes.Conflict, "that user name is taken");
+        }
+
+        var (hash, salt) = hasher.Hash(password);
+        return accounts.TryCreateUser(body.User!, hash, salt)
+            ? Json(new RegisterResponse(body.User!), SwitchboardJsonContext.Default.RegisterResponse, 201)
+            : Error(409, ErrorCodes.Conflict, "that user name is taken");
+    }
+
+    private static async Task<IResult> LinkAsync(HttpContext context, AccountStore accounts, PasswordHasher hasher, IOptions<AccountsOptions> options)
+    {
+        var (body, error) = await ReadAsync(context, SwitchboardJsonContext.Default.LinkDeviceRequest, options.Value.MaxRequestBodyBytes);
+        if (error is not null)
+        {
+            return error;
+        }
+
+        if (body!.User is not { } user || body.Password is not { } password || password.Length > options.Value.MaxPasswordLength)
+        {
+            return Error(401, ErrorCodes.Unauthorized, "wrong user or password");
+        }
+
+        var name = string.IsNullOrWhiteSpace(body.Name) ? "device" : body.Name.Trim();
+        if (name.Length > 64)
+        {
+            return Error(400, ErrorCodes.Invalid, "name must have at most 64 characters");
+        }
+
+        var stored = accounts.GetPassword(user);
+        // Unknown user and wrong password look the same, and cost the same (a hash is computed either way).
+        var ok = stored is { } s ? hasher.Verify(password, s.Hash, s.Salt) : hasher.Verify(password, new byte[32], new byte[16]) && false;
+        if (!ok)
+        {
+            return Error(401, ErrorCodes.Unauthorized, "wrong user or password");
+        }
+
+        var token = Tokens.Create();
+        if (accounts.LinkDevice(user, name, Tokens.HashOf(token), options.Value.MaxDevicesPerUser) is not { } device)
+        {
+            return Error(409, ErrorCodes.Conflict, $"at most {options.Value.MaxDevicesPerUser} devices may be linked; unlink one first");
+        }
+
+        return Json(new LinkDeviceResponse(user, device, token), SwitchboardJsonContext.Default.LinkDeviceResponse, 201);
+    }
+
+    private static IResult List(HttpContext context, AccountStore accounts)
+    {
+        if (Authenticate(context, accounts) is not { } me)
+        {
+            return Unauthorized();
+        }
+
+        return Json(accounts.ListDevices(me.User, me.Device), SwitchboardJsonContext.Default.ListDeviceInfo);
+    }
+
+    private static IResult Unlink(HttpContext context, string device, AccountStore accounts, ISessionRouter router)
+    {
+        if (Authenticate(context, accounts) is not { } me)
+        {
+            return Unauthorized();
+        }
+
+        if (!int.TryParse(device, out var number) || !accounts.Unlink(me.User, number))
+        {
+            return Error(404, ErrorCodes.NotFound, "no such device");
+        }
+
+        router.Find(me.User, number)?.Close(CloseCodes.Policy, "device unlinked");
+        return Results.NoContent();
+    }
+}

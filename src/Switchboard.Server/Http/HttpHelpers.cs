@@ -1,0 +1,61 @@
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using Microsoft.AspNetCore.Http.Features;
+using Switchboard.Protocol;
+using Switchboard.Server.Accounts;
+
+namespace Switchboard.Server.Http;
+
+/// <summary>Reading bodies, answering errors and authenticating, the same way for every endpoint.</summary>
+internal static class HttpHelpers
+{
+    public static IResult Error(int status, string code, string message) =>
+        Results.Json(new ErrorBody(code, message), SwitchboardJsonContext.Default.ErrorBody, statusCode: status);
+
+    public static IResult Json<T>(T value, JsonTypeInfo<T> type, int status = 200) =>
+        Results.Json(value, type, statusCode: status);
+
+    /// <summary>Reads a JSON body; on failure returns the error to answer instead (400 invalid, 413 too_large).</summary>
+    public static async Task<(T? Value, IResult? Error)> ReadAsync<T>(HttpContext context, JsonTypeInfo<T> type, int maxBytes)
+        where T : class
+    {
+        if (context.Request.ContentLength > maxBytes)
+        {
+            return (null, Error(413, ErrorCodes.TooLarge, $"body over {maxBytes} bytes"));
+        }
+
+        var limit = context.Features.Get<IHttpMaxRequestBodySizeFeature>();
+        if (limit is { IsReadOnly: false })
+        {
+            limit.MaxRequestBodySize = maxBytes;
+        }
+
+        try
+        {
+            var value = await JsonSerializer.DeserializeAsync(context.Request.Body, type, context.RequestAborted);
+            return value is null ? (null, Error(400, ErrorCodes.Invalid, "body must be a JSON object")) : (value, null);
+        }
+        catch (JsonException ex)
+        {
+            return (null, Error(400, ErrorCodes.Invalid, $"body is not valid JSON for this call: {ex.Message}"));
+        }
+        catch (BadHttpRequestException ex) when (ex.StatusCode == 413)
+        {
+            return (null, Error(413, ErrorCodes.TooLarge, $"body over {maxBytes} bytes"));
+        }
+    }
+
+    public static DeviceIdentity? Authenticate(HttpContext context, AccountStore accounts)
+    {
+        var header = context.Request.Headers.Authorization.ToString();
+        const string prefix = "Bearer ";
+        if (!header.StartsWith(prefix, StringComparison.OrdinalIgnoreCase) || header.Length == prefix.Length)
+        {
+            return null;
+        }
+
+        return accounts.Authenticate(header[prefix.Length..].Trim());
+    }
+
+    public static IResult Unauthorized() => Error(401, ErrorCodes.Unauthorized, "missing, bad or revoked token");
+}

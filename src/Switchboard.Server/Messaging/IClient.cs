@@ -1,0 +1,24 @@
+using Switchboard.Server.Routing;
+using Switchboard.Server.Storage;
+
+namespace Switchboard.Server.Messaging;
+
+/// <summary>A connected, authenticated device as the message path sees it.</summary>
+internal interface IClient : Routing.ISession, ICommandOrigin
+{
+    new string User { get; }
+    new int Device { get; }
+    ClientState State { get; }
+}
+
+/// <summary>Per-socket message-path state, small and bounded.</summary>
+internal sealed class ClientState(RateGate rate)
+{
+    public RateGate Rate { get; } = rate;
+
+    /// <summary>Last forwarded typing frame per (conv, on), for the once-per-second throttle.</summary>
+    public Dictionary<(string Conv, bool On), long> TypingForwarded { get; } = [];
+
+    /// <summary>The users this socket watches (its open chats).</summary>
+    public HashSet<string> Watching { get; set; } = new(StringComparer.Ordinal);
+}

@@ -1,0 +1,59 @@
+using System.Collections.Concurrent;
+using Switchboard.Server.Storage;
+
+namespace Switchboard.Server.Messaging;
+
+/// <summary>
+/// A token bucket. Only the group-commit writer calls <see cref="TryTake"/>, one command at a time, so it needs
+/// no lock.
+/// </summary>
+internal sealed class TokenBucket(int burst, int perSecond)
+{
+    private double _tokens = burst;
+    private long _lastMs;
+
+    public long TryTake(long nowMs)
+    {
+        if (_lastMs != 0)
+        {
+            _tokens = Math.Min(burst, _tokens + ((nowMs - _lastMs) * perSecond / 1000.0));
+        }
+
+        _lastMs = nowMs;
+        if (_tokens >= 1)
+        {
+            _tokens -= 1;
+            return 0;
+        }
+
+        return Math.Max(1, (long)Math.Ceiling((1 - _tokens) * 1000 / perSecond));
+    }
+}
+
+/// <summary>A device's bucket and its user's shared bucket; a send needs a token from both.</summary>
+internal sealed class RateGate(TokenBucket device, TokenBucket user) : IRateGate
+{
+    public long TryTake(long nowMs)
+    {
+        var wait = device.TryTake(nowMs);
+        if (wait > 0)
+        {
+            return wait;
+        }
+
+        return user.TryTake(nowMs);
+    }
+}
+
+/// <summary>Hands out rate gates; a user's bucket is shared by the user's sockets and dropped with the last one.</summary>
+internal sealed class RateGates(Microsoft.Extensions.Options.IOptions<MessagingOptions> options)
+{
+    private readonly MessagingOptions _options = options.Value;
+    private readonly ConcurrentDictionary<string, TokenBucket> _users = new(StringComparer.Ordinal);
+
+    public RateGate For(string user) => new(
+        new TokenBucket(_options.DeviceBurst, _options.DevicePerSecond),
+        _users.GetOrAdd(user, _ => new TokenBucket(_options.UserBurst, _options.UserPerSecond)));
+
+    public void Forget(string user) => _users.TryRemove(user, out _);
+}

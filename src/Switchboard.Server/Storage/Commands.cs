@@ -1,0 +1,103 @@
+using System.Text.Json;
+using Switchboard.Protocol;
+
+namespace Switchboard.Server.Storage;
+
+/// <summary>Who gets the answer to a command once its batch is committed (a socket).</summary>
+internal interface ICommandOrigin
+{
+    string User { get; }
+    int Device { get; }
+}
+
+/// <summary>A per-sender rate check, run by the writer after the other checks (the protocol's order).</summary>
+internal interface IRateGate
+{
+    /// <summary>Zero when a send may go ahead (and is counted), else milliseconds until it may be retried.</summary>
+    long TryTake(long nowMs);
+}
+
+/// <summary>Something the group-commit writer does in its next transaction.</summary>
+internal abstract class StoreCommand
+{
+    public required ICommandOrigin Origin { get; init; }
+    public required string Conv { get; init; }
+
+    /// <summary>Set by the writer when the command is refused: an error code from <see cref="ErrorCodes"/>.</summary>
+    public string? ErrorCode { get; set; }
+    public string? ErrorMessage { get; set; }
+    public long RetryAfterMs { get; set; }
+
+    /// <summary>Users who are current members of the conversation, filled for routing after commit.</summary>
+    public IReadOnlyList<string> Members { get; set; } = [];
+
+    public void Fail(string code, string message)
+    {
+        ErrorCode = code;
+        ErrorMessage = message;
+    }
+}
+
+/// <summary>A send, edit or delete: an event to append to a conversation.</summary>
+internal sealed class AppendCommand : StoreCommand
+{
+    public required string Cid { get; init; }
+    public required string Kind { get; init; }
+    public string? Body { get; init; }
+    public JsonElement? E2ee { get; init; }
+    public long? ReplyTo { get; init; }
+    public long? Target { get; init; }
+
+    /// <summary>
+    /// A refusal found before the writer (size): it applies only if the cid is not a duplicate, because the
+    /// protocol checks duplicates before size.
+    /// </summary>
+    public string? PendingErrorCode { get; init; }
+    public string? PendingErrorMessage { get; init; }
+
+    public IRateGate? Rate { get; init; }
+
+    /// <summary><see cref="System.Diagnostics.Stopwatch"/> timestamp of the frame's arrival, for latency metrics.</summary>
+    public long ReceivedAt { get; init; }
+
+    /// <summary>Set by the writer: the answer for the sender.</summary>
+    public AckFrame? Ack { get; set; }
+
+    /// <summary>Set by the writer when a new event was stored (null for a duplicate).</summary>
+    public MsgFrame? Event { get; set; }
+}
+
+/// <summary>A <c>recv</c> or <c>read</c> cursor move.</summary>
+internal sealed class CursorCommand : StoreCommand
+{
+    public required long Seq { get; init; }
+    public required bool IsRead { get; init; }
+
+    /// <summary>Set by the writer: the member's delivered cursor moved to this seq.</summary>
+    public long? DeliveredAdvancedTo { get; set; }
+
+    /// <summary>Set by the writer: the member's read cursor moved to this seq.</summary>
+    public long? ReadAdvancedTo { get; set; }
+}
+
+/// <summary>Told of every batch after it is durable; acks and deliveries start here.</summary>
+internal interface ICommitObserver
+{
+    void OnCommitted(IReadOnlyList<StoreCommand> batch);
+}
+
+/// <summary>A user's standing in one conversation.</summary>
+/// <param name="FirstSeq">First seq the user may see (1 in a direct conversation, the join event in a group).</param>
+/// <param name="RemovedSeq">Seq of the user's removal from a group, else null.</param>
+internal sealed record Membership(string Conv, string Kind, string Role, long FirstSeq, long? RemovedSeq, long LastSeq)
+{
+    public bool IsCurrent => RemovedSeq is null;
+
+    /// <summary>Last seq this member may see.</summary>
+    public long LastVisible => RemovedSeq is { } removed ? Math.Min(removed, LastSeq) : LastSeq;
+
+    public string ListKind => Kind == "group" ? "group" : "direct";
+}
+
+/// <summary>A member's cumulative cursors in a conversation.</summary>
+internal sealed record MemberCursor(string User, long Delivered, long Read, long Updated);
