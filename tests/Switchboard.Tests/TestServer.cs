@@ -1,0 +1,136 @@
+using System.Net.Http.Json;
+using System.Text.Json;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Switchboard.Server.Hosting;
+
+namespace Switchboard.Tests;
+
+/// <summary>
+/// The real server on Kestrel, on a free loopback port, with its own temporary data directory. Settings are
+/// given as configuration keys, exactly as an operator would.
+/// </summary>
+public sealed class TestServer : IAsyncDisposable
+{
+    private static int _users;
+    private readonly WebApplication _app;
+
+    private TestServer(WebApplication app, string dataDir, Uri address)
+    {
+        _app = app;
+        DataDir = dataDir;
+        Address = address;
+        Http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(30) };
+    }
+
+    public string DataDir { get; }
+    public Uri Address { get; }
+    public HttpClient Http { get; }
+    public Uri WebSocketUri => new($"ws://{Address.Authority}/v1/ws");
+
+    public static async Task<TestServer> StartAsync(IDictionary<string, string?>? settings = null, string? dataDir = null)
+    {
+        dataDir ??= Path.Combine(Path.GetTempPath(), "switchboard-test-" + Guid.NewGuid().ToString("N"));
+        var args = new List<string> { "--urls", "http://127.0.0.1:0", "--Switchboard:DataDir", dataDir, "--Logging:LogLevel:Default", "Warning" };
+        // Cheaper password hashing keeps hundreds of test accounts fast; the default is covered by its own test.
+        var all = new Dictionary<string, string?> { ["Switchboard:Accounts:Argon2MemoryKiB"] = "64", ["Switchboard:Accounts:Argon2Passes"] = "1" };
+        foreach (var (k, v) in settings ?? new Dictionary<string, string?>())
+        {
+            all[k] = v;
+        }
+
+        foreach (var (k, v) in all)
+        {
+            args.Add("--" + k);
+            args.Add(v ?? "");
+        }
+
+        var app = SwitchboardHost.Build([.. args]);
+        await app.StartAsync();
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        return new TestServer(app, dataDir, new Uri(address));
+    }
+
+    /// <summary>A handle unique in this test run.</summary>
+    public static string NewUser(string prefix = "u") =>
+        $"{prefix}{Interlocked.Increment(ref _users)}x{Guid.NewGuid().ToString("N")[..8]}";
+
+    public async Task<string> RegisterAsync(string? user = null, string password = "correct horse")
+    {
+        user ??= NewUser();
+        var response = await Http.PostAsJsonAsync("/v1/accounts", new { user, password });
+        Assert.Equal(System.Net.HttpStatusCode.Created, response.StatusCode);
+        return user;
+    }
+
+    /// <summary>Links a device and returns its token.</summary>
+    public async Task<(int Device, string Token)> LinkAsync(string user, string password = "correct horse", string name = "test")
+    {
+        var response = await Http.PostAsJsonAsync("/v1/devices", new { user, password, name });
+        Assert.Equal(System.Net.HttpStatusCode.Created, response.StatusCode);
+        var body = await response.Content.ReadFromJsonAsync<JsonElement>();
+        return (body.GetProperty("device").GetInt32(), body.GetProperty("token").GetString()!);
+    }
+
+    /// <summary>Registers a user, links one device and connects it (welcome and live received).</summary>
+    public async Task<TestClient> NewClientAsync(string? user = null)
+    {
+        user ??= await RegisterAsync();
+        var (device, token) = await LinkAsync(user);
+        var client = await TestClient.ConnectAsync(this, user, device, token);
+        await client.ExpectAsync("live");
+        return client;
+    }
+
+    /// <summary>Links another device of an existing user and connects it.</summary>
+    public async Task<TestClient> NewDeviceAsync(string user)
+    {
+        var (device, token) = await LinkAsync(user);
+        var client = await TestClient.ConnectAsync(this, user, device, token);
+        await client.ExpectAsync("live");
+        return client;
+    }
+
+    public HttpRequestMessage Request(HttpMethod method, string path, string token)
+    {
+        var request = new HttpRequestMessage(method, path);
+        request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+        return request;
+    }
+
+    public async Task<(System.Net.HttpStatusCode Status, JsonElement Body)> GetAsync(string path, string token)
+    {
+        using var response = await Http.SendAsync(Request(HttpMethod.Get, path, token));
+        var text = await response.Content.ReadAsStringAsync();
+        return (response.StatusCode, text.Length == 0 ? default : JsonDocument.Parse(text).RootElement.Clone());
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Http.Dispose();
+        using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
+        {
+            await _app.StopAsync(cts.Token);
+        }
+
+        await _app.DisposeAsync();
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        try
+        {
+            Directory.Delete(DataDir, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
+
+/// <summary>One server shared by the tests of a class that need no special settings.</summary>
+public sealed class ServerFixture : IAsyncLifetime
+{
+    public TestServer Server { get; private set; } = null!;
+
+    public async Task InitializeAsync() => Server = await TestServer.StartAsync();
+
+    public async Task DisposeAsync() => await Server.DisposeAsync();
+}
