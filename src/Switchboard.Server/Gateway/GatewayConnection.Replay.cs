@@ -68,6 +68,7 @@ internal sealed partial class GatewayConnection
                         {
                             if (!(e.From == User && e.Dev == Device))
                             {
+                                await WaitForRoomAsync();
                                 Send(Frames.Serialize(e));
                             }
 
@@ -79,8 +80,6 @@ internal sealed partial class GatewayConnection
                         {
                             break;
                         }
-
-                        await WaitForRoomAsync();
                     }
                 }
 

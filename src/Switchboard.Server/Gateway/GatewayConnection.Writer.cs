@@ -20,7 +20,7 @@ internal sealed partial class GatewayConnection
         if (Interlocked.Add(ref _queuedBytes, frame.Bytes.Length) > _options.OutboundQueueBytes)
         {
             // The client is not reading: drop it rather than grow. It reconnects and recovers from the store.
-            _services.Metrics.SlowClosed.Add(1);
+            _services.Metrics.SlowClosed.Inc();
             Close(CloseCodes.TooSlow, "too slow: outbound queue full");
             return;
         }
@@ -39,18 +39,18 @@ internal sealed partial class GatewayConnection
         {
             while (await reader.WaitToReadAsync(_abort.Token))
             {
-                while (Volatile.Read(ref _closeCode) == 0 && reader.TryRead(out var frame))
+                while ((Volatile.Read(ref _closeCode) == 0 || _flushBeforeClose) && reader.TryRead(out var frame))
                 {
                     await _socket.SendAsync(frame.Bytes, WebSocketMessageType.Text, true, _abort.Token);
                     Interlocked.Add(ref _queuedBytes, -frame.Bytes.Length);
                     if (frame.ReceivedAt != 0)
                     {
-                        _services.Metrics.DeliveryLatency.Record(Stopwatch.GetElapsedTime(frame.ReceivedAt).TotalSeconds);
+                        _services.Metrics.DeliveryLatency.Observe(Stopwatch.GetElapsedTime(frame.ReceivedAt).TotalSeconds);
                     }
                 }
 
                 Interlocked.Exchange(ref _drained, null)?.TrySetResult();
-                if (Volatile.Read(ref _closeCode) != 0)
+                if (Volatile.Read(ref _closeCode) != 0 && !_flushBeforeClose)
                 {
                     break;
                 }
@@ -72,7 +72,7 @@ internal sealed partial class GatewayConnection
     }
 
     /// <summary>Waits until the queue is below half its budget, so replay never buffers the backlog whole.</summary>
-    private async Task WaitForRoomAsync()
+    private async ValueTask WaitForRoomAsync()
     {
         while (Volatile.Read(ref _queuedBytes) > _options.OutboundQueueBytes / 2 && Volatile.Read(ref _closeCode) == 0)
         {

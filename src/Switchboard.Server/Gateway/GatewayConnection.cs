@@ -23,6 +23,7 @@ internal sealed partial class GatewayConnection : IClient
     private long _queuedBytes;
     private long _lastTraffic;
     private int _closeCode;
+    private volatile bool _flushBeforeClose;
     private string _closeReason = "";
     private ClientState? _state;
 
@@ -79,6 +80,7 @@ internal sealed partial class GatewayConnection : IClient
         {
             Close(1000, "bye");
             await Task.WhenAny(writer, Task.Delay(TimeSpan.FromSeconds(2), CancellationToken.None));
+            await AwaitPeerCloseAsync();
             await _abort.CancelAsync();
             _socket.Abort();
             if (registered)
@@ -100,8 +102,21 @@ internal sealed partial class GatewayConnection : IClient
     }
 
     /// <summary>Requests a close with <paramref name="code"/>; the first request wins. Never waits.</summary>
-    public void Close(int code, string reason)
+    public void Close(int code, string reason) => Close(code, reason, flush: false);
+
+    /// <summary>With <paramref name="flush"/>, frames already queued (an error explaining the close) go out first.</summary>
+    private void Close(int code, string reason, bool flush)
     {
+        if (Volatile.Read(ref _closeCode) != 0)
+        {
+            return;
+        }
+
+        if (flush)
+        {
+            _flushBeforeClose = true;
+        }
+
         if (Interlocked.CompareExchange(ref _closeCode, code, 0) != 0)
         {
             return;
@@ -169,7 +184,7 @@ internal sealed partial class GatewayConnection : IClient
     private void Refuse(string code, string message)
     {
         Send(Frames.Error(code, message));
-        Close(CloseCodes.Policy, message);
+        Close(CloseCodes.Policy, message, flush: true);
     }
 
     private async Task ReadLoopAsync()
@@ -271,6 +286,34 @@ internal sealed partial class GatewayConnection : IClient
     }
 
     private byte[]? _receiveBuffer;
+
+    /// <summary>
+    /// After our close frame, reads and discards until the peer's close: closing TCP with unread input would
+    /// reset the connection and could lose the close frame (and its code) on the way to the client.
+    /// </summary>
+    private async Task AwaitPeerCloseAsync()
+    {
+        if (_socket.State != WebSocketState.CloseSent)
+        {
+            return;
+        }
+
+        var scratch = new byte[4096];
+        try
+        {
+            while (true)
+            {
+                var result = await _socket.ReceiveAsync(scratch.AsMemory(), _abort.Token);
+                if (result.MessageType == WebSocketMessageType.Close)
+                {
+                    return;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException)
+        {
+        }
+    }
 
     private readonly record struct Outbound(byte[] Bytes, long ReceivedAt);
 }

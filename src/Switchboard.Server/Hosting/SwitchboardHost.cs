@@ -70,12 +70,6 @@ public static class SwitchboardHost
         services.AddSingleton<MessageService>();
         services.AddSingleton<GatewayServices>();
         services.AddHostedService<HeartbeatMonitor>();
-
-        Metrics.ConfigureMeterAdapter(o => o.ResolveHistogramBuckets = instrument => instrument.Name switch
-        {
-            "switchboard.storage.batch_size" => [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096],
-            _ => [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-        });
     }
 
     private static void MapSwitchboard(WebApplication app)
@@ -95,7 +89,7 @@ public static class SwitchboardHost
                 return Results.Text($"store unavailable: {ex.Message}", statusCode: 503);
             }
         });
-        app.MapMetrics("/metrics");
+        app.MapMetrics("/metrics", app.Services.GetRequiredService<SwitchboardMetrics>().Registry);
         app.MapAccountEndpoints();
         app.MapConversationEndpoints();
         app.MapGateway();

@@ -1,37 +1,45 @@
-using System.Diagnostics.Metrics;
+using Prometheus;
 
 namespace Switchboard.Server.Hosting;
 
-/// <summary>The one <c>Switchboard</c> meter and its instruments, exported on /metrics.</summary>
-internal sealed class SwitchboardMetrics : IDisposable
+/// <summary>
+/// The server's instruments, exported on /metrics in Prometheus text. Each server instance has its own registry,
+/// so several servers in one process (tests) never mix their figures. Names are
+/// <c>switchboard_&lt;capability&gt;_&lt;thing&gt;</c>.
+/// </summary>
+internal sealed class SwitchboardMetrics
 {
-    public const string MeterName = "Switchboard";
-    private readonly Meter _meter = new(MeterName);
-    private long _openSockets;
+    private static readonly double[] LatencyBuckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
     public SwitchboardMetrics()
     {
-        _meter.CreateObservableGauge("switchboard.gateway.sockets", () => Volatile.Read(ref _openSockets), description: "Open authenticated WebSockets.");
-        Accepted = _meter.CreateCounter<long>("switchboard.messaging.accepted", description: "Events made durable and acked (not counting duplicates).");
-        Duplicates = _meter.CreateCounter<long>("switchboard.messaging.duplicates", description: "Sends answered with dup: true.");
-        Rejected = _meter.CreateCounter<long>("switchboard.messaging.rejected", description: "Commands refused with an error code.");
-        BatchSize = _meter.CreateHistogram<int>("switchboard.storage.batch_size", description: "Commands per group commit.");
-        PersistLatency = _meter.CreateHistogram<double>("switchboard.storage.persist_seconds", unit: "s", description: "Time from BEGIN to durable COMMIT of one group commit.");
-        DeliveryLatency = _meter.CreateHistogram<double>("switchboard.messaging.delivery_seconds", unit: "s", description: "Time from a send frame's arrival to its msg frame being written to a recipient socket.");
-        SlowClosed = _meter.CreateCounter<long>("switchboard.gateway.slow_closed", description: "Sockets closed with 4002 because their outbound queue filled.");
+        Registry = Metrics.NewCustomRegistry();
+        DotNetStats.Register(Registry);
+        var factory = Metrics.WithCustomRegistry(Registry);
+        Sockets = factory.CreateGauge("switchboard_gateway_sockets", "Open authenticated WebSockets.");
+        Accepted = factory.CreateCounter("switchboard_messaging_accepted_total", "Events made durable and acked (not counting duplicates).");
+        Duplicates = factory.CreateCounter("switchboard_messaging_duplicates_total", "Sends answered with dup: true.");
+        Rejected = factory.CreateCounter("switchboard_messaging_rejected_total", "Commands refused with an error code.");
+        BatchSize = factory.CreateHistogram("switchboard_storage_batch_size", "Commands per group commit.", new HistogramConfiguration
+        {
+            Buckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096],
+        });
+        PersistLatency = factory.CreateHistogram("switchboard_storage_persist_seconds", "Time from BEGIN to durable COMMIT of one group commit.", new HistogramConfiguration { Buckets = LatencyBuckets });
+        DeliveryLatency = factory.CreateHistogram("switchboard_messaging_delivery_seconds", "Time from a send frame's arrival to its msg frame being written to a recipient socket.", new HistogramConfiguration { Buckets = LatencyBuckets });
+        SlowClosed = factory.CreateCounter("switchboard_gateway_slow_closed_total", "Sockets closed with 4002 because their outbound queue filled.");
     }
 
-    public Counter<long> Accepted { get; }
-    public Counter<long> Duplicates { get; }
-    public Counter<long> Rejected { get; }
-    public Histogram<int> BatchSize { get; }
-    public Histogram<double> PersistLatency { get; }
-    public Histogram<double> DeliveryLatency { get; }
-    public Counter<long> SlowClosed { get; }
+    public CollectorRegistry Registry { get; }
+    public Gauge Sockets { get; }
+    public Counter Accepted { get; }
+    public Counter Duplicates { get; }
+    public Counter Rejected { get; }
+    public Histogram BatchSize { get; }
+    public Histogram PersistLatency { get; }
+    public Histogram DeliveryLatency { get; }
+    public Counter SlowClosed { get; }
 
-    public void SocketOpened() => Interlocked.Increment(ref _openSockets);
+    public void SocketOpened() => Sockets.Inc();
 
-    public void SocketClosed() => Interlocked.Decrement(ref _openSockets);
-
-    public void Dispose() => _meter.Dispose();
+    public void SocketClosed() => Sockets.Dec();
 }

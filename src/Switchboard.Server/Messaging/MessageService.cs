@@ -314,7 +314,7 @@ internal sealed partial class MessageService(
             var origin = command.Origin as IClient;
             if (command.ErrorCode is { } code)
             {
-                metrics.Rejected.Add(1);
+                metrics.Rejected.Inc();
                 var reference = command is AppendCommand a ? a.Cid : command.Conv;
                 origin?.Send(Frames.Serialize(new ErrorFrame(code, command.ErrorMessage ?? code, reference, command.RetryAfterMs > 0 ? command.RetryAfterMs : null)));
                 continue;
@@ -341,11 +341,11 @@ internal sealed partial class MessageService(
 
         if (command.Event is not { } stored)
         {
-            metrics.Duplicates.Add(1);
+            metrics.Duplicates.Inc();
             return;
         }
 
-        metrics.Accepted.Add(1);
+        metrics.Accepted.Inc();
         var bytes = Frames.Serialize(stored);
         foreach (var member in command.Members)
         {

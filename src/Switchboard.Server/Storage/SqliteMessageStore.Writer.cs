@@ -41,8 +41,8 @@ internal sealed partial class SqliteMessageStore
 
             var started = Stopwatch.GetTimestamp();
             CommitBatch(connection, statements, batch);
-            _metrics.PersistLatency.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
-            _metrics.BatchSize.Record(batch.Count);
+            _metrics.PersistLatency.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+            _metrics.BatchSize.Observe(batch.Count);
 
             try
             {
