@@ -36,6 +36,8 @@ public static class CloseCodes
     public const int Policy = 1008;
     /// <summary>A frame over the size limit.</summary>
     public const int TooBig = 1009;
+    /// <summary>The server failed internally while serving the socket; reconnect.</summary>
+    public const int InternalError = 1011;
     /// <summary>A newer socket of the same device took over.</summary>
     public const int Replaced = 4001;
     /// <summary>The client did not read fast enough; its outbound queue filled.</summary>

@@ -50,6 +50,15 @@ public sealed class BadInputTests(ServerFixture fixture) : IClassFixture<ServerF
     }
 
     [Fact]
+    public async Task A_send_with_an_ill_typed_field_names_its_cid_in_the_error()
+    {
+        var client = await Server.NewClientAsync();
+        await client.SendRawAsync("{\"t\":\"send\",\"cid\":\"typed-1\",\"conv\":\"dm:a:b\",\"kind\":\"text\",\"body\":\"x\",\"reply_to\":\"one\"}");
+        var error = await ErrorAsync(client, "bad_frame");
+        Assert.Equal("typed-1", error.GetProperty("ref").GetString());
+    }
+
+    [Fact]
     public async Task Send_shape_errors_are_bad_frame_with_the_cid_and_store_nothing()
     {
         var alice = await Server.NewClientAsync();

@@ -318,7 +318,7 @@ public sealed class AccountTests(ServerFixture fixture) : IClassFixture<ServerFi
         using var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(server.DataDir, "switchboard.db")}");
         connection.Open();
         using var command = connection.CreateCommand();
-        command.CommandText = "SELECT pw_hash, pw_salt FROM users WHERE user = $u";
+        command.CommandText = "SELECT pw_hash, pw_salt, pw_params FROM users WHERE user = $u";
         command.Parameters.AddWithValue("$u", user);
         using var reader = command.ExecuteReader();
         Assert.True(reader.Read());
@@ -326,9 +326,24 @@ public sealed class AccountTests(ServerFixture fixture) : IClassFixture<ServerFi
         Assert.Equal(32, hash.Length);
         Assert.DoesNotContain("a long passphrase", System.Text.Encoding.UTF8.GetString(hash));
         Assert.Equal(16, ((byte[])reader[1]).Length);
+        Assert.Equal("argon2id;m=19456;t=2", reader.GetString(2));
         using var tokens = connection.CreateCommand();
         tokens.CommandText = "SELECT COUNT(*) FROM devices WHERE token_hash = $t";
         tokens.Parameters.AddWithValue("$t", System.Text.Encoding.UTF8.GetBytes(token));
         Assert.Equal(0L, (long)tokens.ExecuteScalar()!); // the token itself is never stored
+    }
+
+    [Fact]
+    public async Task Changing_the_hash_cost_keeps_existing_passwords_working()
+    {
+        var dataDir = Path.Combine(Path.GetTempPath(), "switchboard-test-" + Guid.NewGuid().ToString("N"));
+        await using var first = await TestServer.StartAsync(dataDir: dataDir);
+        var user = await first.RegisterAsync();
+        await first.StopAsync();
+        await using var costlier = await TestServer.StartAsync(new Dictionary<string, string?> { ["Switchboard:Accounts:Argon2MemoryKiB"] = "128", ["Switchboard:Accounts:Argon2Passes"] = "2" }, dataDir);
+        var (_, token) = await costlier.LinkAsync(user);
+        Assert.False(string.IsNullOrEmpty(token));
+        using var wrong = await costlier.Http.PostAsync("/v1/devices", System.Net.Http.Json.JsonContent.Create(new { user, password = "not the password", name = "x" }));
+        Assert.Equal(HttpStatusCode.Unauthorized, wrong.StatusCode);
     }
 }

@@ -105,8 +105,17 @@ public sealed class TestServer : IAsyncDisposable
         return (response.StatusCode, text.Length == 0 ? default : JsonDocument.Parse(text).RootElement.Clone());
     }
 
-    public async ValueTask DisposeAsync()
+    private bool _stopped;
+
+    /// <summary>Stops the server but keeps its data directory, so a new server can start on it.</summary>
+    public async Task StopAsync()
     {
+        if (_stopped)
+        {
+            return;
+        }
+
+        _stopped = true;
         Http.Dispose();
         using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
         {
@@ -115,6 +124,11 @@ public sealed class TestServer : IAsyncDisposable
 
         await _app.DisposeAsync();
         Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
         try
         {
             Directory.Delete(DataDir, recursive: true);

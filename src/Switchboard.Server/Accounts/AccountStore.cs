@@ -9,26 +9,27 @@ internal sealed record DeviceIdentity(string User, int Device, long LastActive);
 /// <summary>Users and devices in the embedded database.</summary>
 internal sealed class AccountStore(SqliteDatabase database, TimeProvider time)
 {
-    public bool TryCreateUser(string user, byte[] hash, byte[] salt)
+    public bool TryCreateUser(string user, PasswordHash password)
     {
         using var connection = database.Open();
         using var command = connection.CreateCommand();
-        command.CommandText = "INSERT INTO users(user, pw_hash, pw_salt, created) VALUES ($u, $h, $s, $t) ON CONFLICT DO NOTHING";
+        command.CommandText = "INSERT INTO users(user, pw_hash, pw_salt, pw_params, created) VALUES ($u, $h, $s, $p, $t) ON CONFLICT DO NOTHING";
         command.Parameters.AddWithValue("$u", user);
-        command.Parameters.AddWithValue("$h", hash);
-        command.Parameters.AddWithValue("$s", salt);
+        command.Parameters.AddWithValue("$h", password.Hash);
+        command.Parameters.AddWithValue("$s", password.Salt);
+        command.Parameters.AddWithValue("$p", password.Parameters);
         command.Parameters.AddWithValue("$t", time.GetUtcNow().ToUnixTimeMilliseconds());
         return command.ExecuteNonQuery() == 1;
     }
 
-    public (byte[] Hash, byte[] Salt)? GetPassword(string user)
+    public PasswordHash? GetPassword(string user)
     {
         using var connection = database.Open();
         using var command = connection.CreateCommand();
-        command.CommandText = "SELECT pw_hash, pw_salt FROM users WHERE user = $u";
+        command.CommandText = "SELECT pw_hash, pw_salt, pw_params FROM users WHERE user = $u";
         command.Parameters.AddWithValue("$u", user);
         using var reader = command.ExecuteReader();
-        return reader.Read() ? ((byte[])reader[0], (byte[])reader[1]) : null;
+        return reader.Read() ? new PasswordHash((byte[])reader[0], (byte[])reader[1], reader.GetString(2)) : null;
     }
 
     public bool UserExists(string user)

@@ -12,7 +12,10 @@ public sealed class AccountsOptions
     /// <summary>Argon2id passes over memory.</summary>
     public int Argon2Passes { get; set; } = 2;
 
-    /// <summary>Devices one user may have linked at once (WhatsApp allows a phone and four companions).</summary>
+    /// <summary>
+    /// Devices one user may have linked at once. WhatsApp allows a phone and four companions; a self-hosted
+    /// server also carries bots and test devices, so the default leaves room.
+    /// </summary>
     public int MaxDevicesPerUser { get; set; } = 16;
 
     /// <summary>Longest password accepted, so a huge password cannot be used to burn CPU.</summary>

@@ -104,7 +104,7 @@ internal sealed partial class GatewayConnection
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             _services.LogReplayFailed(ex, User, Device);
-            Close(1011, "replay failed");
+            Close(CloseCodes.InternalError, "replay failed");
         }
     }
 

@@ -204,7 +204,7 @@ internal sealed partial class GatewayConnection : IClient
             }
             catch (JsonException ex)
             {
-                Send(Frames.Error(ErrorCodes.BadFrame, $"not a valid frame: {ex.Message}"));
+                Send(Frames.Error(ErrorCodes.BadFrame, $"not a valid frame: {ex.Message}", CidOf(message.Span)));
                 continue;
             }
 
@@ -286,6 +286,36 @@ internal sealed partial class GatewayConnection : IClient
     }
 
     private byte[]? _receiveBuffer;
+
+    /// <summary>The cid of a frame that failed to bind (a field of the wrong type), so its error can name it.</summary>
+    private static string? CidOf(ReadOnlySpan<byte> json)
+    {
+        try
+        {
+            var reader = new Utf8JsonReader(json);
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+            {
+                return null;
+            }
+
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                var isCid = reader.ValueTextEquals("cid"u8);
+                reader.Read();
+                if (isCid)
+                {
+                    return reader.TokenType == JsonTokenType.String ? reader.GetString() : null;
+                }
+
+                reader.Skip();
+            }
+        }
+        catch (JsonException)
+        {
+        }
+
+        return null;
+    }
 
     /// <summary>
     /// After our close frame, reads and discards until the peer's close: closing TCP with unread input would

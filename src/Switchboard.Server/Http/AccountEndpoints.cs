@@ -40,8 +40,7 @@ internal static class AccountEndpoints
             return Error(409, ErrorCodes.Conflict, "that user name is taken");
         }
 
-        var (hash, salt) = hasher.Hash(password);
-        return accounts.TryCreateUser(body.User!, hash, salt)
+        return accounts.TryCreateUser(body.User!, hasher.Hash(password))
             ? Json(new RegisterResponse(body.User!), SwitchboardJsonContext.Default.RegisterResponse, 201)
             : Error(409, ErrorCodes.Conflict, "that user name is taken");
     }
@@ -67,8 +66,12 @@ internal static class AccountEndpoints
 
         var stored = accounts.GetPassword(user);
         // Unknown user and wrong password look the same, and cost the same (a hash is computed either way).
-        var ok = stored is { } s ? hasher.Verify(password, s.Hash, s.Salt) : hasher.Verify(password, new byte[32], new byte[16]) && false;
-        if (!ok)
+        if (stored is null)
+        {
+            hasher.VerifyNothing(password);
+        }
+
+        if (stored is null || !hasher.Verify(password, stored))
         {
             return Error(401, ErrorCodes.Unauthorized, "wrong user or password");
         }

@@ -16,18 +16,19 @@ public sealed class MessagingOptions
     public int DeleteWindowHours { get; set; } = 48;
 
     /// <summary>
-    /// Sends a device may burst. At least 256 so that clients and benchmarks can pipeline without tuning.
+    /// Sends a device may burst: far above the protocol's 256 so that clients, bots and benchmarks can pipeline
+    /// without tuning, low enough that one runaway device cannot take the writer for itself for long.
     /// </summary>
-    public int DeviceBurst { get; set; } = 1000;
+    public int DeviceBurst { get; set; } = 10_000;
 
-    /// <summary>Sends per second a device may sustain.</summary>
-    public int DevicePerSecond { get; set; } = 500;
+    /// <summary>Sends per second a device may sustain (a busy bot; people type far slower).</summary>
+    public int DevicePerSecond { get; set; } = 2_000;
 
     /// <summary>Sends a user (all devices together) may burst.</summary>
-    public int UserBurst { get; set; } = 2000;
+    public int UserBurst { get; set; } = 20_000;
 
     /// <summary>Sends per second a user may sustain over all devices.</summary>
-    public int UserPerSecond { get; set; } = 1000;
+    public int UserPerSecond { get; set; } = 4_000;
 
     /// <summary>Typing frames forwarded at most once per this many milliseconds per device, conversation and state.</summary>
     public int TypingThrottleMs { get; set; } = 1000;
@@ -42,6 +43,11 @@ public sealed class MessagingOptions
         if (EditWindowMinutes < 0 || DeleteWindowHours < 0)
         {
             throw new InvalidOperationException("Switchboard:Messaging: edit and delete windows cannot be negative.");
+        }
+
+        if (TypingThrottleMs < 0)
+        {
+            throw new InvalidOperationException("Switchboard:Messaging:TypingThrottleMs cannot be negative.");
         }
 
         if (DeviceBurst < 1 || DevicePerSecond < 1 || UserBurst < 1 || UserPerSecond < 1)

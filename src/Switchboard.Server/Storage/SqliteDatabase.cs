@@ -59,6 +59,7 @@ internal sealed class SqliteDatabase
             user      TEXT PRIMARY KEY,
             pw_hash   BLOB NOT NULL,
             pw_salt   BLOB NOT NULL,
+            pw_params TEXT NOT NULL,
             created   INTEGER NOT NULL,
             last_seen INTEGER
         ) WITHOUT ROWID;

@@ -170,7 +170,7 @@ internal sealed partial class SqliteMessageStore
             return;
         }
 
-        if (command.ReplyTo is { } replyTo && (replyTo < member.FirstSeq || replyTo > member.LastSeq))
+        if (command.ReplyTo is { } replyTo && (replyTo < member.FirstSeq || replyTo > member.LastSeq || statements.GetEventHead(command.Conv, replyTo) is null))
         {
             command.Fail(ErrorCodes.NotFound, "reply_to is not an event you can see");
             return;
