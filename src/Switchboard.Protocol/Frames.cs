@@ -81,8 +81,33 @@ public sealed record AckFrame(string Cid, string Conv, long Seq, string Id, long
     [JsonPropertyOrder(-1)] public string T => FrameTypes.Ack;
 }
 
-/// <summary>What a <c>system</c> event says happened.</summary>
-public sealed record SystemInfo(string Op, string[]? Users = null, string? Name = null, string? Role = null);
+/// <summary>
+/// What a <c>system</c> event says happened: <c>op</c> is created, added, removed, left, renamed or role.
+/// <c>promoted</c> names who became admin because the last admin left.
+/// </summary>
+public sealed record SystemInfo(string Op, string[]? Users = null, string? Name = null, string? Role = null, string[]? Promoted = null);
+
+/// <summary>Operations carried by <c>system</c> events.</summary>
+public static class SystemOps
+{
+#pragma warning disable CS1591 // the names are the documentation
+    public const string Created = "created";
+    public const string Added = "added";
+    public const string Removed = "removed";
+    public const string Left = "left";
+    public const string Renamed = "renamed";
+    public const string Role = "role";
+#pragma warning restore CS1591
+}
+
+/// <summary>Member roles in a group.</summary>
+public static class Roles
+{
+    /// <summary>May add, remove, rename, change roles and delete others' messages.</summary>
+    public const string Admin = "admin";
+    /// <summary>An ordinary member.</summary>
+    public const string Member = "member";
+}
 
 /// <summary>
 /// A stored event. As a live or replayed frame <see cref="T"/> is <c>msg</c>; in history pages it is null

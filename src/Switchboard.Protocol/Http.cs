@@ -32,4 +32,22 @@ public sealed record ReceiptRow(string User, long Delivered, long Read);
 /// <summary><c>GET /v1/presence/{user}</c> answer.</summary>
 public sealed record PresenceInfo(string User, bool Online, [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.Never)] long? LastSeen);
 
+/// <summary><c>POST /v1/groups</c> body.</summary>
+public sealed record CreateGroupRequest(string? Name, string[]? Members);
+
+/// <summary><c>PATCH /v1/groups/{conv}</c> body.</summary>
+public sealed record RenameGroupRequest(string? Name);
+
+/// <summary><c>POST /v1/groups/{conv}/members</c> body.</summary>
+public sealed record AddMembersRequest(string[]? Users);
+
+/// <summary><c>PUT /v1/groups/{conv}/members/{user}</c> body.</summary>
+public sealed record RoleRequest(string? Role);
+
+/// <summary>A member as listed by the group API.</summary>
+public sealed record GroupMemberInfo(string User, string Role);
+
+/// <summary>A group as answered by the group API.</summary>
+public sealed record GroupInfo(string Conv, string Name, IReadOnlyList<GroupMemberInfo> Members);
+
 #pragma warning restore CS1591

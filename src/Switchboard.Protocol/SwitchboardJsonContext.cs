@@ -33,4 +33,9 @@ namespace Switchboard.Protocol;
 [JsonSerializable(typeof(HistoryPage))]
 [JsonSerializable(typeof(List<ReceiptRow>))]
 [JsonSerializable(typeof(PresenceInfo))]
+[JsonSerializable(typeof(CreateGroupRequest))]
+[JsonSerializable(typeof(RenameGroupRequest))]
+[JsonSerializable(typeof(AddMembersRequest))]
+[JsonSerializable(typeof(RoleRequest))]
+[JsonSerializable(typeof(GroupInfo))]
 public sealed partial class SwitchboardJsonContext : JsonSerializerContext;

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Options;
 using Prometheus;
 using Switchboard.Protocol;
 using Switchboard.Server.Accounts;
+using Switchboard.Server.Fanout;
 using Switchboard.Server.Gateway;
 using Switchboard.Server.Http;
 using Switchboard.Server.Messaging;
@@ -45,6 +46,7 @@ public static class SwitchboardHost
         Bind<GatewayOptions>(services, config.GetSection("Switchboard:Gateway"), o => o.Validate());
         Bind<MessagingOptions>(services, config.GetSection("Switchboard:Messaging"), o => o.Validate());
         Bind<AccountsOptions>(services, config.GetSection("Switchboard:Accounts"), o => o.Validate());
+        Bind<FanoutOptions>(services, config.GetSection("Switchboard:Fanout"), o => o.Validate());
 
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton(new IdGenerator(server.NodeId));
@@ -52,6 +54,7 @@ public static class SwitchboardHost
 
         // Storage: embedded SQLite.
         services.AddSingleton<SqliteDatabase>();
+        services.AddSingleton<GroupDirectory>();
         services.AddSingleton<SqliteMessageStore>();
         services.AddSingleton<IMessageStore>(sp => sp.GetRequiredService<SqliteMessageStore>());
         services.AddHostedService<StoreLifetime>();
@@ -66,6 +69,7 @@ public static class SwitchboardHost
         services.AddSingleton<PresenceService>();
 
         // Message path and gateway.
+        services.AddSingleton<IFanoutQueue, ChannelFanoutQueue>();
         services.AddSingleton<RateGates>();
         services.AddSingleton<MessageService>();
         services.AddSingleton<GatewayServices>();
@@ -92,6 +96,7 @@ public static class SwitchboardHost
         app.MapMetrics("/metrics", app.Services.GetRequiredService<SwitchboardMetrics>().Registry);
         app.MapAccountEndpoints();
         app.MapConversationEndpoints();
+        app.MapGroupEndpoints();
         app.MapGateway();
     }
 

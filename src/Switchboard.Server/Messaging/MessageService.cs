@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Options;
 using Switchboard.Protocol;
+using Switchboard.Server.Fanout;
 using Switchboard.Server.Hosting;
 using Switchboard.Server.Presence;
 using Switchboard.Server.Routing;
@@ -17,6 +18,8 @@ namespace Switchboard.Server.Messaging;
 internal sealed partial class MessageService(
     IMessageStore store,
     ISessionRouter router,
+    IFanoutQueue fanout,
+    GroupDirectory groups,
     PresenceService presence,
     IOptions<MessagingOptions> options,
     SwitchboardMetrics metrics,
@@ -274,15 +277,37 @@ internal sealed partial class MessageService(
             forwarded[(conv, on)] = now;
         }
 
-        var access = store.ResolveAccess(conv, client.User);
-        if (access.Membership is not { IsCurrent: true })
+        IReadOnlyList<string> members;
+        if (Names.IsGroup(conv))
         {
-            client.Send(Frames.Error(access.ErrorCode ?? ErrorCodes.Forbidden, access.ErrorMessage ?? "no longer a member of this conversation", conv));
-            return;
+            if (groups.Get(conv) is not { } group)
+            {
+                client.Send(Frames.Error(ErrorCodes.NotFound, "no such conversation", conv));
+                return;
+            }
+
+            if (!group.Current.ContainsKey(client.User))
+            {
+                client.Send(Frames.Error(ErrorCodes.Forbidden, "not a member of this conversation", conv));
+                return;
+            }
+
+            members = group.Users;
+        }
+        else
+        {
+            var access = store.ResolveAccess(conv, client.User);
+            if (access.Membership is null)
+            {
+                client.Send(Frames.Error(access.ErrorCode!, access.ErrorMessage!, conv));
+                return;
+            }
+
+            members = store.CurrentMembers(conv);
         }
 
         var bytes = Frames.Serialize(new TypingFrame(conv, client.User, on));
-        foreach (var member in store.CurrentMembers(conv))
+        foreach (var member in members)
         {
             if (member == client.User)
             {
@@ -311,25 +336,48 @@ internal sealed partial class MessageService(
     {
         foreach (var command in batch)
         {
-            var origin = command.Origin as IClient;
-            if (command.ErrorCode is { } code)
+            try
             {
-                metrics.Rejected.Inc();
-                var reference = command is AppendCommand a ? a.Cid : command.Conv;
-                origin?.Send(Frames.Serialize(new ErrorFrame(code, command.ErrorMessage ?? code, reference, command.RetryAfterMs > 0 ? command.RetryAfterMs : null)));
-                continue;
-            }
+                var origin = command.Origin as IClient;
+                if (command.ErrorCode is { } code)
+                {
+                    metrics.Rejected.Inc();
+                    var reference = command is AppendCommand a ? a.Cid : command.Conv;
+                    origin?.Send(Frames.Serialize(new ErrorFrame(code, command.ErrorMessage ?? code, reference, command.RetryAfterMs > 0 ? command.RetryAfterMs : null)));
+                    continue;
+                }
 
-            switch (command)
+                switch (command)
+                {
+                    case AppendCommand append:
+                        Committed(append, origin);
+                        break;
+                    case CursorCommand cursor:
+                        Committed(cursor);
+                        break;
+                    case GroupCommand group:
+                        Committed(group);
+                        break;
+                }
+            }
+            finally
             {
-                case AppendCommand append:
-                    Committed(append, origin);
-                    break;
-                case CursorCommand cursor:
-                    Committed(cursor);
-                    break;
+                command.Completion?.TrySetResult();
             }
         }
+    }
+
+    private void Committed(GroupCommand command)
+    {
+        if (command.Event is not { } stored)
+        {
+            return;
+        }
+
+        metrics.Accepted.Inc();
+        // The acting device gets the event too (an HTTP call has no ack), and so does whoever just left.
+        var recipients = command.Departed.Count == 0 ? command.Members : [.. command.Members, .. command.Departed];
+        fanout.Deliver(new FanoutItem(stored.Conv, stored.Seq, Frames.Serialize(stored), recipients, null, 0, 0));
     }
 
     private void Committed(AppendCommand command, IClient? origin)
@@ -346,19 +394,8 @@ internal sealed partial class MessageService(
         }
 
         metrics.Accepted.Inc();
-        var bytes = Frames.Serialize(stored);
-        foreach (var member in command.Members)
-        {
-            foreach (var session in router.Sessions(member))
-            {
-                if (session.User == stored.From && session.Device == stored.Dev)
-                {
-                    continue; // the sending device has its ack
-                }
-
-                session.SendEvent(stored.Conv, stored.Seq, bytes, command.ReceivedAt);
-            }
-        }
+        // Everyone's devices but the sending one, which has its ack.
+        fanout.Deliver(new FanoutItem(stored.Conv, stored.Seq, Frames.Serialize(stored), command.Members, stored.From, stored.Dev, command.ReceivedAt));
     }
 
     private void Committed(CursorCommand command)

@@ -31,11 +31,48 @@ internal abstract class StoreCommand
     /// <summary>Users who are current members of the conversation, filled for routing after commit.</summary>
     public IReadOnlyList<string> Members { get; set; } = [];
 
+    /// <summary>Completed after the batch is committed and the observer has run; for callers that wait (HTTP).</summary>
+    public TaskCompletionSource? Completion { get; init; }
+
     public void Fail(string code, string message)
     {
         ErrorCode = code;
         ErrorMessage = message;
     }
+}
+
+/// <summary>The acting user and device of an HTTP call that writes (group changes).</summary>
+internal sealed record HttpOrigin(string User, int Device) : ICommandOrigin;
+
+internal enum GroupOp
+{
+    Create,
+    Add,
+    Remove,
+    Rename,
+    SetRole,
+}
+
+/// <summary>A group change: appended as a <c>system</c> event, durable before the HTTP answer.</summary>
+internal sealed class GroupCommand : StoreCommand
+{
+    public required GroupOp Op { get; init; }
+    public string? Name { get; init; }
+    public IReadOnlyList<string> Users { get; init; } = [];
+    public string? Role { get; init; }
+    public int MaxMembers { get; init; }
+
+    /// <summary>Set by the writer: the stored system event (null when the call changed nothing).</summary>
+    public MsgFrame? Event { get; set; }
+
+    /// <summary>Set by the writer: the group after the change.</summary>
+    public GroupSnapshot? Group { get; set; }
+
+    /// <summary>Set by the writer for a create: the new group's id.</summary>
+    public string? CreatedConv { get; set; }
+
+    /// <summary>Set by the writer: members who left or were removed by this event; they receive it too.</summary>
+    public IReadOnlyList<string> Departed { get; set; } = [];
 }
 
 /// <summary>A send, edit or delete: an event to append to a conversation.</summary>

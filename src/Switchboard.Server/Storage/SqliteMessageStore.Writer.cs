@@ -16,6 +16,9 @@ internal sealed partial class SqliteMessageStore
 
     private readonly Dictionary<string, string> _touched = new(StringComparer.Ordinal);
 
+    /// <summary>Group memberships changed in the current batch, published only after it commits.</summary>
+    private readonly Dictionary<string, GroupSnapshot> _pendingGroups = new(StringComparer.Ordinal);
+
     private void WriteLoop()
     {
         using var connection = _database.Open();
@@ -58,6 +61,7 @@ internal sealed partial class SqliteMessageStore
     private void CommitBatch(SqliteConnection connection, WriterStatements statements, List<StoreCommand> batch)
     {
         _touched.Clear();
+        _pendingGroups.Clear();
         try
         {
             using var transaction = connection.BeginTransaction(deferred: false);
@@ -73,6 +77,9 @@ internal sealed partial class SqliteMessageStore
                     case CursorCommand cursor:
                         MoveCursor(connection, transaction, statements, cursor, now);
                         break;
+                    case GroupCommand group:
+                        ChangeGroup(statements, group, now);
+                        break;
                 }
             }
 
@@ -82,6 +89,10 @@ internal sealed partial class SqliteMessageStore
             }
 
             transaction.Commit();
+            foreach (var (_, group) in _pendingGroups)
+            {
+                _groups.Publish(group);
+            }
         }
         catch (Exception ex)
         {
@@ -106,6 +117,11 @@ internal sealed partial class SqliteMessageStore
                 {
                     cursor.DeliveredAdvancedTo = cursor.ReadAdvancedTo = null;
                 }
+                else if (command is GroupCommand group)
+                {
+                    group.Event = null;
+                    group.Group = null;
+                }
             }
         }
     }
@@ -128,6 +144,11 @@ internal sealed partial class SqliteMessageStore
             return new Membership(conv, "direct", "member", 1, null, cached.Value);
         }
 
+        if (Names.IsGroup(conv))
+        {
+            return GroupAccess(connection, transaction, command, cached);
+        }
+
         var access = ConversationAccess.Resolve(connection, transaction, conv, user, cached);
         if (access.Membership is not { } membership)
         {
@@ -142,6 +163,35 @@ internal sealed partial class SqliteMessageStore
 
         _lastSeq[conv] = membership.LastSeq;
         return membership;
+    }
+
+    /// <summary>The writer's view of a group: this batch's uncommitted change if any, else the committed one.</summary>
+    private GroupSnapshot? Group(string conv) =>
+        _pendingGroups.TryGetValue(conv, out var pending) ? pending : _groups.Get(conv);
+
+    private Membership? GroupAccess(SqliteConnection connection, SqliteTransaction transaction, StoreCommand command, long? cached)
+    {
+        if (Group(command.Conv) is not { } group)
+        {
+            command.Fail(ErrorCodes.NotFound, "no such conversation");
+            return null;
+        }
+
+        var last = cached ?? ConversationAccess.LastSeq(connection, transaction, command.Conv) ?? 0;
+        _lastSeq[command.Conv] = last;
+        var user = command.Origin.User;
+        if (group.Current.TryGetValue(user, out var member))
+        {
+            return new Membership(command.Conv, "group", member.Role, member.JoinedSeq, null, last);
+        }
+
+        if (group.Former.TryGetValue(user, out var former))
+        {
+            return new Membership(command.Conv, "group", Roles.Member, former.JoinedSeq, former.RemovedSeq, last);
+        }
+
+        command.Fail(ErrorCodes.Forbidden, "not a member of this conversation");
+        return null;
     }
 
     private void Append(SqliteConnection connection, SqliteTransaction transaction, WriterStatements statements, AppendCommand command, long now)
@@ -191,7 +241,7 @@ internal sealed partial class SqliteMessageStore
         var seq = member.LastSeq + 1;
         var id = _ids.Next();
         var e2ee = command.E2ee?.GetRawText();
-        statements.InsertEvent(command.Conv, seq, id, now, user, command.Origin.Device, command.Kind, command.Cid, command.Body, e2ee, command.ReplyTo, command.Target);
+        statements.InsertEvent(command.Conv, seq, id, now, user, command.Origin.Device, command.Kind, command.Cid, command.Body, e2ee, command.ReplyTo, command.Target, null);
         _lastSeq[command.Conv] = seq;
         if (!_touched.ContainsKey(command.Conv))
         {
@@ -222,9 +272,7 @@ internal sealed partial class SqliteMessageStore
             ReplyTo = command.ReplyTo,
             Target = command.Target,
         };
-        command.Members = member.Kind == "direct"
-            ? DirectMembers(command.Conv)
-            : ConversationAccess.CurrentMembers(connection, transaction, command.Conv);
+        command.Members = member.Kind == "direct" ? DirectMembers(command.Conv) : Group(command.Conv)!.Users;
     }
 
     private bool CheckTarget(WriterStatements statements, AppendCommand command, Membership member, long target, long now)
@@ -308,9 +356,7 @@ internal sealed partial class SqliteMessageStore
             command.ReadAdvancedTo = newRead;
         }
 
-        command.Members = member.Kind == "direct"
-            ? DirectMembers(command.Conv)
-            : ConversationAccess.CurrentMembers(connection, transaction, command.Conv);
+        command.Members = member.Kind == "direct" ? DirectMembers(command.Conv) : Group(command.Conv)!.Users;
     }
 
     private static string[] DirectMembers(string conv)
@@ -337,12 +383,24 @@ internal sealed partial class SqliteMessageStore
         private readonly SqliteCommand _deviceCursor;
         private readonly SqliteCommand _getMemberCursor;
         private readonly SqliteCommand _setMemberCursor;
+        private readonly SqliteCommand _insertConversation;
+        private readonly SqliteCommand _renameConversation;
+        private readonly SqliteCommand _setGroupMember;
+        private readonly SqliteCommand _removeGroupMember;
+        private readonly SqliteCommand _setRole;
+        private readonly SqliteCommand _userExists;
         private readonly SqliteCommand[] _all;
 
         public WriterStatements(SqliteConnection connection)
         {
             _findByCid = Make(connection, "SELECT cid, conv, seq, id, ts FROM events WHERE sender = $1 AND cid = $2", 2);
-            _insertEvent = Make(connection, "INSERT INTO events(conv, seq, id, ts, sender, dev, kind, cid, body, e2ee, reply_to, target) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)", 12);
+            _insertEvent = Make(connection, "INSERT INTO events(conv, seq, id, ts, sender, dev, kind, cid, body, e2ee, reply_to, target, system) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)", 13);
+            _insertConversation = Make(connection, "INSERT INTO conversations(conv, kind, name, last_seq, created) VALUES ($1, 'group', $2, 0, $3)", 3);
+            _renameConversation = Make(connection, "UPDATE conversations SET name = $2 WHERE conv = $1", 2);
+            _setGroupMember = Make(connection, "INSERT INTO members(conv, user, role, joined_seq, removed_seq, joined_ts) VALUES ($1, $2, $3, $4, NULL, $5) ON CONFLICT(conv, user) DO UPDATE SET role = excluded.role, joined_seq = excluded.joined_seq, removed_seq = NULL, joined_ts = excluded.joined_ts", 5);
+            _removeGroupMember = Make(connection, "UPDATE members SET removed_seq = $3 WHERE conv = $1 AND user = $2", 3);
+            _setRole = Make(connection, "UPDATE members SET role = $3 WHERE conv = $1 AND user = $2", 3);
+            _userExists = Make(connection, "SELECT 1 FROM users WHERE user = $1", 1);
             _upsertConversation = Make(connection, "INSERT INTO conversations(conv, kind, last_seq, created) VALUES ($1, $2, $3, $4) ON CONFLICT(conv) DO UPDATE SET last_seq = excluded.last_seq", 4);
             _insertMember = Make(connection, "INSERT OR IGNORE INTO members(conv, user, role, joined_seq, joined_ts) VALUES ($1, $2, 'member', 1, $3)", 3);
             _eventHead = Make(connection, "SELECT sender, kind, ts FROM events WHERE conv = $1 AND seq = $2", 2);
@@ -350,7 +408,8 @@ internal sealed partial class SqliteMessageStore
             _deviceCursor = Make(connection, "INSERT INTO device_cursors(user, device, conv, delivered) VALUES ($1, $2, $3, $4) ON CONFLICT DO UPDATE SET delivered = max(delivered, excluded.delivered)", 4);
             _getMemberCursor = Make(connection, "SELECT delivered, read FROM member_cursors WHERE conv = $1 AND user = $2", 2);
             _setMemberCursor = Make(connection, "INSERT INTO member_cursors(conv, user, delivered, read, updated) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO UPDATE SET delivered = excluded.delivered, read = excluded.read, updated = excluded.updated", 5);
-            _all = [_findByCid, _insertEvent, _upsertConversation, _insertMember, _eventHead, _isDeleted, _deviceCursor, _getMemberCursor, _setMemberCursor];
+            _all = [_findByCid, _insertEvent, _upsertConversation, _insertMember, _eventHead, _isDeleted, _deviceCursor, _getMemberCursor, _setMemberCursor,
+                _insertConversation, _renameConversation, _setGroupMember, _removeGroupMember, _setRole, _userExists];
         }
 
         public void Bind(SqliteTransaction transaction)
@@ -370,10 +429,46 @@ internal sealed partial class SqliteMessageStore
                 : null;
         }
 
-        public void InsertEvent(string conv, long seq, long id, long ts, string sender, int dev, string kind, string cid, string? body, string? e2ee, long? replyTo, long? target)
+        public void InsertEvent(string conv, long seq, long id, long ts, string sender, int dev, string kind, string cid, string? body, string? e2ee, long? replyTo, long? target, string? system)
         {
-            Set(_insertEvent, conv, seq, id, ts, sender, dev, kind, cid, body, e2ee, replyTo, target);
+            Set(_insertEvent, conv, seq, id, ts, sender, dev, kind, cid, body, e2ee, replyTo, target, system);
             _insertEvent.ExecuteNonQuery();
+        }
+
+        public void InsertGroup(string conv, string name, long now)
+        {
+            Set(_insertConversation, conv, name, now);
+            _insertConversation.ExecuteNonQuery();
+        }
+
+        public void RenameGroup(string conv, string name)
+        {
+            Set(_renameConversation, conv, name);
+            _renameConversation.ExecuteNonQuery();
+        }
+
+        public void SetGroupMember(string conv, GroupMember member)
+        {
+            Set(_setGroupMember, conv, member.User, member.Role, member.JoinedSeq, member.JoinedTs);
+            _setGroupMember.ExecuteNonQuery();
+        }
+
+        public void RemoveGroupMember(string conv, string user, long seq)
+        {
+            Set(_removeGroupMember, conv, user, seq);
+            _removeGroupMember.ExecuteNonQuery();
+        }
+
+        public void SetRole(string conv, string user, string role)
+        {
+            Set(_setRole, conv, user, role);
+            _setRole.ExecuteNonQuery();
+        }
+
+        public bool UserExists(string user)
+        {
+            Set(_userExists, user);
+            return _userExists.ExecuteScalar() is not null;
         }
 
         public void UpsertConversation(string conv, string kind, long lastSeq, long now)

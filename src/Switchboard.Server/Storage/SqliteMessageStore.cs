@@ -25,10 +25,12 @@ internal sealed partial class SqliteMessageStore : IMessageStore, IDisposable
     private readonly SwitchboardMetrics _metrics;
     private readonly ILogger<SqliteMessageStore> _logger;
     private readonly Thread _writer;
+    private readonly GroupDirectory _groups;
     private ICommitObserver? _observer;
 
     public SqliteMessageStore(
         SqliteDatabase database,
+        GroupDirectory groups,
         IOptions<StorageOptions> options,
         IOptions<Messaging.MessagingOptions> messaging,
         IdGenerator ids,
@@ -37,6 +39,7 @@ internal sealed partial class SqliteMessageStore : IMessageStore, IDisposable
         ILogger<SqliteMessageStore> logger)
     {
         _database = database;
+        _groups = groups;
         _options = options.Value;
         _messaging = messaging.Value;
         _ids = ids;
