@@ -8,7 +8,9 @@ internal sealed partial class GatewayConnection
 {
     private readonly Lock _liveLock = new();
     private bool _live;
-    private bool _missedWhileReplaying;
+
+    /// <summary>Conversations that had events while replaying: the next pass reads only these.</summary>
+    private HashSet<string> _missed = new(StringComparer.Ordinal);
 
     /// <summary>Last seq sent per conversation by the replay; a live event at or below it is a repeat.</summary>
     private Dictionary<string, long>? _replayed;
@@ -20,7 +22,7 @@ internal sealed partial class GatewayConnection
             if (!_live)
             {
                 // The replay reads the store, which already holds this event: it will pick it up in order.
-                _missedWhileReplaying = true;
+                _missed.Add(conv);
                 return;
             }
 
@@ -34,8 +36,9 @@ internal sealed partial class GatewayConnection
     }
 
     /// <summary>
-    /// Streams every event this device has not received, per conversation in seq order, page by page as the
-    /// socket drains; repeats until no event arrived meanwhile, then turns live.
+    /// Streams every event this device has not received, per conversation in seq order, pausing whenever the
+    /// socket's queue is half full. Conversations that got events meanwhile are read again until a pass finds
+    /// none; then the receipt state and <c>live</c> go out and live delivery takes over.
     /// </summary>
     private async Task ReplayAsync(long lastActive)
     {
@@ -44,60 +47,44 @@ internal sealed partial class GatewayConnection
             var store = _services.Store;
             var positions = new Dictionary<string, long>(StringComparer.Ordinal);
             var cursors = store.GetDeviceCursors(User, Device);
-            List<Membership> memberships;
+            var memberships = store.GetMemberships(User).ToDictionary(m => m.Conv, StringComparer.Ordinal);
+            IEnumerable<Membership> pass = memberships.Values;
+            List<byte[]>? receipts = null;
             while (true)
             {
-                lock (_liveLock)
+                foreach (var member in pass)
                 {
-                    _missedWhileReplaying = false;
-                }
-
-                memberships = store.GetMemberships(User);
-                foreach (var member in memberships)
-                {
-                    if (!positions.TryGetValue(member.Conv, out var position))
+                    if (!await ReplayConversationAsync(member, positions, cursors))
                     {
-                        position = Math.Max(cursors.GetValueOrDefault(member.Conv), member.FirstSeq - 1);
-                    }
-
-                    var upTo = member.RemovedSeq ?? long.MaxValue;
-                    while (Volatile.Read(ref _closeCode) == 0)
-                    {
-                        var page = store.ReadAfter(member.Conv, position, upTo, _options.ReplayPageSize);
-                        foreach (var e in page)
-                        {
-                            if (!(e.From == User && e.Dev == Device))
-                            {
-                                await WaitForRoomAsync();
-                                Send(Frames.Serialize(e));
-                            }
-
-                            position = e.Seq;
-                        }
-
-                        positions[member.Conv] = position;
-                        if (page.Count < _options.ReplayPageSize)
-                        {
-                            break;
-                        }
+                        return;
                     }
                 }
 
-                if (Volatile.Read(ref _closeCode) != 0)
-                {
-                    return;
-                }
-
+                receipts ??= ReceiptState(memberships.Values, lastActive);
                 lock (_liveLock)
                 {
-                    if (!_missedWhileReplaying)
+                    if (_missed.Count == 0)
                     {
-                        SendReceiptState(memberships, lastActive);
+                        foreach (var receipt in receipts)
+                        {
+                            Send(receipt);
+                        }
+
                         Send(Frames.Live);
                         _replayed = positions;
                         _live = true;
                         return;
                     }
+
+                    var missed = _missed;
+                    _missed = new HashSet<string>(StringComparer.Ordinal);
+                    if (missed.Any(conv => !memberships.ContainsKey(conv)))
+                    {
+                        // A conversation new to this user (a first message, or being added to a group).
+                        memberships = store.GetMemberships(User).ToDictionary(m => m.Conv, StringComparer.Ordinal);
+                    }
+
+                    pass = missed.Where(memberships.ContainsKey).Select(conv => memberships[conv]).ToList();
                 }
             }
         }
@@ -108,9 +95,47 @@ internal sealed partial class GatewayConnection
         }
     }
 
-    /// <summary>Receipts that moved while this device was away: the other party's cursors and the user's own read.</summary>
-    private void SendReceiptState(List<Membership> memberships, long lastActive)
+    /// <summary>Sends one conversation's backlog from the last position; false when the socket is closing.</summary>
+    private async Task<bool> ReplayConversationAsync(Membership member, Dictionary<string, long> positions, Dictionary<string, long> cursors)
     {
+        if (!positions.TryGetValue(member.Conv, out var position))
+        {
+            position = Math.Max(cursors.GetValueOrDefault(member.Conv), member.FirstSeq - 1);
+        }
+
+        // A removed member's replay stops at their removal, even when the store has more.
+        var upTo = member.RemovedSeq ?? long.MaxValue;
+        while (true)
+        {
+            if (Volatile.Read(ref _closeCode) != 0)
+            {
+                return false;
+            }
+
+            var page = _services.Store.ReadAfter(member.Conv, position, upTo, _options.ReplayPageSize);
+            foreach (var e in page)
+            {
+                if (!(e.From == User && e.Dev == Device && e.Kind != EventKinds.System))
+                {
+                    await WaitForRoomCoreAsync();
+                    Send(Frames.Serialize(e));
+                }
+
+                position = e.Seq;
+            }
+
+            positions[member.Conv] = position;
+            if (page.Count < _options.ReplayPageSize)
+            {
+                return true;
+            }
+        }
+    }
+
+    /// <summary>Receipts that moved while this device was away: the other party's cursors and the user's own read.</summary>
+    private List<byte[]> ReceiptState(IEnumerable<Membership> memberships, long lastActive)
+    {
+        var frames = new List<byte[]>();
         foreach (var member in memberships)
         {
             if (member.Kind != "direct" || member.LastSeq == 0)
@@ -127,14 +152,16 @@ internal sealed partial class GatewayConnection
 
                 if (cursor.User != User && cursor.Delivered > 0)
                 {
-                    Send(Frames.Serialize(new ReceiptFrame(member.Conv, cursor.User, ReceiptKinds.Delivered, cursor.Delivered)));
+                    frames.Add(Frames.Serialize(new ReceiptFrame(member.Conv, cursor.User, ReceiptKinds.Delivered, cursor.Delivered)));
                 }
 
                 if (cursor.Read > 0)
                 {
-                    Send(Frames.Serialize(new ReceiptFrame(member.Conv, cursor.User, ReceiptKinds.Read, cursor.Read)));
+                    frames.Add(Frames.Serialize(new ReceiptFrame(member.Conv, cursor.User, ReceiptKinds.Read, cursor.Read)));
                 }
             }
         }
+
+        return frames;
     }
 }

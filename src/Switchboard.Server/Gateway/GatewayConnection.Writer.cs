@@ -72,13 +72,20 @@ internal sealed partial class GatewayConnection
     }
 
     /// <summary>Waits until the queue is below half its budget, so replay never buffers the backlog whole.</summary>
-    private async ValueTask WaitForRoomAsync()
+    private async ValueTask WaitForRoomCoreAsync()
     {
         while (Volatile.Read(ref _queuedBytes) > _options.OutboundQueueBytes / 2 && Volatile.Read(ref _closeCode) == 0)
         {
             var drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             var current = Interlocked.CompareExchange(ref _drained, drained, null) ?? drained;
-            await Task.WhenAny(current.Task, Task.Delay(100, _abort.Token));
+            try
+            {
+                await Task.WhenAny(current.Task, Task.Delay(100, _abort.Token));
+            }
+            catch (ObjectDisposedException)
+            {
+                return;
+            }
         }
     }
 }

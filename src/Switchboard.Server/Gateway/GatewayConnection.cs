@@ -26,6 +26,7 @@ internal sealed partial class GatewayConnection : IClient
     private volatile bool _flushBeforeClose;
     private string _closeReason = "";
     private ClientState? _state;
+    private string? _token;
 
     public GatewayConnection(WebSocket socket, GatewayServices services)
     {
@@ -47,6 +48,7 @@ internal sealed partial class GatewayConnection : IClient
         using var stoppingRegistration = stopping.Register(static s => ((GatewayConnection)s!).Close(CloseCodes.Draining, "server draining"), this);
         var writer = WriteLoopAsync();
         var registered = false;
+        Task replay = Task.CompletedTask;
         try
         {
             if (await HandshakeAsync() is not { } identity)
@@ -56,16 +58,22 @@ internal sealed partial class GatewayConnection : IClient
 
             User = identity.User;
             Device = identity.Device;
-            _state = new ClientState(_services.Rates.For(User));
-            var replaced = _services.Router.Register(this);
+            _state = new ClientState(_services.Rates.For(User), _options.MaxInFlightPerSocket);
+            var (replaced, _) = _services.Router.Register(this);
             registered = true;
             _services.Metrics.SocketOpened();
             replaced?.Close(CloseCodes.Replaced, "replaced by a newer socket of this device");
-            _services.Presence.Connected(User, replaced is null && _services.Router.Sessions(User).Count == 1);
-            _services.Accounts.TouchDevice(User, Device, _services.Time.GetUtcNow().ToUnixTimeMilliseconds());
+            if (_services.Accounts.Authenticate(_token!) is null)
+            {
+                // Unlinked between the handshake and registering: the unlink could not see this socket.
+                Refuse(ErrorCodes.Unauthorized, "device unlinked");
+                return;
+            }
 
+            _services.Presence.Touch(User);
+            _services.Accounts.TouchDevice(User, Device, _services.Time.GetUtcNow().ToUnixTimeMilliseconds());
             Send(Frames.Serialize(new WelcomeFrame(User, Device, _services.Time.GetUtcNow().ToUnixTimeMilliseconds(), _options.HeartbeatSeconds)));
-            _ = ReplayAsync(identity.LastActive);
+            replay = ReplayAsync(identity.LastActive);
             await ReadLoopAsync();
         }
         catch (Exception ex) when (ex is WebSocketException or OperationCanceledException)
@@ -83,23 +91,39 @@ internal sealed partial class GatewayConnection : IClient
             await AwaitPeerCloseAsync();
             await _abort.CancelAsync();
             _socket.Abort();
+            await replay; // never throws: it catches its own failures
             if (registered)
             {
-                _services.Metrics.SocketClosed();
-                var last = _services.Router.Unregister(this);
-                if (last)
-                {
-                    _services.Rates.Forget(User);
-                }
-
-                _services.Accounts.TouchDevice(User, Device, _services.Time.GetUtcNow().ToUnixTimeMilliseconds());
-                _services.Presence.Disconnected(this, last);
+                Cleanup();
             }
 
             _socket.Dispose();
             _abort.Dispose();
         }
     }
+
+    /// <summary>Each step on its own, so one failure cannot leave the user online or a watcher behind.</summary>
+    private void Cleanup()
+    {
+        _services.Metrics.SocketClosed();
+        var last = _services.Router.Unregister(this);
+        Try(() => _services.Rates.Release(User));
+        Try(() => _services.Presence.Disconnected(this, last));
+    }
+
+    private void Try(Action step)
+    {
+        try
+        {
+            step();
+        }
+        catch (Exception ex)
+        {
+            _services.LogConnectionFailed(ex, User, Device);
+        }
+    }
+
+    public ValueTask WaitForRoomAsync() => WaitForRoomCoreAsync();
 
     /// <summary>Requests a close with <paramref name="code"/>; the first request wins. Never waits.</summary>
     public void Close(int code, string reason) => Close(code, reason, flush: false);
@@ -178,6 +202,7 @@ internal sealed partial class GatewayConnection : IClient
             return null;
         }
 
+        _token = hello.Token;
         return identity;
     }
 
@@ -197,6 +222,7 @@ internal sealed partial class GatewayConnection : IClient
             }
 
             var receivedAt = Stopwatch.GetTimestamp();
+            _services.Presence.Touch(User);
             ClientFrame? frame;
             try
             {

@@ -21,6 +21,12 @@ public sealed class GatewayOptions
     /// </summary>
     public int OutboundQueueBytes { get; set; } = 1024 * 1024;
 
+    /// <summary>
+    /// Sends and cursor moves a socket may have waiting for the group commit. Enough for deep pipelining (the
+    /// bench's window of 256); beyond it the socket is not read until something commits.
+    /// </summary>
+    public int MaxInFlightPerSocket { get; set; } = 256;
+
     /// <summary>Events read from the store per replay page; replay waits for the socket to drain between pages.</summary>
     public int ReplayPageSize { get; set; } = 256;
 
@@ -39,6 +45,11 @@ public sealed class GatewayOptions
         if (OutboundQueueBytes < 64 * 1024)
         {
             throw new InvalidOperationException("Switchboard:Gateway:OutboundQueueBytes must be at least 64 KiB.");
+        }
+
+        if (MaxInFlightPerSocket is < 1 or > 100_000)
+        {
+            throw new InvalidOperationException("Switchboard:Gateway:MaxInFlightPerSocket must be between 1 and 100000.");
         }
 
         if (ReplayPageSize is < 1 or > 10_000)

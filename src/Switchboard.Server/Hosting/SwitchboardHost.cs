@@ -66,7 +66,9 @@ public static class SwitchboardHost
 
         // Routing and presence: in memory.
         services.AddSingleton<ISessionRouter, InMemorySessionRouter>();
+        services.AddSingleton<IPresenceStore, InMemoryPresenceStore>();
         services.AddSingleton<PresenceService>();
+        services.AddHostedService<PresenceSweeper>();
 
         // Message path and gateway.
         services.AddSingleton<IFanoutQueue, ChannelFanoutQueue>();
@@ -128,8 +130,13 @@ internal sealed class StoreLifetime(SqliteMessageStore store, MessageService mes
 }
 
 /// <summary>Deletes events older than the retention period, a bounded chunk at a time.</summary>
-internal sealed class RetentionJob(IMessageStore store, IOptions<StorageOptions> options, TimeProvider time) : BackgroundService
+internal sealed partial class RetentionJob(IMessageStore store, IOptions<StorageOptions> options, TimeProvider time, ILogger<RetentionJob> logger) : BackgroundService
 {
+    [LoggerMessage(EventId = 1101, Level = LogLevel.Error, Message = "Retention purge failed")]
+    private partial void LogPurgeFailed(Exception exception);
+
+    private ILogger Logger => logger;
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(TimeSpan.FromMinutes(options.Value.PurgeIntervalMinutes));
@@ -137,9 +144,16 @@ internal sealed class RetentionJob(IMessageStore store, IOptions<StorageOptions>
         {
             var cutoff = time.GetUtcNow().ToUnixTimeMilliseconds() - (options.Value.RetentionDays * 86_400_000L);
             // Small chunks keep each delete's write lock short, so the group commit is never held up for long.
-            while (!stoppingToken.IsCancellationRequested && store.Purge(cutoff, 5000) == 5000)
+            try
             {
-                await Task.Delay(50, stoppingToken);
+                while (!stoppingToken.IsCancellationRequested && store.Purge(cutoff, 1000) == 1000)
+                {
+                    await Task.Delay(200, stoppingToken);
+                }
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                LogPurgeFailed(ex); // tried again at the next interval; the server keeps running
             }
         }
         while (await timer.WaitForNextTickAsync(stoppingToken));

@@ -9,12 +9,21 @@ internal interface IClient : Routing.ISession, ICommandOrigin
     new string User { get; }
     new int Device { get; }
     ClientState State { get; }
+
+    /// <summary>Waits until the socket's outbound queue has room, so a large answer streams instead of piling up.</summary>
+    ValueTask WaitForRoomAsync();
 }
 
 /// <summary>Per-socket message-path state, small and bounded.</summary>
-internal sealed class ClientState(RateGate rate)
+internal sealed class ClientState(RateGate rate, int maxInFlight)
 {
     public RateGate Rate { get; } = rate;
+
+    /// <summary>
+    /// Writes this socket has queued and not yet seen committed. A socket at the limit is simply not read until
+    /// one commits, so one pipelining client can neither fill the writer's queue nor grow memory.
+    /// </summary>
+    public SemaphoreSlim InFlight { get; } = new(maxInFlight, maxInFlight);
 
     /// <summary>Last forwarded typing frame per (conv, on), for the once-per-second throttle.</summary>
     public Dictionary<(string Conv, bool On), long> TypingForwarded { get; } = [];

@@ -42,8 +42,7 @@ internal sealed partial class MessageService(
             case FrameTypes.Read:
                 return CursorAsync(client, frame, cancellationToken);
             case FrameTypes.Sync:
-                Sync(client, frame);
-                return ValueTask.CompletedTask;
+                return SyncAsync(client, frame);
             case FrameTypes.Typing:
                 Typing(client, frame);
                 return ValueTask.CompletedTask;
@@ -88,7 +87,8 @@ internal sealed partial class MessageService(
             return BadFrame(client, "reply_to must be a seq (≥ 1)", cid);
         }
 
-        return store.SubmitAsync(
+        return SubmitAsync(
+            client,
             new AppendCommand
             {
                 Origin = client,
@@ -125,7 +125,8 @@ internal sealed partial class MessageService(
             return ValueTask.CompletedTask;
         }
 
-        return store.SubmitAsync(
+        return SubmitAsync(
+            client,
             new AppendCommand
             {
                 Origin = client,
@@ -155,7 +156,22 @@ internal sealed partial class MessageService(
             return BadFrame(client, "seq must be a number ≥ 0", conv);
         }
 
-        return store.SubmitAsync(new CursorCommand { Origin = client, Conv = conv, Seq = seq, IsRead = frame.T == FrameTypes.Read }, cancellationToken);
+        return SubmitAsync(client, new CursorCommand { Origin = client, Conv = conv, Seq = seq, IsRead = frame.T == FrameTypes.Read }, cancellationToken);
+    }
+
+    /// <summary>Queues a write for the group commit, holding one of the socket's in-flight slots until it commits.</summary>
+    private async ValueTask SubmitAsync(IClient client, StoreCommand command, CancellationToken cancellationToken)
+    {
+        await client.State.InFlight.WaitAsync(cancellationToken);
+        try
+        {
+            await store.SubmitAsync(command, cancellationToken);
+        }
+        catch
+        {
+            client.State.InFlight.Release();
+            throw;
+        }
     }
 
     private static string? CheckCid(IClient client, ClientFrame frame)
@@ -214,7 +230,7 @@ internal sealed partial class MessageService(
         return true;
     }
 
-    private void Sync(IClient client, ClientFrame frame)
+    private async ValueTask SyncAsync(IClient client, ClientFrame frame)
     {
         if (CheckConv(client, frame, null) is not { } conv)
         {
@@ -239,6 +255,7 @@ internal sealed partial class MessageService(
         var events = from < member.LastVisible ? store.ReadAfter(conv, from, member.LastVisible, limit) : [];
         foreach (var e in events)
         {
+            await client.WaitForRoomAsync(); // a big page streams as the socket drains, never over its budget
             client.Send(Frames.Serialize(e));
         }
 
@@ -336,9 +353,9 @@ internal sealed partial class MessageService(
     {
         foreach (var command in batch)
         {
+            var origin = command.Origin as IClient;
             try
             {
-                var origin = command.Origin as IClient;
                 if (command.ErrorCode is { } code)
                 {
                     metrics.Rejected.Inc();
@@ -360,8 +377,13 @@ internal sealed partial class MessageService(
                         break;
                 }
             }
+            catch (Exception ex)
+            {
+                LogCommitHandlingFailed(ex, command.Conv);
+            }
             finally
             {
+                origin?.State.InFlight.Release();
                 command.Completion?.TrySetResult();
             }
         }
@@ -440,6 +462,9 @@ internal sealed partial class MessageService(
     }
 
     internal static double SecondsSince(long timestamp) => Stopwatch.GetElapsedTime(timestamp).TotalSeconds;
+
+    [LoggerMessage(EventId = 2002, Level = LogLevel.Error, Message = "Acking or delivering a committed command in {Conv} failed")]
+    private partial void LogCommitHandlingFailed(Exception exception, string conv);
 
     [LoggerMessage(EventId = 2001, Level = LogLevel.Warning, Message = "Frame from {User}/{Device} failed")]
     internal partial void LogFrameFailed(Exception exception, string user, int device);

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Switchboard.Server.Storage;
 
 namespace Switchboard.Server.Messaging;
@@ -45,15 +44,40 @@ internal sealed class RateGate(TokenBucket device, TokenBucket user) : IRateGate
     }
 }
 
-/// <summary>Hands out rate gates; a user's bucket is shared by the user's sockets and dropped with the last one.</summary>
+/// <summary>
+/// Hands out rate gates. A user's bucket is shared by the user's sockets and dropped when the last one closes;
+/// a device's bucket lives as long as its socket.
+/// </summary>
 internal sealed class RateGates(Microsoft.Extensions.Options.IOptions<MessagingOptions> options)
 {
     private readonly MessagingOptions _options = options.Value;
-    private readonly ConcurrentDictionary<string, TokenBucket> _users = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (TokenBucket Bucket, int Sockets)> _users = new(StringComparer.Ordinal);
 
-    public RateGate For(string user) => new(
-        new TokenBucket(_options.DeviceBurst, _options.DevicePerSecond),
-        _users.GetOrAdd(user, _ => new TokenBucket(_options.UserBurst, _options.UserPerSecond)));
+    public RateGate For(string user)
+    {
+        lock (_users)
+        {
+            var (bucket, sockets) = _users.TryGetValue(user, out var found) ? found : (new TokenBucket(_options.UserBurst, _options.UserPerSecond), 0);
+            _users[user] = (bucket, sockets + 1);
+            return new RateGate(new TokenBucket(_options.DeviceBurst, _options.DevicePerSecond), bucket);
+        }
+    }
 
-    public void Forget(string user) => _users.TryRemove(user, out _);
+    public void Release(string user)
+    {
+        lock (_users)
+        {
+            if (_users.TryGetValue(user, out var found))
+            {
+                if (found.Sockets <= 1)
+                {
+                    _users.Remove(user);
+                }
+                else
+                {
+                    _users[user] = (found.Bucket, found.Sockets - 1);
+                }
+            }
+        }
+    }
 }

@@ -22,8 +22,11 @@ internal interface ISession
 /// <summary>Where each user's online devices are: user → sessions.</summary>
 internal interface ISessionRouter
 {
-    /// <summary>Adds a session; returns the session it replaces (same user and device), if any.</summary>
-    ISession? Register(ISession session);
+    /// <summary>
+    /// Adds a session; returns the session it replaces (same user and device), if any, and whether the user had
+    /// no session before (their first device came online).
+    /// </summary>
+    (ISession? Replaced, bool First) Register(ISession session);
 
     /// <summary>Removes a session; true when it was the user's last one on this node.</summary>
     bool Unregister(ISession session);

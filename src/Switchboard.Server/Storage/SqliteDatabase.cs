@@ -34,7 +34,9 @@ internal sealed class SqliteDatabase
         var connection = new SqliteConnection(_connectionString);
         connection.Open();
         // FULL: in WAL mode every commit is fsync'd, which is what "durable before ack" means.
-        Execute(connection, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;");
+        // busy_timeout: a connection that finds the database locked waits inside SQLite (fine-grained) rather
+        // than failing or sleeping in coarse steps, so side writes never stall the group commit for long.
+        Execute(connection, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA busy_timeout=5000;");
         return connection;
     }
 
