@@ -73,6 +73,7 @@ public static class SwitchboardHost
         // Message path and gateway.
         services.AddSingleton<IFanoutQueue, ChannelFanoutQueue>();
         services.AddSingleton<RateGates>();
+        services.AddSingleton<GroupReceipts>();
         services.AddSingleton<MessageService>();
         services.AddSingleton<GatewayServices>();
         services.AddHostedService<HeartbeatMonitor>();

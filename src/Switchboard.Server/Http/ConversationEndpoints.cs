@@ -79,7 +79,7 @@ internal static class ConversationEndpoints
         return Json(new HistoryPage(page, more), SwitchboardJsonContext.Default.HistoryPage);
     }
 
-    private static IResult Receipts(HttpContext context, string conv, AccountStore accounts, IMessageStore store)
+    private static IResult Receipts(HttpContext context, string conv, AccountStore accounts, IMessageStore store, GroupDirectory groups)
     {
         if (Authenticate(context, accounts) is not { } me)
         {
@@ -98,11 +98,14 @@ internal static class ConversationEndpoints
         }
 
         var cursors = store.GetMemberCursors(conv).ToDictionary(c => c.User, StringComparer.Ordinal);
+        var group = Names.IsGroup(conv) ? groups.Get(conv) : null;
         var rows = new List<ReceiptRow>();
         foreach (var user in store.CurrentMembers(conv))
         {
             var cursor = cursors.GetValueOrDefault(user);
-            rows.Add(new ReceiptRow(user, cursor?.Delivered ?? 0, cursor?.Read ?? 0));
+            // A member counts from their join: what came before it was never theirs to receive.
+            var floor = group is not null && group.Current.TryGetValue(user, out var member) ? member.JoinedSeq - 1 : 0;
+            rows.Add(new ReceiptRow(user, Math.Max(cursor?.Delivered ?? 0, floor), Math.Max(cursor?.Read ?? 0, floor)));
         }
 
         return Json(rows, SwitchboardJsonContext.Default.ListReceiptRow);

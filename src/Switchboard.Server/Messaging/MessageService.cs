@@ -20,6 +20,7 @@ internal sealed partial class MessageService(
     ISessionRouter router,
     IFanoutQueue fanout,
     GroupDirectory groups,
+    GroupReceipts groupReceipts,
     PresenceService presence,
     IOptions<MessagingOptions> options,
     SwitchboardMetrics metrics,
@@ -397,6 +398,7 @@ internal sealed partial class MessageService(
         }
 
         metrics.Accepted.Inc();
+        groupReceipts.MembershipChanged(command.Group!, command.Departed);
         // The acting device gets the event too (an HTTP call has no ack), and so does whoever just left.
         var recipients = command.Departed.Count == 0 ? command.Members : [.. command.Members, .. command.Departed];
         fanout.Deliver(new FanoutItem(stored.Conv, stored.Seq, Frames.Serialize(stored), recipients, null, 0, 0));
@@ -416,6 +418,11 @@ internal sealed partial class MessageService(
         }
 
         metrics.Accepted.Inc();
+        if (Names.IsGroup(stored.Conv))
+        {
+            groupReceipts.Appended(stored);
+        }
+
         // Everyone's devices but the sending one, which has its ack.
         fanout.Deliver(new FanoutItem(stored.Conv, stored.Seq, Frames.Serialize(stored), command.Members, stored.From, stored.Dev, command.ReceivedAt));
     }
@@ -423,9 +430,23 @@ internal sealed partial class MessageService(
     private void Committed(CursorCommand command)
     {
         var user = command.Origin.User;
-        if (!Names.TryParseDirect(command.Conv, out _, out _))
+        if (Names.IsGroup(command.Conv))
         {
-            return; // group receipts are aggregated by the groups capability
+            // No per-member receipt to the group: the reader's own devices learn the read, authors get aggregates.
+            if (command.ReadAdvancedTo is { } ownRead)
+            {
+                var frame = Frames.Serialize(new ReceiptFrame(command.Conv, user, ReceiptKinds.Read, ownRead));
+                foreach (var session in router.Sessions(user))
+                {
+                    if (session.Device != command.Origin.Device)
+                    {
+                        session.Send(frame);
+                    }
+                }
+            }
+
+            groupReceipts.CursorMoved(command.Conv, user, command.DeliveredAdvancedTo, command.ReadAdvancedTo);
+            return;
         }
 
         if (command.DeliveredAdvancedTo is { } delivered)

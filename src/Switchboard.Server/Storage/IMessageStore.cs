@@ -23,6 +23,9 @@ internal interface IMessageStore
 
     List<string> CurrentMembers(string conv);
 
+    /// <summary>The first text or media event of <paramref name="author"/> after <paramref name="after"/>, if any.</summary>
+    long? NextOwnMessage(string conv, string author, long after);
+
     /// <summary>A direct conversation with at least one event, or current membership of the same group.</summary>
     bool SharesConversation(string a, string b);
 

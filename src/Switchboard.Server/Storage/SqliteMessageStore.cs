@@ -132,6 +132,17 @@ internal sealed partial class SqliteMessageStore : IMessageStore, IDisposable
         return ConversationAccess.CurrentMembers(connection, null, conv);
     }
 
+    public long? NextOwnMessage(string conv, string author, long after)
+    {
+        using var connection = _database.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT MIN(seq) FROM events WHERE conv = $c AND seq > $a AND sender = $s AND kind IN ('text', 'media')";
+        command.Parameters.AddWithValue("$c", conv);
+        command.Parameters.AddWithValue("$a", after);
+        command.Parameters.AddWithValue("$s", author);
+        return command.ExecuteScalar() is long seq ? seq : null;
+    }
+
     public bool SharesConversation(string a, string b)
     {
         if (a == b)
