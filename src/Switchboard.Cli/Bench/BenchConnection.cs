@@ -19,9 +19,11 @@ internal sealed class BenchConnection : IAsyncDisposable
 
     public int? CloseStatus => (int?)_socket.CloseStatus;
 
-    public static async Task<BenchConnection> ConnectAsync(Uri uri, string token, Action<ReadOnlyMemory<byte>> onFrame, CancellationToken cancellationToken)
+    private int _bufferSize = 256 * 1024;
+
+    public static async Task<BenchConnection> ConnectAsync(Uri uri, string token, Action<ReadOnlyMemory<byte>> onFrame, CancellationToken cancellationToken, int bufferSize = 256 * 1024)
     {
-        var connection = new BenchConnection { _onFrame = onFrame };
+        var connection = new BenchConnection { _onFrame = onFrame, _bufferSize = bufferSize };
         connection._socket.Options.KeepAliveInterval = TimeSpan.Zero;
         await connection._socket.ConnectAsync(uri, cancellationToken);
         connection._receiver = connection.ReceiveLoopAsync();
@@ -45,7 +47,7 @@ internal sealed class BenchConnection : IAsyncDisposable
 
     private async Task ReceiveLoopAsync()
     {
-        var buffer = new byte[256 * 1024];
+        var buffer = new byte[_bufferSize];
         try
         {
             while (true)
@@ -54,10 +56,15 @@ internal sealed class BenchConnection : IAsyncDisposable
                 ValueWebSocketReceiveResult result;
                 do
                 {
+                    if (count == buffer.Length)
+                    {
+                        Array.Resize(ref buffer, buffer.Length * 2); // a rare big frame (a group's member list)
+                    }
+
                     result = await _socket.ReceiveAsync(buffer.AsMemory(count), CancellationToken.None);
                     count += result.Count;
                 }
-                while (!result.EndOfMessage && count < buffer.Length);
+                while (!result.EndOfMessage);
 
                 if (result.MessageType == WebSocketMessageType.Close)
                 {
@@ -72,7 +79,19 @@ internal sealed class BenchConnection : IAsyncDisposable
                     continue;
                 }
 
-                _onFrame!(frame);
+                try
+                {
+                    _onFrame!(frame);
+                }
+                catch (Exception ex) when (ex is JsonException or InvalidOperationException)
+                {
+                    await Console.Error.WriteLineAsync($"bad frame from server: {ex.Message}");
+                }
+
+                if (buffer.Length > _bufferSize)
+                {
+                    buffer = new byte[_bufferSize];
+                }
             }
         }
         catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException)

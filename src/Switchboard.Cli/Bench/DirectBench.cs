@@ -306,4 +306,5 @@ internal sealed class DirectBench(DirectOptions options)
 [System.Text.Json.Serialization.JsonSerializable(typeof(int))]
 [System.Text.Json.Serialization.JsonSerializable(typeof(double))]
 [System.Text.Json.Serialization.JsonSerializable(typeof(string))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(bool))]
 internal sealed partial class BenchJson : System.Text.Json.Serialization.JsonSerializerContext;
