@@ -34,6 +34,7 @@ direct.SetAction(async (parse, cancellationToken) =>
 
 var members = new Option<int>("--members") { Description = "Group size, all members online", DefaultValueFactory = _ => 1024 };
 var posts = new Option<int>("--posts") { Description = "Messages the first member posts", DefaultValueFactory = _ => 100 };
+var warmupPosts = new Option<int>("--warmup-posts") { Description = "Posts sent first and not measured (lets the JIT settle)", DefaultValueFactory = _ => 20 };
 var interval = new Option<int>("--interval") { Description = "Milliseconds between posts; 0 waits for each post to complete", DefaultValueFactory = _ => 0 };
 var noRecv = new Option<bool>("--no-recv") { Description = "Members do not acknowledge with recv" };
 var parallel = new Option<int>("--parallel") { Description = "Accounts created and sockets opened at once", DefaultValueFactory = _ => 16 };
@@ -41,7 +42,7 @@ var groupUrl = new Option<string>("--url") { Description = "Server base URL", De
 var groupJson = new Option<bool>("--json") { Description = "Print the result as one JSON object" };
 var group = new Command("group", "Group fanout: completion time until the last member has each post, per-recipient and ack latency")
 {
-    groupUrl, members, posts, interval, noRecv, parallel, groupJson,
+    groupUrl, members, posts, warmupPosts, interval, noRecv, parallel, groupJson,
 };
 group.SetAction(async (parse, cancellationToken) =>
 {
@@ -52,7 +53,7 @@ group.SetAction(async (parse, cancellationToken) =>
     }
 
     var options = new GroupOptions(baseUrl, Math.Clamp(parse.GetValue(members), 2, 100_000), Math.Clamp(parse.GetValue(posts), 1, 1_000_000),
-        Math.Clamp(parse.GetValue(interval), 0, 60_000), !parse.GetValue(noRecv), Math.Clamp(parse.GetValue(parallel), 1, 256), parse.GetValue(groupJson));
+        Math.Clamp(parse.GetValue(warmupPosts), 0, 1_000_000), Math.Clamp(parse.GetValue(interval), 0, 60_000), !parse.GetValue(noRecv), Math.Clamp(parse.GetValue(parallel), 1, 256), parse.GetValue(groupJson));
     return await new GroupBench(options).RunAsync(cancellationToken);
 });
 

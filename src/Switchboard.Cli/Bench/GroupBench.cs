@@ -8,7 +8,7 @@ using HdrHistogram;
 namespace Switchboard.Cli.Bench;
 
 /// <summary>Settings of the <c>group</c> workload.</summary>
-internal sealed record GroupOptions(Uri Url, int Members, int Posts, int IntervalMs, bool Recv, int Parallel, bool Json);
+internal sealed record GroupOptions(Uri Url, int Members, int Posts, int WarmupPosts, int IntervalMs, bool Recv, int Parallel, bool Json);
 
 /// <summary>
 /// A group with every member online; one member posts. For each post: the time until the last member has it
@@ -45,9 +45,10 @@ internal sealed class GroupBench(GroupOptions options)
 
         var conv = (await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("conv").GetString()!;
         var recipients = options.Members - 1;
-        var arrivals = new int[options.Posts + 2];
-        var sentAt = new long[options.Posts + 2];
-        var done = new TaskCompletionSource[options.Posts + 2];
+        var total = options.WarmupPosts + options.Posts;
+        var arrivals = new int[total + 2];
+        var sentAt = new long[total + 2];
+        var done = new TaskCompletionSource[total + 2];
         for (var i = 0; i < done.Length; i++)
         {
             done[i] = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -56,7 +57,7 @@ internal sealed class GroupBench(GroupOptions options)
         var baseSeq = 1L; // seq 1 is the group's created event; post i has seq baseSeq + 1 + i
         Console.Error.WriteLine($"connecting {options.Members} sockets…");
         var connections = new BenchConnection[options.Members];
-        var acked = new TaskCompletionSource[options.Posts];
+        var acked = new TaskCompletionSource[total];
         for (var i = 0; i < acked.Length; i++)
         {
             acked[i] = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -75,21 +76,28 @@ internal sealed class GroupBench(GroupOptions options)
 
                 var seq = Seq(frame.Span);
                 var post = (int)(seq - baseSeq - 1);
-                if (post < 0 || post >= options.Posts)
+                if (post < 0 || post >= total)
                 {
                     return;
                 }
 
-                lock (_perRecipient)
+                var measured = post >= options.WarmupPosts;
+                if (measured)
                 {
-                    _perRecipient.RecordValue(Ticks(now - Volatile.Read(ref sentAt[post])));
+                    lock (_perRecipient)
+                    {
+                        _perRecipient.RecordValue(Ticks(now - Volatile.Read(ref sentAt[post])));
+                    }
                 }
 
                 if (Interlocked.Increment(ref arrivals[post]) == recipients)
                 {
-                    lock (_completion)
+                    if (measured)
                     {
-                        _completion.RecordValue(Ticks(now - Volatile.Read(ref sentAt[post])));
+                        lock (_completion)
+                        {
+                            _completion.RecordValue(Ticks(now - Volatile.Read(ref sentAt[post])));
+                        }
                     }
 
                     done[post].TrySetResult();
@@ -107,20 +115,23 @@ internal sealed class GroupBench(GroupOptions options)
         {
             var now = Stopwatch.GetTimestamp();
             if (BenchConnection.FrameType(frame.Span) == "ack" && BenchConnection.StringField(frame.Span, "cid"u8) is { } cid
-                && int.TryParse(cid.AsSpan(5), NumberStyles.None, CultureInfo.InvariantCulture, out var post) && post < options.Posts)
+                && int.TryParse(cid.AsSpan(5), NumberStyles.None, CultureInfo.InvariantCulture, out var post) && post < total)
             {
-                lock (_ack)
+                if (post >= options.WarmupPosts)
                 {
-                    _ack.RecordValue(Ticks(now - Volatile.Read(ref sentAt[post])));
+                    lock (_ack)
+                    {
+                        _ack.RecordValue(Ticks(now - Volatile.Read(ref sentAt[post])));
+                    }
                 }
 
                 acked[post].TrySetResult();
             }
         }, cancellationToken, bufferSize: 64 * 1024);
 
-        Console.Error.WriteLine($"posting {options.Posts} messages to {recipients} online members…");
+        Console.Error.WriteLine($"posting {options.WarmupPosts} + {options.Posts} messages to {recipients} online members…");
         var incomplete = 0;
-        for (var post = 0; post < options.Posts; post++)
+        for (var post = 0; post < total; post++)
         {
             Volatile.Write(ref sentAt[post], Stopwatch.GetTimestamp());
             await connections[0].SendAsync(Encoding.UTF8.GetBytes($"{{\"t\":\"send\",\"cid\":\"post-{post}\",\"conv\":\"{conv}\",\"kind\":\"text\",\"body\":\"post {post}\"}}"), cancellationToken);
@@ -134,7 +145,7 @@ internal sealed class GroupBench(GroupOptions options)
             }
         }
 
-        for (var post = 0; post < options.Posts; post++)
+        for (var post = 0; post < total; post++)
         {
             if (!await Completed(done[post].Task))
             {
@@ -147,6 +158,7 @@ internal sealed class GroupBench(GroupOptions options)
             ["workload"] = "group",
             ["members"] = options.Members,
             ["posts"] = options.Posts,
+            ["warmup_posts"] = options.WarmupPosts,
             ["interval_ms"] = options.IntervalMs,
             ["recv"] = options.Recv,
             ["completion_ms"] = Percentiles(_completion),

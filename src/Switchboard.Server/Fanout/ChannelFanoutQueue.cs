@@ -33,7 +33,7 @@ internal sealed partial class ChannelFanoutQueue : IFanoutQueue, IDisposable
         var worker = _workers[(int)((uint)StringComparer.Ordinal.GetHashCode(item.Conv) % (uint)_workers.Length)];
         if (item.Recipients.Count <= _options.SyncThreshold && Volatile.Read(ref worker.Pending) == 0)
         {
-            Send(item, 0, item.Recipients.Count);
+            Send(item, 0, item.Recipients.Count, inline: false); // on the group-commit thread: never write sockets here
             return;
         }
 
@@ -46,7 +46,7 @@ internal sealed partial class ChannelFanoutQueue : IFanoutQueue, IDisposable
     }
 
     /// <summary>Hands the frame to the online devices of recipients [from, to).</summary>
-    private void Send(in FanoutItem item, int from, int to)
+    private void Send(in FanoutItem item, int from, int to, bool inline)
     {
         for (var i = from; i < to; i++)
         {
@@ -58,7 +58,7 @@ internal sealed partial class ChannelFanoutQueue : IFanoutQueue, IDisposable
                     continue;
                 }
 
-                session.SendEvent(item.Conv, item.Seq, item.Frame, item.ReceivedAt);
+                session.SendEvent(item.Conv, item.Seq, item.Frame, item.ReceivedAt, inline);
             }
         }
     }
@@ -97,7 +97,7 @@ internal sealed partial class ChannelFanoutQueue : IFanoutQueue, IDisposable
                         // distributed router) and other workers get the cores in between.
                         for (var from = 0; from < item.Recipients.Count; from += _owner._options.PageSize)
                         {
-                            _owner.Send(item, from, Math.Min(item.Recipients.Count, from + _owner._options.PageSize));
+                            _owner.Send(item, from, Math.Min(item.Recipients.Count, from + _owner._options.PageSize), inline: true);
                         }
                     }
                     catch (Exception ex)

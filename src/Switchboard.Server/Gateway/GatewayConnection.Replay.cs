@@ -15,7 +15,7 @@ internal sealed partial class GatewayConnection
     /// <summary>Last seq sent per conversation by the replay; a live event at or below it is a repeat.</summary>
     private Dictionary<string, long>? _replayed;
 
-    public void SendEvent(string conv, long seq, byte[] frame, long receivedAt)
+    public void SendEvent(string conv, long seq, byte[] frame, long receivedAt, bool inline)
     {
         lock (_liveLock)
         {
@@ -32,7 +32,7 @@ internal sealed partial class GatewayConnection
             }
         }
 
-        Enqueue(new Outbound(frame, receivedAt));
+        Enqueue(new Outbound(frame, receivedAt), inline);
     }
 
     /// <summary>

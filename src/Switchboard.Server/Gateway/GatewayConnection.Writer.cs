@@ -4,13 +4,22 @@ using Switchboard.Protocol;
 
 namespace Switchboard.Server.Gateway;
 
+/// <summary>
+/// The socket's one sender. Frames wait in a byte-bounded queue; whoever holds the <c>_writing</c> token drains
+/// it onto the socket, several frames per turn, and sends the close frame when one was asked for. A fanout
+/// worker drains inline on its own thread (no hop per socket); everyone else hands the drain to the thread pool,
+/// so the group-commit writer never waits on a socket.
+/// </summary>
 internal sealed partial class GatewayConnection
 {
+    private readonly TaskCompletionSource _closeSent = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private TaskCompletionSource? _drained;
+    private int _writing;
+    private volatile bool _closeDone;
 
-    public void Send(byte[] frame) => Enqueue(new Outbound(frame, 0));
+    public void Send(byte[] frame) => Enqueue(new Outbound(frame, 0), inline: false);
 
-    private void Enqueue(Outbound frame)
+    private void Enqueue(Outbound frame, bool inline)
     {
         if (Volatile.Read(ref _closeCode) != 0)
         {
@@ -28,46 +37,99 @@ internal sealed partial class GatewayConnection
         if (!_outbound.Writer.TryWrite(frame))
         {
             Interlocked.Add(ref _queuedBytes, -frame.Bytes.Length);
+            return;
+        }
+
+        Kick(inline);
+    }
+
+    /// <summary>Makes sure someone drains the queue: this thread if <paramref name="inline"/>, else the pool.</summary>
+    private void Kick(bool inline)
+    {
+        if (Volatile.Read(ref _writing) != 0)
+        {
+            return; // the holder re-checks the queue after letting go of the token
+        }
+
+        if (inline)
+        {
+            Pump();
+        }
+        else
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static c => c.Pump(), this, preferLocal: false);
         }
     }
 
-    /// <summary>The only sender on the socket: drains several frames per wake-up, then sends the close, if any.</summary>
-    private async Task WriteLoopAsync()
+    private void Pump()
     {
-        var reader = _outbound.Reader;
-        try
+        while (HasWork() && Interlocked.CompareExchange(ref _writing, 1, 0) == 0)
         {
-            while (await reader.WaitToReadAsync(_abort.Token))
+            var drain = DrainAsync();
+            if (!drain.IsCompleted)
             {
-                while ((Volatile.Read(ref _closeCode) == 0 || _flushBeforeClose) && reader.TryRead(out var frame))
-                {
-                    await _socket.SendAsync(frame.Bytes, WebSocketMessageType.Text, true, _abort.Token);
-                    Interlocked.Add(ref _queuedBytes, -frame.Bytes.Length);
-                    if (frame.ReceivedAt != 0)
-                    {
-                        _services.Metrics.DeliveryLatency.Observe(Stopwatch.GetElapsedTime(frame.ReceivedAt).TotalSeconds);
-                    }
-                }
-
-                Interlocked.Exchange(ref _drained, null)?.TrySetResult();
-                if (Volatile.Read(ref _closeCode) != 0 && !_flushBeforeClose)
-                {
-                    break;
-                }
-            }
-
-            var code = Volatile.Read(ref _closeCode);
-            if (code != 0 && _socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
-            {
-                await _socket.CloseOutputAsync((WebSocketCloseStatus)code, _closeReason, _abort.Token);
+                return; // its continuation pumps again when it is done
             }
         }
-        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException)
+    }
+
+    private bool HasWork() => Volatile.Read(ref _closeCode) != 0 ? !_closeDone : _outbound.Reader.TryPeek(out _);
+
+    private async Task DrainAsync()
+    {
+        var wentAsync = false;
+        try
         {
+            var reader = _outbound.Reader;
+            while ((Volatile.Read(ref _closeCode) == 0 || _flushBeforeClose) && reader.TryRead(out var frame))
+            {
+                var send = _socket.SendAsync(frame.Bytes, WebSocketMessageType.Text, true, _abort.Token);
+                if (send.IsCompletedSuccessfully)
+                {
+                    send.GetAwaiter().GetResult();
+                }
+                else
+                {
+                    wentAsync = true;
+                    await send;
+                }
+
+                Interlocked.Add(ref _queuedBytes, -frame.Bytes.Length);
+                if (frame.ReceivedAt != 0)
+                {
+                    _services.Metrics.DeliveryLatency.Observe(Stopwatch.GetElapsedTime(frame.ReceivedAt).TotalSeconds);
+                }
+            }
+
+            Interlocked.Exchange(ref _drained, null)?.TrySetResult();
+            var code = Volatile.Read(ref _closeCode);
+            if (code != 0 && !_closeDone && (!_flushBeforeClose || !reader.TryPeek(out _)))
+            {
+                _closeDone = true;
+                if (_socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
+                {
+                    wentAsync = true;
+                    await _socket.CloseOutputAsync((WebSocketCloseStatus)code, _closeReason, _abort.Token);
+                }
+
+                _closeSent.TrySetResult();
+            }
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+        {
+            // The socket is gone: nothing more can be sent. What was queued is recovered from the store.
+            _closeDone = true;
+            _closeSent.TrySetResult();
+            Interlocked.Exchange(ref _drained, null)?.TrySetResult();
         }
         finally
         {
-            Interlocked.Exchange(ref _drained, null)?.TrySetResult();
+            Volatile.Write(ref _writing, 0);
+        }
+
+        if (wentAsync)
+        {
+            Pump();
         }
     }
 

@@ -46,7 +46,6 @@ internal sealed partial class GatewayConnection : IClient
     public async Task RunAsync(CancellationToken stopping)
     {
         using var stoppingRegistration = stopping.Register(static s => ((GatewayConnection)s!).Close(CloseCodes.Draining, "server draining"), this);
-        var writer = WriteLoopAsync();
         var registered = false;
         Task replay = Task.CompletedTask;
         try
@@ -87,7 +86,7 @@ internal sealed partial class GatewayConnection : IClient
         finally
         {
             Close(1000, "bye");
-            await Task.WhenAny(writer, Task.Delay(TimeSpan.FromSeconds(2), CancellationToken.None));
+            await Task.WhenAny(_closeSent.Task, Task.Delay(TimeSpan.FromSeconds(2), CancellationToken.None));
             await AwaitPeerCloseAsync();
             await _abort.CancelAsync();
             _socket.Abort();
@@ -149,6 +148,7 @@ internal sealed partial class GatewayConnection : IClient
         _closeReason = reason;
         _closeRequested.TrySetResult();
         _outbound.Writer.TryComplete();
+        Kick(inline: false); // someone must send the close frame
         try
         {
             // A peer that does not answer our close in time is cut off.

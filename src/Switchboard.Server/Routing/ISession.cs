@@ -11,9 +11,10 @@ internal interface ISession
 
     /// <summary>
     /// Queues a stored event. While the socket is still replaying, the event is left to the replay (which reads
-    /// the store) so that per-conversation order holds.
+    /// the store) so that per-conversation order holds. With <paramref name="inline"/> the calling thread may
+    /// write to the socket itself (fanout workers); otherwise the write is handed to the thread pool.
     /// </summary>
-    void SendEvent(string conv, long seq, byte[] frame, long receivedAt);
+    void SendEvent(string conv, long seq, byte[] frame, long receivedAt, bool inline);
 
     /// <summary>Closes the socket with a WebSocket close code.</summary>
     void Close(int code, string reason);
