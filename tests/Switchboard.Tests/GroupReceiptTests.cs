@@ -94,6 +94,39 @@ public sealed class GroupReceiptTests(ServerFixture fixture) : IClassFixture<Ser
     }
 
     [Fact]
+    public async Task An_author_who_was_away_gets_the_aggregated_state_before_live()
+    {
+        var aliceUser = await Server.RegisterAsync();
+        var (device, token) = await Server.LinkAsync(aliceUser);
+        var alice = await TestClient.ConnectAsync(Server, aliceUser, device, token);
+        await alice.ExpectAsync("live");
+        var bob = await Server.NewClientAsync();
+        var conv = await CreateAsync(alice, bob.User);
+        var seq = (await alice.SendAckedAsync(conv, "read while I'm away")).GetProperty("seq").GetInt64();
+        await alice.CloseAsync();
+        await Task.Delay(50);
+        await bob.SendAsync(new { t = "read", conv, seq });
+        await bob.SendAsync(new { t = "ping" });
+        await bob.ExpectAsync("pong");
+        await Task.Delay(100);
+
+        var back = await TestClient.ConnectAsync(Server, aliceUser, device, token);
+        var before = new List<JsonElement>();
+        while (true)
+        {
+            var frame = await back.NextAsync();
+            if (frame.GetProperty("t").GetString() == "live")
+            {
+                break;
+            }
+
+            before.Add(frame);
+        }
+
+        Assert.Contains(before, f => f.GetProperty("t").GetString() == "receipt" && f.GetProperty("user").GetString() == "*" && f.GetProperty("kind").GetString() == "read" && f.GetProperty("seq").GetInt64() == seq);
+    }
+
+    [Fact]
     public async Task A_read_in_a_group_reaches_the_readers_other_devices()
     {
         var alice = await Server.NewClientAsync();

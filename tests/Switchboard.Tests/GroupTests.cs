@@ -206,6 +206,37 @@ public sealed class GroupTests(ServerFixture fixture) : IClassFixture<ServerFixt
     }
 
     [Fact]
+    public async Task A_late_joiner_counts_unread_and_cursors_from_their_joining()
+    {
+        var alice = await Server.NewClientAsync();
+        var bob = await Server.NewClientAsync();
+        var conv = await CreateAsync(alice, "late");
+        for (var i = 0; i < 5; i++)
+        {
+            await alice.SendAckedAsync(conv, $"before bob {i}");
+        }
+
+        await SendAsync(HttpMethod.Post, $"/v1/groups/{conv}/members", alice.Token, new { users = new[] { bob.User } });
+        await alice.SendAckedAsync(conv, "after bob");
+        var (_, list) = await Server.GetAsync("/v1/conversations", bob.Token);
+        var row = list.EnumerateArray().Single(r => r.GetProperty("conv").GetString() == conv);
+        Assert.Equal(8, row.GetProperty("last_seq").GetInt64());
+        Assert.Equal(1, row.GetProperty("unread").GetInt64()); // only "after bob"
+        Assert.Equal(6, row.GetProperty("read").GetInt64());
+    }
+
+    [Fact]
+    public async Task A_removed_member_cannot_read_message_info()
+    {
+        var alice = await Server.NewClientAsync();
+        var bob = await Server.NewClientAsync();
+        var conv = await CreateAsync(alice, "info", bob.User);
+        await SendAsync(HttpMethod.Delete, $"/v1/groups/{conv}/members/{bob.User}", alice.Token);
+        Assert.Equal(HttpStatusCode.Forbidden, (await Server.GetAsync($"/v1/conversations/{conv}/receipts?seq=1", bob.Token)).Status);
+        Assert.Equal(HttpStatusCode.OK, (await Server.GetAsync($"/v1/conversations/{conv}/receipts?seq=1", alice.Token)).Status);
+    }
+
+    [Fact]
     public async Task Unknown_groups_are_404_and_outsiders_403()
     {
         var alice = await Server.NewClientAsync();

@@ -78,12 +78,8 @@ internal sealed partial class GatewayConnection
 
                     var missed = _missed;
                     _missed = new HashSet<string>(StringComparer.Ordinal);
-                    if (missed.Any(conv => !memberships.ContainsKey(conv)))
-                    {
-                        // A conversation new to this user (a first message, or being added to a group).
-                        memberships = store.GetMemberships(User).ToDictionary(m => m.Conv, StringComparer.Ordinal);
-                    }
-
+                    // Reload: the user may have joined, left or been re-added meanwhile.
+                    memberships = store.GetMemberships(User).ToDictionary(m => m.Conv, StringComparer.Ordinal);
                     pass = missed.Where(memberships.ContainsKey).Select(conv => memberships[conv]).ToList();
                 }
             }
@@ -98,10 +94,9 @@ internal sealed partial class GatewayConnection
     /// <summary>Sends one conversation's backlog from the last position; false when the socket is closing.</summary>
     private async Task<bool> ReplayConversationAsync(Membership member, Dictionary<string, long> positions, Dictionary<string, long> cursors)
     {
-        if (!positions.TryGetValue(member.Conv, out var position))
-        {
-            position = Math.Max(cursors.GetValueOrDefault(member.Conv), member.FirstSeq - 1);
-        }
+        var position = Math.Max(
+            positions.TryGetValue(member.Conv, out var reached) ? reached : cursors.GetValueOrDefault(member.Conv),
+            member.FirstSeq - 1); // a re-added member starts again at their new joining
 
         // A removed member's replay stops at their removal, even when the store has more.
         var upTo = member.RemovedSeq ?? long.MaxValue;
@@ -122,6 +117,12 @@ internal sealed partial class GatewayConnection
                 }
 
                 position = e.Seq;
+                if (RemovesMe(e))
+                {
+                    // Removed while replaying (after the memberships were read): nothing past this event is ours.
+                    positions[member.Conv] = position;
+                    return true;
+                }
             }
 
             positions[member.Conv] = position;
@@ -132,13 +133,74 @@ internal sealed partial class GatewayConnection
         }
     }
 
+    /// <summary>
+    /// In a group: the user's own read cursor (for their other devices) and, when the members other than the user
+    /// have passed one of the user's messages, the aggregated delivered and read receipts.
+    /// </summary>
+    private void GroupReceiptState(Membership member, long lastActive, List<byte[]> frames)
+    {
+        var store = _services.Store;
+        var cursors = store.GetMemberCursors(member.Conv);
+        if (!cursors.Any(c => c.Updated >= lastActive) || _services.Groups.Get(member.Conv) is not { } group)
+        {
+            return;
+        }
+
+        var byUser = cursors.ToDictionary(c => c.User, StringComparer.Ordinal);
+        if (byUser.TryGetValue(User, out var own) && own.Updated >= lastActive && own.Read > 0)
+        {
+            frames.Add(Frames.Serialize(new ReceiptFrame(member.Conv, User, ReceiptKinds.Read, own.Read)));
+        }
+
+        if (store.NextOwnMessage(member.Conv, User, 0) is not { } firstOwn)
+        {
+            return;
+        }
+
+        long minDelivered = long.MaxValue, minRead = long.MaxValue;
+        foreach (var (user, other) in group.Current)
+        {
+            if (user == User)
+            {
+                continue;
+            }
+
+            var cursor = byUser.GetValueOrDefault(user);
+            minDelivered = Math.Min(minDelivered, Math.Max(cursor?.Delivered ?? 0, other.JoinedSeq - 1));
+            minRead = Math.Min(minRead, Math.Max(cursor?.Read ?? 0, other.JoinedSeq - 1));
+        }
+
+        if (minDelivered != long.MaxValue && minDelivered >= firstOwn)
+        {
+            frames.Add(Frames.Serialize(new ReceiptFrame(member.Conv, "*", ReceiptKinds.Delivered, minDelivered)));
+        }
+
+        if (minRead != long.MaxValue && minRead >= firstOwn)
+        {
+            frames.Add(Frames.Serialize(new ReceiptFrame(member.Conv, "*", ReceiptKinds.Read, minRead)));
+        }
+    }
+
+    private bool RemovesMe(MsgFrame e) =>
+        e.Kind == EventKinds.System && e.System is { Op: SystemOps.Removed or SystemOps.Left, Users: { } users } && users.Contains(User);
+
     /// <summary>Receipts that moved while this device was away: the other party's cursors and the user's own read.</summary>
     private List<byte[]> ReceiptState(IEnumerable<Membership> memberships, long lastActive)
     {
         var frames = new List<byte[]>();
         foreach (var member in memberships)
         {
-            if (member.Kind != "direct" || member.LastSeq == 0)
+            if (member.Kind == "group")
+            {
+                if (member.IsCurrent)
+                {
+                    GroupReceiptState(member, lastActive, frames);
+                }
+
+                continue;
+            }
+
+            if (member.LastSeq == 0)
             {
                 continue;
             }

@@ -16,6 +16,7 @@ internal sealed partial class GatewayServices(
     ISessionRouter router,
     MessageService messages,
     PresenceService presence,
+    GroupDirectory groups,
     RateGates rates,
     SwitchboardMetrics metrics,
     TimeProvider time,
@@ -27,6 +28,7 @@ internal sealed partial class GatewayServices(
     public ISessionRouter Router { get; } = router;
     public MessageService Messages { get; } = messages;
     public PresenceService Presence { get; } = presence;
+    public GroupDirectory Groups { get; } = groups;
     public RateGates Rates { get; } = rates;
     public SwitchboardMetrics Metrics { get; } = metrics;
     public TimeProvider Time { get; } = time;

@@ -31,16 +31,18 @@ internal static class ConversationEndpoints
         foreach (var member in store.GetMemberships(me.User))
         {
             var last = member.LastVisible;
-            var read = 0L;
+            // A member counts from their joining: what came before it is neither unread nor undelivered.
+            var floor = Math.Min(member.FirstSeq - 1, last);
+            var read = floor;
             foreach (var cursor in store.GetMemberCursors(member.Conv))
             {
                 if (cursor.User == me.User)
                 {
-                    read = Math.Min(cursor.Read, last);
+                    read = Math.Clamp(cursor.Read, floor, last);
                 }
             }
 
-            var delivered = Math.Min(cursors.GetValueOrDefault(member.Conv), last);
+            var delivered = Math.Clamp(cursors.GetValueOrDefault(member.Conv), floor, last);
             list.Add(new ConversationInfo(member.Conv, member.ListKind, last, delivered, read, store.CountUnread(member.Conv, me.User, read, last)));
         }
 
@@ -92,9 +94,14 @@ internal static class ConversationEndpoints
         }
 
         var access = store.ResolveAccess(conv, me.User);
-        if (access.Membership is null)
+        if (access.Membership is not { } self)
         {
             return AccessError(access);
+        }
+
+        if (!self.IsCurrent)
+        {
+            return Error(403, ErrorCodes.Forbidden, "no longer a member of this conversation");
         }
 
         var cursors = store.GetMemberCursors(conv).ToDictionary(c => c.User, StringComparer.Ordinal);

@@ -51,8 +51,22 @@ internal sealed class SqliteDatabase
     {
         using var connection = Open();
         Execute(connection, "PRAGMA journal_mode=WAL;");
+        using (var version = connection.CreateCommand())
+        {
+            version.CommandText = "PRAGMA user_version";
+            var found = Convert.ToInt64(version.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+            if (found > SchemaVersion)
+            {
+                throw new InvalidOperationException($"{FilePath} was written by a newer Switchboard (schema {found}, this one knows {SchemaVersion}).");
+            }
+        }
+
         Execute(connection, Schema);
+        // Schema changes from here on are ALTERs keyed on user_version, so existing data directories upgrade.
+        Execute(connection, $"PRAGMA user_version = {SchemaVersion};");
     }
+
+    private const int SchemaVersion = 1;
 
     // Events are keyed by (conv, seq): "latest 50" and "after seq" are range reads on the primary key.
     // Cursors are cumulative rows per (device, conv) and (conv, member), never one row per message per member.
