@@ -1,0 +1,84 @@
+using Switchboard.Protocol;
+
+namespace Switchboard.Client;
+
+/// <summary>The state of a client's connection.</summary>
+public enum ConnectionState
+{
+    /// <summary>Not started, or stopped by <see cref="SwitchboardClient.DisposeAsync"/>.</summary>
+    Disconnected,
+    /// <summary>Opening a socket and saying hello.</summary>
+    Connecting,
+    /// <summary>Authenticated; missed events are being replayed.</summary>
+    Connected,
+    /// <summary>Caught up: events now arrive as they happen.</summary>
+    Live,
+    /// <summary>The socket dropped; waiting (jittered backoff) before the next attempt.</summary>
+    Reconnecting,
+    /// <summary>The server refused the token (1008) or a newer socket of this device took over (4001): no more attempts.</summary>
+    Stopped,
+}
+
+/// <summary>Something that happened on the connection, in the order it happened.</summary>
+public abstract record ClientEvent;
+
+/// <summary>A new event of a conversation, delivered once and in seq order per conversation.</summary>
+/// <param name="Message">The event; <see cref="MsgFrame.Kind"/> says whether it is text, media, an edit, a delete or a system event.</param>
+public sealed record MessageReceived(MsgFrame Message) : ClientEvent;
+
+/// <summary>A member's delivered or read cursor moved (<c>user</c> is <c>*</c> for a group's aggregate).</summary>
+/// <param name="Receipt">The receipt.</param>
+public sealed record ReceiptReceived(ReceiptFrame Receipt) : ClientEvent;
+
+/// <summary>Someone started or stopped typing. An <c>on</c> should be treated as expired after 5 seconds.</summary>
+/// <param name="Typing">The typing frame.</param>
+public sealed record TypingReceived(TypingFrame Typing) : ClientEvent;
+
+/// <summary>A watched user's presence, first as it is, then each change.</summary>
+/// <param name="Presence">The presence frame.</param>
+public sealed record PresenceReceived(PresenceFrame Presence) : ClientEvent;
+
+/// <summary>The connection changed state.</summary>
+/// <param name="State">The new state.</param>
+/// <param name="CloseCode">The WebSocket close code that caused it, if any.</param>
+public sealed record ConnectionChanged(ConnectionState State, int? CloseCode = null) : ClientEvent;
+
+/// <summary>An error the server sent that is not the answer to one of this client's sends.</summary>
+/// <param name="Error">The error frame.</param>
+public sealed record ServerError(ErrorFrame Error) : ClientEvent;
+
+/// <summary>A send, edit or delete was refused for good.</summary>
+public sealed class SwitchboardException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public SwitchboardException(string code, string message)
+        : base($"{code}: {message}")
+    {
+        Code = code;
+    }
+
+    /// <summary>Creates the exception.</summary>
+    public SwitchboardException()
+        : this(ErrorCodes.Internal, "unknown error")
+    {
+    }
+
+    /// <summary>Creates the exception.</summary>
+    public SwitchboardException(string message)
+        : this(ErrorCodes.Internal, message)
+    {
+    }
+
+    /// <summary>Creates the exception.</summary>
+    public SwitchboardException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+        Code = ErrorCodes.Internal;
+    }
+
+    /// <summary>The error code from the protocol's table (or HTTP body).</summary>
+    public string Code { get; }
+
+    /// <summary>The HTTP status, for HTTP calls.</summary>
+    public int? Status { get; init; }
+}

@@ -1,0 +1,32 @@
+namespace Switchboard.Client;
+
+/// <summary>Settings of a <see cref="SwitchboardClient"/>; every one has a default.</summary>
+public sealed record SwitchboardClientOptions
+{
+    /// <summary>
+    /// Where cursors and the outbox are kept. In memory by default; <see cref="SqliteClientStateStore"/> keeps them
+    /// on disk so a restarted client resumes where it was, resending what was never acked.
+    /// </summary>
+    public IClientStateStore? State { get; init; }
+
+    /// <summary>First reconnect delay bound; each attempt doubles it up to <see cref="ReconnectMaxDelay"/>.</summary>
+    public TimeSpan ReconnectBaseDelay { get; init; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>Largest reconnect delay bound.</summary>
+    public TimeSpan ReconnectMaxDelay { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long a connection attempt (socket and welcome) may take.</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>
+    /// How long received events may wait before a cumulative <c>recv</c> tells the server; short enough for a
+    /// prompt double tick, long enough to cover a burst with one frame.
+    /// </summary>
+    public TimeSpan RecvDelay { get; init; } = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>Events kept for the reader of <see cref="SwitchboardClient.ReadEventsAsync"/>; beyond it the connection waits.</summary>
+    public int EventBuffer { get; init; } = 10_000;
+
+    /// <summary>For tests and custom transports: the HTTP handler used for API calls.</summary>
+    public HttpMessageHandler? HttpHandler { get; init; }
+}
