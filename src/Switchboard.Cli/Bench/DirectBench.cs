@@ -1,13 +1,12 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
-using System.Text.Json;
 using HdrHistogram;
 
 namespace Switchboard.Cli.Bench;
 
 /// <summary>Settings of the <c>direct</c> workload.</summary>
-internal sealed record DirectOptions(Uri Url, int Pairs, int Window, TimeSpan Duration, TimeSpan Warmup, int BodyBytes, bool Json);
+internal sealed record DirectOptions(BenchTarget Target, int Pairs, int Window, TimeSpan Duration, TimeSpan Warmup, int BodyBytes, bool Json);
 
 /// <summary>
 /// 1:1 load: each pair is a sender and a receiver in one direct conversation. A sender keeps up to
@@ -16,20 +15,22 @@ internal sealed record DirectOptions(Uri Url, int Pairs, int Window, TimeSpan Du
 /// </summary>
 internal sealed class DirectBench(DirectOptions options)
 {
-    private readonly LongHistogram _ack = new(TimeStamp.Seconds(60), 3);
-    private readonly LongHistogram _endToEnd = new(TimeStamp.Seconds(60), 3);
+    // A sender that waits this long past the end for room in its window has stalled (acks stopped coming).
+    private static readonly TimeSpan StallTimeout = TimeSpan.FromSeconds(10);
+    private readonly LongHistogram _ack = Report.Histogram();
+    private readonly LongHistogram _endToEnd = Report.Histogram();
     private long _acked;
     private long _ackedInWindow;
     private long _errors;
     private long _received;
     private long _duplicates;
+    private long _stalled;
     private long _measureFrom;
     private long _measureTo = long.MaxValue;
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
-        using var http = new HttpClient { BaseAddress = options.Url, Timeout = TimeSpan.FromSeconds(60) };
-        var ws = new Uri($"{(options.Url.Scheme == "https" ? "wss" : "ws")}://{options.Url.Authority}/v1/ws");
+        using var http = options.Target.CreateHttpClient(TimeSpan.FromSeconds(60));
         var accounts = new BenchAccounts(http);
         var pairs = new List<Pair>();
         for (var i = 0; i < options.Pairs; i++)
@@ -37,7 +38,7 @@ internal sealed class DirectBench(DirectOptions options)
             var sender = await accounts.CreateAsync("s", i, cancellationToken);
             var receiver = await accounts.CreateAsync("r", i, cancellationToken);
             pairs.Add(new Pair(this, i, Protocol.Names.DirectConversation(sender.User, receiver.User), options));
-            await pairs[^1].ConnectAsync(ws, sender.Token, receiver.Token, cancellationToken);
+            await pairs[^1].ConnectAsync(options.Target, sender.Token, receiver.Token, cancellationToken);
         }
 
         var before = await BatchStats.ReadAsync(http, cancellationToken);
@@ -45,7 +46,9 @@ internal sealed class DirectBench(DirectOptions options)
         _measureFrom = start + (long)(options.Warmup.TotalSeconds * Stopwatch.Frequency);
         var end = _measureFrom + (long)(options.Duration.TotalSeconds * Stopwatch.Frequency);
         _measureTo = end;
-        var senders = pairs.Select(p => p.SendUntilAsync(end, cancellationToken)).ToList();
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        stop.CancelAfter(options.Warmup + options.Duration + StallTimeout);
+        var senders = pairs.Select(p => p.SendUntilAsync(end, stop.Token)).ToList();
         var progress = ProgressAsync(start, end, cancellationToken);
         await Task.WhenAll(senders);
         await progress;
@@ -65,6 +68,7 @@ internal sealed class DirectBench(DirectOptions options)
         {
             ["workload"] = "direct",
             ["pairs"] = options.Pairs,
+            ["source_addresses"] = options.Target.SourceAddresses,
             ["window"] = options.Window,
             ["body_bytes"] = options.BodyBytes,
             ["duration_s"] = seconds,
@@ -72,11 +76,12 @@ internal sealed class DirectBench(DirectOptions options)
             ["acked"] = Interlocked.Read(ref _acked),
             ["errors"] = Interlocked.Read(ref _errors),
             ["acked_per_s"] = Math.Round(Interlocked.Read(ref _ackedInWindow) / seconds),
-            ["ack_ms"] = Percentiles(_ack),
-            ["end_to_end_ms"] = Percentiles(_endToEnd),
+            ["ack_ms"] = Report.Percentiles(_ack),
+            ["end_to_end_ms"] = Report.Percentiles(_endToEnd),
             ["received"] = Interlocked.Read(ref _received),
             ["lost"] = lost,
             ["duplicates"] = Interlocked.Read(ref _duplicates),
+            ["stalled_senders"] = Interlocked.Read(ref _stalled),
         };
         if (before is not null && after is not null)
         {
@@ -92,16 +97,8 @@ internal sealed class DirectBench(DirectOptions options)
             await pair.DisposeAsync();
         }
 
-        if (options.Json)
-        {
-            Console.WriteLine(JsonSerializer.Serialize(report, BenchJson.Default.DictionaryStringObject));
-        }
-        else
-        {
-            Print(report);
-        }
-
-        return lost == 0 && Interlocked.Read(ref _errors) == 0 ? 0 : 1;
+        Report.Print(report, options.Json);
+        return lost == 0 && Interlocked.Read(ref _errors) == 0 && Interlocked.Read(ref _duplicates) == 0 && Interlocked.Read(ref _stalled) == 0 ? 0 : 1;
     }
 
     private async Task ProgressAsync(long start, long end, CancellationToken cancellationToken)
@@ -123,37 +120,7 @@ internal sealed class DirectBench(DirectOptions options)
         Console.Error.WriteLine();
     }
 
-    private static Dictionary<string, double> Percentiles(LongHistogram histogram)
-    {
-        double Ms(double percentile) => Math.Round(histogram.TotalCount == 0 ? 0 : histogram.GetValueAtPercentile(percentile) / (double)TimeSpan.TicksPerMillisecond, 3);
-        return new Dictionary<string, double>
-        {
-            ["p50"] = Ms(50),
-            ["p99"] = Ms(99),
-            ["p999"] = Ms(99.9),
-            ["max"] = Ms(100),
-        };
-    }
-
-    private static void Print(Dictionary<string, object?> report)
-    {
-        foreach (var (key, value) in report)
-        {
-            var text = value switch
-            {
-                Dictionary<string, double> p => string.Join("  ", p.Select(kv => $"{kv.Key} {kv.Value.ToString("0.###", CultureInfo.InvariantCulture)}")),
-                double d => d.ToString("N1", CultureInfo.InvariantCulture),
-                long l => l.ToString("N0", CultureInfo.InvariantCulture),
-                _ => Convert.ToString(value, CultureInfo.InvariantCulture),
-            };
-            Console.WriteLine($"{key,-18} {text}");
-        }
-    }
-
     private bool Measuring(long now) => now >= _measureFrom && now < _measureTo;
-
-    /// <summary>Stopwatch ticks to HdrHistogram's TimeSpan ticks.</summary>
-    private static long Ticks(long stopwatchTicks) => stopwatchTicks * TimeSpan.TicksPerSecond / Stopwatch.Frequency;
 
     private sealed class Pair(DirectBench bench, int index, string conv, DirectOptions options) : IAsyncDisposable
     {
@@ -170,21 +137,29 @@ internal sealed class DirectBench(DirectOptions options)
         public long Sent => Interlocked.Read(ref _sent);
         public int InFlight => options.Window - _window.CurrentCount;
 
-        public async Task ConnectAsync(Uri ws, string senderToken, string receiverToken, CancellationToken cancellationToken)
+        public async Task ConnectAsync(BenchTarget target, string senderToken, string receiverToken, CancellationToken cancellationToken)
         {
-            _receiver = await BenchConnection.ConnectAsync(ws, receiverToken, OnReceiverFrame, cancellationToken);
-            _sender = await BenchConnection.ConnectAsync(ws, senderToken, OnSenderFrame, cancellationToken);
+            _receiver = await target.ConnectAsync(2 * index + 1, receiverToken, OnReceiverFrame, cancellationToken);
+            _sender = await target.ConnectAsync(2 * index, senderToken, OnSenderFrame, cancellationToken);
         }
 
+        /// <summary>Sends until <paramref name="end"/>; the token fires when the window has been full for too long.</summary>
         public async Task SendUntilAsync(long end, CancellationToken cancellationToken)
         {
-            for (long n = 0; Stopwatch.GetTimestamp() < end && !cancellationToken.IsCancellationRequested; n++)
+            try
             {
-                await _window.WaitAsync(cancellationToken);
-                var frame = Encoding.UTF8.GetBytes($"{{\"t\":\"send\",\"cid\":\"{_prefix}{n}\",\"conv\":\"{conv}\",\"kind\":\"text\",\"body\":\"{_body}\"}}");
-                _sentAt.Set(n, Stopwatch.GetTimestamp());
-                await _sender!.SendAsync(frame, cancellationToken);
-                Interlocked.Increment(ref _sent);
+                for (long n = 0; Stopwatch.GetTimestamp() < end; n++)
+                {
+                    await _window.WaitAsync(cancellationToken);
+                    var frame = Encoding.UTF8.GetBytes($"{{\"t\":\"send\",\"cid\":\"{_prefix}{n}\",\"conv\":\"{conv}\",\"kind\":\"text\",\"body\":\"{_body}\"}}");
+                    _sentAt.Set(n, Stopwatch.GetTimestamp());
+                    await _sender!.SendAsync(frame, cancellationToken);
+                    Interlocked.Increment(ref _sent);
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                Interlocked.Increment(ref bench._stalled);
             }
         }
 
@@ -205,10 +180,7 @@ internal sealed class DirectBench(DirectOptions options)
                     if (bench.Measuring(sentAt))
                     {
                         Interlocked.Increment(ref bench._ackedInWindow);
-                        lock (bench._ack)
-                        {
-                            bench._ack.RecordValue(Ticks(now - sentAt));
-                        }
+                        Report.Record(bench._ack, now - sentAt);
                     }
                 }
 
@@ -249,38 +221,16 @@ internal sealed class DirectBench(DirectOptions options)
             var sentAt = _sentAt.Get(n);
             if (bench.Measuring(sentAt))
             {
-                lock (bench._endToEnd)
-                {
-                    bench._endToEnd.RecordValue(Ticks(now - sentAt));
-                }
+                Report.Record(bench._endToEnd, now - sentAt);
             }
 
             // Cumulative recv every 100 messages, as a real client would batch it.
             if (n - _lastRecv >= 100)
             {
                 _lastRecv = n;
-                var seq = SeqOf(frame.Span);
+                var seq = BenchConnection.NumberField(frame.Span, "seq"u8) ?? 0;
                 _ = _receiver!.SendAsync(Encoding.UTF8.GetBytes($"{{\"t\":\"recv\",\"conv\":\"{conv}\",\"seq\":{seq}}}"), CancellationToken.None).AsTask();
             }
-        }
-
-        private static long SeqOf(ReadOnlySpan<byte> json)
-        {
-            var reader = new Utf8JsonReader(json);
-            reader.Read();
-            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-            {
-                var match = reader.ValueTextEquals("seq"u8);
-                reader.Read();
-                if (match)
-                {
-                    return reader.GetInt64();
-                }
-
-                reader.Skip();
-            }
-
-            return 0;
         }
 
         public async ValueTask DisposeAsync()
@@ -299,12 +249,3 @@ internal sealed class DirectBench(DirectOptions options)
         }
     }
 }
-
-[System.Text.Json.Serialization.JsonSerializable(typeof(Dictionary<string, object?>))]
-[System.Text.Json.Serialization.JsonSerializable(typeof(Dictionary<string, double>))]
-[System.Text.Json.Serialization.JsonSerializable(typeof(long))]
-[System.Text.Json.Serialization.JsonSerializable(typeof(int))]
-[System.Text.Json.Serialization.JsonSerializable(typeof(double))]
-[System.Text.Json.Serialization.JsonSerializable(typeof(string))]
-[System.Text.Json.Serialization.JsonSerializable(typeof(bool))]
-internal sealed partial class BenchJson : System.Text.Json.Serialization.JsonSerializerContext;

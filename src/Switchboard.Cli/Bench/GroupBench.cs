@@ -8,7 +8,7 @@ using HdrHistogram;
 namespace Switchboard.Cli.Bench;
 
 /// <summary>Settings of the <c>group</c> workload.</summary>
-internal sealed record GroupOptions(Uri Url, int Members, int Posts, int WarmupPosts, int IntervalMs, bool Recv, int Parallel, bool Json);
+internal sealed record GroupOptions(BenchTarget Target, int Members, int Posts, int WarmupPosts, int IntervalMs, bool Recv, int Parallel, bool Json);
 
 /// <summary>
 /// A group with every member online; one member posts. For each post: the time until the last member has it
@@ -17,14 +17,16 @@ internal sealed record GroupOptions(Uri Url, int Members, int Posts, int WarmupP
 /// </summary>
 internal sealed class GroupBench(GroupOptions options)
 {
-    private readonly LongHistogram _completion = new(TimeStamp.Seconds(60), 3);
-    private readonly LongHistogram _perRecipient = new(TimeStamp.Seconds(60), 3);
-    private readonly LongHistogram _ack = new(TimeStamp.Seconds(60), 3);
+    // How long a post may take to reach every member (and the posts still on their way at the end, to arrive and
+    // be acked) before it counts as incomplete.
+    private static readonly TimeSpan PostTimeout = TimeSpan.FromSeconds(10);
+    private readonly LongHistogram _completion = Report.Histogram();
+    private readonly LongHistogram _perRecipient = Report.Histogram();
+    private readonly LongHistogram _ack = Report.Histogram();
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
-        using var http = new HttpClient { BaseAddress = options.Url, Timeout = TimeSpan.FromSeconds(120) };
-        var ws = new Uri($"{(options.Url.Scheme == "https" ? "wss" : "ws")}://{options.Url.Authority}/v1/ws");
+        using var http = options.Target.CreateHttpClient(TimeSpan.FromSeconds(120));
         var accounts = new BenchAccounts(http);
         Console.Error.WriteLine($"creating {options.Members} accounts…");
         var created = new (string User, string Token)[options.Members];
@@ -66,7 +68,7 @@ internal sealed class GroupBench(GroupOptions options)
         await Parallel.ForAsync(1, options.Members, new ParallelOptions { MaxDegreeOfParallelism = options.Parallel, CancellationToken = cancellationToken }, async (m, ct) =>
         {
             BenchConnection? self = null;
-            self = await BenchConnection.ConnectAsync(ws, created[m].Token, frame =>
+            self = await options.Target.ConnectAsync(m, created[m].Token, frame =>
             {
                 var now = Stopwatch.GetTimestamp();
                 if (BenchConnection.FrameType(frame.Span) != "msg")
@@ -74,7 +76,7 @@ internal sealed class GroupBench(GroupOptions options)
                     return;
                 }
 
-                var seq = Seq(frame.Span);
+                var seq = BenchConnection.NumberField(frame.Span, "seq"u8) ?? 0;
                 var post = (int)(seq - baseSeq - 1);
                 if (post < 0 || post >= total)
                 {
@@ -84,20 +86,14 @@ internal sealed class GroupBench(GroupOptions options)
                 var measured = post >= options.WarmupPosts;
                 if (measured)
                 {
-                    lock (_perRecipient)
-                    {
-                        _perRecipient.RecordValue(Ticks(now - Volatile.Read(ref sentAt[post])));
-                    }
+                    Report.Record(_perRecipient, now - Volatile.Read(ref sentAt[post]));
                 }
 
                 if (Interlocked.Increment(ref arrivals[post]) == recipients)
                 {
                     if (measured)
                     {
-                        lock (_completion)
-                        {
-                            _completion.RecordValue(Ticks(now - Volatile.Read(ref sentAt[post])));
-                        }
+                        Report.Record(_completion, now - Volatile.Read(ref sentAt[post]));
                     }
 
                     done[post].TrySetResult();
@@ -111,7 +107,7 @@ internal sealed class GroupBench(GroupOptions options)
             connections[m] = self;
         });
 
-        connections[0] = await BenchConnection.ConnectAsync(ws, senderToken, frame =>
+        connections[0] = await options.Target.ConnectAsync(0, senderToken, frame =>
         {
             var now = Stopwatch.GetTimestamp();
             if (BenchConnection.FrameType(frame.Span) == "ack" && BenchConnection.StringField(frame.Span, "cid"u8) is { } cid
@@ -119,10 +115,7 @@ internal sealed class GroupBench(GroupOptions options)
             {
                 if (post >= options.WarmupPosts)
                 {
-                    lock (_ack)
-                    {
-                        _ack.RecordValue(Ticks(now - Volatile.Read(ref sentAt[post])));
-                    }
+                    Report.Record(_ack, now - Volatile.Read(ref sentAt[post]));
                 }
 
                 acked[post].TrySetResult();
@@ -130,88 +123,54 @@ internal sealed class GroupBench(GroupOptions options)
         }, cancellationToken, bufferSize: 64 * 1024);
 
         Console.Error.WriteLine($"posting {options.WarmupPosts} + {options.Posts} messages to {recipients} online members…");
-        var incomplete = 0;
+        var posted = 0;
         for (var post = 0; post < total; post++)
         {
             Volatile.Write(ref sentAt[post], Stopwatch.GetTimestamp());
             await connections[0].SendAsync(Encoding.UTF8.GetBytes($"{{\"t\":\"send\",\"cid\":\"post-{post}\",\"conv\":\"{conv}\",\"kind\":\"text\",\"body\":\"post {post}\"}}"), cancellationToken);
+            posted++;
             if (options.IntervalMs > 0)
             {
                 await Task.Delay(options.IntervalMs, cancellationToken);
             }
             else if (!await Completed(done[post].Task))
             {
-                incomplete++;
+                // Stop posting: the run has failed, and every further post would wait out its own timeout.
+                await Console.Error.WriteLineAsync($"post {post} did not reach every member within {PostTimeout.TotalSeconds:0} s; stopping");
+                break;
             }
         }
 
-        for (var post = 0; post < total; post++)
-        {
-            if (!await Completed(done[post].Task))
-            {
-                incomplete++;
-            }
-        }
+        // One bounded wait for what is still on its way (with --interval, the last posts).
+        await Completed(Task.WhenAll(done.Take(posted).Select(d => d.Task)));
+        await Completed(Task.WhenAll(acked.Take(posted).Select(a => a.Task)));
+        var incomplete = total - done.Take(total).Count(d => d.Task.IsCompleted);
+        var unacked = total - acked.Count(a => a.Task.IsCompleted);
 
         var report = new Dictionary<string, object?>
         {
             ["workload"] = "group",
             ["members"] = options.Members,
+            ["source_addresses"] = options.Target.SourceAddresses,
             ["posts"] = options.Posts,
             ["warmup_posts"] = options.WarmupPosts,
             ["interval_ms"] = options.IntervalMs,
             ["recv"] = options.Recv,
-            ["completion_ms"] = Percentiles(_completion),
-            ["per_recipient_ms"] = Percentiles(_perRecipient),
-            ["ack_ms"] = Percentiles(_ack),
+            ["completion_ms"] = Report.Percentiles(_completion),
+            ["per_recipient_ms"] = Report.Percentiles(_perRecipient),
+            ["ack_ms"] = Report.Percentiles(_ack),
+            ["posted"] = posted,
             ["incomplete_posts"] = incomplete,
+            ["unacked_posts"] = unacked,
         };
         foreach (var connection in connections)
         {
             await connection.DisposeAsync();
         }
 
-        if (options.Json)
-        {
-            Console.WriteLine(JsonSerializer.Serialize(report, BenchJson.Default.DictionaryStringObject));
-        }
-        else
-        {
-            foreach (var (key, value) in report)
-            {
-                Console.WriteLine($"{key,-18} {(value is Dictionary<string, double> p ? string.Join("  ", p.Select(kv => $"{kv.Key} {kv.Value.ToString("0.###", CultureInfo.InvariantCulture)}")) : Convert.ToString(value, CultureInfo.InvariantCulture))}");
-            }
-        }
-
-        return incomplete == 0 ? 0 : 1;
+        Report.Print(report, options.Json);
+        return incomplete == 0 && unacked == 0 ? 0 : 1;
     }
 
-    private static async Task<bool> Completed(Task task) => await Task.WhenAny(task, Task.Delay(TimeSpan.FromSeconds(10))) == task;
-
-    private static long Seq(ReadOnlySpan<byte> json)
-    {
-        var reader = new Utf8JsonReader(json);
-        reader.Read();
-        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-        {
-            var match = reader.ValueTextEquals("seq"u8);
-            reader.Read();
-            if (match)
-            {
-                return reader.GetInt64();
-            }
-
-            reader.Skip();
-        }
-
-        return 0;
-    }
-
-    internal static Dictionary<string, double> Percentiles(LongHistogram histogram)
-    {
-        double Ms(double percentile) => Math.Round(histogram.TotalCount == 0 ? 0 : histogram.GetValueAtPercentile(percentile) / (double)TimeSpan.TicksPerMillisecond, 3);
-        return new Dictionary<string, double> { ["p50"] = Ms(50), ["p99"] = Ms(99), ["p999"] = Ms(99.9), ["max"] = Ms(100) };
-    }
-
-    private static long Ticks(long stopwatchTicks) => stopwatchTicks * TimeSpan.TicksPerSecond / Stopwatch.Frequency;
+    private static async Task<bool> Completed(Task task) => await Task.WhenAny(task, Task.Delay(PostTimeout)) == task;
 }

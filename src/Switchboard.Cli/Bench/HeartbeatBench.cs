@@ -1,13 +1,11 @@
 using System.Diagnostics;
-using System.Globalization;
 using System.Text;
-using System.Text.Json;
 using HdrHistogram;
 
 namespace Switchboard.Cli.Bench;
 
 /// <summary>Settings of the <c>heartbeats</c> workload.</summary>
-internal sealed record HeartbeatOptions(Uri Url, int Clients, TimeSpan Duration, int Parallel, bool Json);
+internal sealed record HeartbeatOptions(BenchTarget Target, int Clients, TimeSpan Duration, int Parallel, bool Json);
 
 /// <summary>
 /// Presence write load: many sockets, each sending <c>ping</c> as soon as its last <c>pong</c> came back. Every
@@ -16,13 +14,15 @@ internal sealed record HeartbeatOptions(Uri Url, int Clients, TimeSpan Duration,
 internal sealed class HeartbeatBench(HeartbeatOptions options)
 {
     private static readonly byte[] Ping = Encoding.UTF8.GetBytes("{\"t\":\"ping\"}");
-    private readonly LongHistogram _rtt = new(TimeStamp.Seconds(60), 3);
+
+    // After the run, how long the last pings may take to be answered before they count as unanswered.
+    private static readonly TimeSpan SettleTimeout = TimeSpan.FromSeconds(5);
+    private readonly LongHistogram _rtt = Report.Histogram();
     private long _pongs;
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
-        using var http = new HttpClient { BaseAddress = options.Url, Timeout = TimeSpan.FromSeconds(120) };
-        var ws = new Uri($"{(options.Url.Scheme == "https" ? "wss" : "ws")}://{options.Url.Authority}/v1/ws");
+        using var http = options.Target.CreateHttpClient(TimeSpan.FromSeconds(120));
         var accounts = new BenchAccounts(http);
         var tokens = new string[options.Clients];
         await Parallel.ForAsync(0, options.Clients, new ParallelOptions { MaxDegreeOfParallelism = options.Parallel, CancellationToken = cancellationToken }, async (i, ct) =>
@@ -30,10 +30,10 @@ internal sealed class HeartbeatBench(HeartbeatOptions options)
 
         var end = 0L;
         var connections = new BenchConnection[options.Clients];
-        var sentAt = new long[options.Clients];
+        var sentAt = new long[options.Clients]; // 0 once the pong is back
         await Parallel.ForAsync(0, options.Clients, new ParallelOptions { MaxDegreeOfParallelism = options.Parallel, CancellationToken = cancellationToken }, async (i, ct) =>
         {
-            connections[i] = await BenchConnection.ConnectAsync(ws, tokens[i], frame =>
+            connections[i] = await options.Target.ConnectAsync(i, tokens[i], frame =>
             {
                 var now = Stopwatch.GetTimestamp();
                 if (BenchConnection.FrameType(frame.Span) != "pong")
@@ -41,12 +41,14 @@ internal sealed class HeartbeatBench(HeartbeatOptions options)
                     return;
                 }
 
-                Interlocked.Increment(ref _pongs);
-                lock (_rtt)
+                var pingedAt = Interlocked.Exchange(ref sentAt[i], 0);
+                if (pingedAt == 0)
                 {
-                    _rtt.RecordValue((now - Volatile.Read(ref sentAt[i])) * TimeSpan.TicksPerSecond / Stopwatch.Frequency);
+                    return; // not ours: no ping of this client is outstanding
                 }
 
+                Interlocked.Increment(ref _pongs);
+                Report.Record(_rtt, now - pingedAt);
                 if (now < Volatile.Read(ref end))
                 {
                     Volatile.Write(ref sentAt[i], Stopwatch.GetTimestamp());
@@ -66,33 +68,42 @@ internal sealed class HeartbeatBench(HeartbeatOptions options)
         await Task.Delay(options.Duration, cancellationToken);
         var pongs = Interlocked.Read(ref _pongs);
         var seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
-        await Task.Delay(500, cancellationToken);
-        foreach (var connection in connections)
+
+        // Every client stops after the pong of its last ping; wait (bounded) for those last pongs.
+        var settle = Stopwatch.StartNew();
+        while (settle.Elapsed < SettleTimeout && Outstanding(sentAt) > 0)
         {
-            await connection.DisposeAsync();
+            await Task.Delay(50, cancellationToken);
         }
+
+        var unanswered = Outstanding(sentAt);
+        var closed = connections.Count(c => c.IsClosed);
+        await Parallel.ForEachAsync(connections, new ParallelOptions { MaxDegreeOfParallelism = options.Parallel }, (c, _) => c.DisposeAsync());
 
         var report = new Dictionary<string, object?>
         {
             ["workload"] = "heartbeats",
             ["clients"] = options.Clients,
+            ["source_addresses"] = options.Target.SourceAddresses,
             ["duration_s"] = Math.Round(seconds, 1),
             ["heartbeats"] = pongs,
             ["heartbeats_per_s"] = Math.Round(pongs / seconds),
-            ["round_trip_ms"] = GroupBench.Percentiles(_rtt),
+            ["round_trip_ms"] = Report.Percentiles(_rtt),
+            ["unanswered"] = unanswered,
+            ["closed_by_server"] = closed,
         };
-        if (options.Json)
+        Report.Print(report, options.Json);
+        return unanswered == 0 && closed == 0 ? 0 : 1;
+    }
+
+    private static int Outstanding(long[] sentAt)
+    {
+        var count = 0;
+        for (var i = 0; i < sentAt.Length; i++)
         {
-            Console.WriteLine(JsonSerializer.Serialize(report, BenchJson.Default.DictionaryStringObject));
-        }
-        else
-        {
-            foreach (var (key, value) in report)
-            {
-                Console.WriteLine($"{key,-18} {(value is Dictionary<string, double> p ? string.Join("  ", p.Select(kv => $"{kv.Key} {kv.Value.ToString("0.###", CultureInfo.InvariantCulture)}")) : Convert.ToString(value, CultureInfo.InvariantCulture))}");
-            }
+            count += Volatile.Read(ref sentAt[i]) != 0 ? 1 : 0;
         }
 
-        return 0;
+        return count;
     }
 }

@@ -1,0 +1,184 @@
+using System.CommandLine;
+
+namespace Switchboard.Cli.Bench;
+
+/// <summary>
+/// The <c>bench</c> command and its workloads. Kept apart from Program.cs so the client and admin commands can grow
+/// there without touching the load generator.
+/// </summary>
+internal static class BenchCommands
+{
+    public static Command Create() => new("bench", "Load generator: measures a running server")
+    {
+        Direct(), Group(), Heartbeats(), Connections(), Reconnect(),
+    };
+
+    private static Command Direct()
+    {
+        var common = new CommonOptions();
+        var pairs = new Option<int>("--pairs") { Description = "Sender→receiver pairs, each in its own direct conversation", DefaultValueFactory = _ => 1 };
+        var window = new Option<int>("--window") { Description = "Sends in flight per sender (pipelining depth)", DefaultValueFactory = _ => 256 };
+        var duration = new Option<int>("--duration") { Description = "Measured seconds", DefaultValueFactory = _ => 10 };
+        var warmup = new Option<int>("--warmup") { Description = "Seconds of load before measuring", DefaultValueFactory = _ => 2 };
+        var body = new Option<int>("--body") { Description = "Body size in bytes", DefaultValueFactory = _ => 100 };
+        var command = common.Command("direct", "1:1 load: pipelined sends through persist-before-ack; acked/s, ack and end-to-end latency, loss",
+            pairs, window, duration, warmup, body);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            if (common.Target(parse) is not { } target)
+            {
+                return 2;
+            }
+
+            var options = new DirectOptions(
+                target,
+                Math.Max(1, parse.GetValue(pairs)),
+                Math.Max(1, parse.GetValue(window)),
+                TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(duration), 1, 3600)),
+                TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(warmup), 0, 600)),
+                Math.Clamp(parse.GetValue(body), 1, 16 * 1024),
+                parse.GetValue(common.Json));
+            return await new DirectBench(options).RunAsync(cancellationToken);
+        });
+        return command;
+    }
+
+    private static Command Group()
+    {
+        var common = new CommonOptions();
+        var members = new Option<int>("--members") { Description = "Group size, all members online", DefaultValueFactory = _ => 1024 };
+        var posts = new Option<int>("--posts") { Description = "Messages the first member posts", DefaultValueFactory = _ => 100 };
+        var warmupPosts = new Option<int>("--warmup-posts") { Description = "Posts sent first and not measured (lets the JIT settle)", DefaultValueFactory = _ => 20 };
+        var interval = new Option<int>("--interval") { Description = "Milliseconds between posts; 0 waits for each post to complete", DefaultValueFactory = _ => 0 };
+        var noRecv = new Option<bool>("--no-recv") { Description = "Members do not acknowledge with recv" };
+        var parallel = ParallelOption();
+        var command = common.Command("group", "Group fanout: completion time until the last member has each post, per-recipient and ack latency",
+            members, posts, warmupPosts, interval, noRecv, parallel);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            if (common.Target(parse) is not { } target)
+            {
+                return 2;
+            }
+
+            var options = new GroupOptions(target, Math.Clamp(parse.GetValue(members), 2, 100_000), Math.Clamp(parse.GetValue(posts), 1, 1_000_000),
+                Math.Clamp(parse.GetValue(warmupPosts), 0, 1_000_000), Math.Clamp(parse.GetValue(interval), 0, 60_000), !parse.GetValue(noRecv),
+                Parallel(parse, parallel), parse.GetValue(common.Json));
+            return await new GroupBench(options).RunAsync(cancellationToken);
+        });
+        return command;
+    }
+
+    private static Command Heartbeats()
+    {
+        var common = new CommonOptions();
+        var clients = new Option<int>("--clients") { Description = "Sockets, each pinging as soon as its last pong arrives", DefaultValueFactory = _ => 1000 };
+        var duration = new Option<int>("--duration") { Description = "Measured seconds", DefaultValueFactory = _ => 10 };
+        var parallel = ParallelOption();
+        var command = common.Command("heartbeats", "Presence write load: heartbeats per second one node absorbs", clients, duration, parallel);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            if (common.Target(parse) is not { } target)
+            {
+                return 2;
+            }
+
+            var options = new HeartbeatOptions(target, Math.Clamp(parse.GetValue(clients), 1, 100_000), TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(duration), 1, 3600)),
+                Parallel(parse, parallel), parse.GetValue(common.Json));
+            return await new HeartbeatBench(options).RunAsync(cancellationToken);
+        });
+        return command;
+    }
+
+    private static Command Connections()
+    {
+        var common = new CommonOptions();
+        var clients = new Option<int>("--clients") { Description = "Idle authenticated sockets to open (one account each)", DefaultValueFactory = _ => 1000 };
+        var serverPid = new Option<int?>("--server-pid") { Description = "Server process id on this machine: report its resident memory per connection (from /proc)" };
+        var hold = new Option<int>("--hold") { Description = "Seconds to keep the sockets open (pinging each heartbeat) before closing them", DefaultValueFactory = _ => 5 };
+        var parallel = ParallelOption();
+        var command = common.Command("connections", "Idle connections: connect rate and latency, server memory per connection", clients, serverPid, hold, parallel);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            if (common.Target(parse) is not { } target)
+            {
+                return 2;
+            }
+
+            var options = new ConnectionsOptions(target, Math.Clamp(parse.GetValue(clients), 1, 1_000_000), parse.GetValue(serverPid),
+                TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(hold), 0, 86_400)), Parallel(parse, parallel), parse.GetValue(common.Json));
+            return await new ConnectionsBench(options).RunAsync(cancellationToken);
+        });
+        return command;
+    }
+
+    private static Command Reconnect()
+    {
+        var common = new CommonOptions();
+        var clients = new Option<int>("--clients") { Description = "Users with one device each that drop and reconnect together", DefaultValueFactory = _ => 1000 };
+        var messages = new Option<int>("--messages") { Description = "Messages each user gets while away", DefaultValueFactory = _ => 5 };
+        var timeout = new Option<int>("--timeout") { Description = "Seconds the sending, and then the reconnecting, may each take before the rest counts as failed", DefaultValueFactory = _ => 60 };
+        var parallel = ParallelOption();
+        var command = common.Command("reconnect", "Reconnect storm: all clients drop, miss messages, come back at once; time to live and caught up, loss, duplicates",
+            clients, messages, timeout, parallel);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            if (common.Target(parse) is not { } target)
+            {
+                return 2;
+            }
+
+            var options = new ReconnectOptions(target, Math.Clamp(parse.GetValue(clients), 1, 1_000_000), Math.Clamp(parse.GetValue(messages), 1, 10_000),
+                TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(timeout), 1, 3600)), Parallel(parse, parallel), parse.GetValue(common.Json));
+            return await new ReconnectBench(options).RunAsync(cancellationToken);
+        });
+        return command;
+    }
+
+    private static Option<int> ParallelOption() =>
+        new("--parallel") { Description = "Accounts created and sockets opened at once", DefaultValueFactory = _ => 16 };
+
+    private static int Parallel(ParseResult parse, Option<int> parallel) => Math.Clamp(parse.GetValue(parallel), 1, 1024);
+
+    /// <summary>
+    /// The options every workload has: where the server is, how its sockets are spread, how to print. A fresh set
+    /// per command, so no option instance has two parents.
+    /// </summary>
+    private sealed class CommonOptions
+    {
+        private readonly Option<string> _url = new("--url") { Description = "Server base URL", DefaultValueFactory = _ => "http://127.0.0.1:5080" };
+
+        private readonly Option<int> _sourceAddresses = new("--source-addresses")
+        {
+            Description = "Spread sockets over source addresses 127.0.0.1 … 127.0.0.N (a loopback server only), for more than ~28,000 sockets to one port",
+            DefaultValueFactory = _ => 1,
+        };
+
+        public Option<bool> Json { get; } = new("--json") { Description = "Print the result as one JSON object" };
+
+        /// <summary>A workload command with the common options first, then its own.</summary>
+        public Command Command(string name, string description, params Option[] options)
+        {
+            var command = new Command(name, description) { _url, _sourceAddresses };
+            foreach (var option in options)
+            {
+                command.Options.Add(option);
+            }
+
+            command.Options.Add(Json);
+            return command;
+        }
+
+        /// <summary>The checked target, or null after telling the user what is wrong.</summary>
+        public BenchTarget? Target(ParseResult parse)
+        {
+            var target = BenchTarget.Create(parse.GetValue(_url), parse.GetValue(_sourceAddresses), out var error);
+            if (target is null)
+            {
+                Console.Error.WriteLine(error);
+            }
+
+            return target;
+        }
+    }
+}
