@@ -1,0 +1,76 @@
+using System.CommandLine;
+using Switchboard.Client;
+
+namespace Switchboard.Cli.Commands;
+
+/// <summary><c>register</c>, <c>login</c>, <c>logout</c> and <c>devices</c>.</summary>
+internal static class AccountCommands
+{
+    public static IEnumerable<Command> Create()
+    {
+        var user = new Argument<string>("user") { Description = "Your handle: 3–32 of a-z 0-9 _ . -, starting with a letter or digit" };
+        var password = new Option<string?>("--password") { Description = "Password (else $SWITCHBOARD_PASSWORD, else read from standard input)" };
+        var register = new Command("register", "Create an account") { user, password };
+        register.SetAction((parse, ct) => CliRunner.RunAsync(async () =>
+        {
+            var url = CliRunner.ServerUrl(parse, CliConfig.Load(CliConfig.PathFor(parse.GetValue(CliRunner.Config))));
+            await SwitchboardClient.RegisterAsync(url, parse.GetValue(user)!, CliRunner.Password(parse.GetValue(password)), cancellationToken: ct);
+            Console.WriteLine($"registered {parse.GetValue(user)}; now run: switchboard login {parse.GetValue(user)}");
+            return ExitCodes.Ok;
+        }));
+
+        var loginUser = new Argument<string>("user") { Description = "Your handle" };
+        var loginPassword = new Option<string?>("--password") { Description = "Password (else $SWITCHBOARD_PASSWORD, else read from standard input)" };
+        var deviceName = new Option<string>("--name") { Description = "A name for this device", DefaultValueFactory = _ => $"cli@{Environment.MachineName}" };
+        var login = new Command("login", "Link this machine as a new device and remember its token (file mode 600)") { loginUser, loginPassword, deviceName };
+        login.SetAction((parse, ct) => CliRunner.RunAsync(async () =>
+        {
+            var path = CliConfig.PathFor(parse.GetValue(CliRunner.Config));
+            var url = CliRunner.ServerUrl(parse, null);
+            var linked = await SwitchboardClient.LinkDeviceAsync(url, parse.GetValue(loginUser)!, CliRunner.Password(parse.GetValue(loginPassword)), parse.GetValue(deviceName)!, cancellationToken: ct);
+            new CliConfig(url.ToString().TrimEnd('/'), linked.User, linked.Device, linked.Token).Save(path);
+            Console.WriteLine($"logged in as {linked.User}, device {linked.Device} (saved to {path})");
+            return ExitCodes.Ok;
+        }));
+
+        var logout = new Command("logout", "Unlink this device and forget its token");
+        logout.SetAction((parse, ct) => CliRunner.RunAsync(async () =>
+        {
+            var config = CliRunner.RequireLogin(parse);
+            await using (var client = CliRunner.Client(parse, config))
+            {
+                await client.UnlinkDeviceAsync(config.Device, ct);
+            }
+
+            File.Delete(CliConfig.PathFor(parse.GetValue(CliRunner.Config)));
+            Console.WriteLine($"logged out; device {config.Device} unlinked");
+            return ExitCodes.Ok;
+        }));
+
+        var list = new Command("list", "List your linked devices");
+        list.SetAction((parse, ct) => CliRunner.RunAsync(async () =>
+        {
+            var config = CliRunner.RequireLogin(parse);
+            await using var client = CliRunner.Client(parse, config);
+            foreach (var device in await client.GetDevicesAsync(ct))
+            {
+                Console.WriteLine($"{device.Device,4}  {device.Name,-32} linked {DateTimeOffset.FromUnixTimeMilliseconds(device.Created):yyyy-MM-dd HH:mm}{(device.Current ? "  (this one)" : "")}");
+            }
+
+            return ExitCodes.Ok;
+        }));
+
+        var number = new Argument<int>("device") { Description = "Device number (see 'devices list')" };
+        var unlink = new Command("unlink", "Unlink a device: its token stops working and its socket is closed") { number };
+        unlink.SetAction((parse, ct) => CliRunner.RunAsync(async () =>
+        {
+            var config = CliRunner.RequireLogin(parse);
+            await using var client = CliRunner.Client(parse, config);
+            await client.UnlinkDeviceAsync(parse.GetValue(number), ct);
+            Console.WriteLine($"device {parse.GetValue(number)} unlinked");
+            return ExitCodes.Ok;
+        }));
+
+        return [register, login, logout, new Command("devices", "Your linked devices") { list, unlink }];
+    }
+}

@@ -1,0 +1,244 @@
+using System.CommandLine;
+using System.Globalization;
+using Switchboard.Client;
+using Switchboard.Protocol;
+
+namespace Switchboard.Cli.Commands;
+
+/// <summary>
+/// <c>switchboard chat</c>: a line-oriented terminal client. It shows the conversation list, then the open
+/// conversation's recent history, and from then on live messages with ✓ (durable), ✓✓ (delivered) and "read"
+/// ticks, typing and presence lines. Every line typed is sent; lines starting with / are commands. It works the
+/// same with standard input from a pipe, which is how scripts and tests drive it: at end of input it waits for
+/// the last acks and exits.
+/// </summary>
+internal static class ChatCommand
+{
+    public static Command Create()
+    {
+        var to = new Argument<string?>("to") { Description = "A user handle or conversation id to open", Arity = ArgumentArity.ZeroOrOne };
+        var chat = new Command("chat", "Interactive chat: live messages with ticks, typing and presence; /help for commands") { to };
+        chat.SetAction((parse, ct) => CliRunner.RunAsync(async () =>
+        {
+            var config = CliRunner.RequireLogin(parse);
+            await using var client = CliRunner.Client(parse, config);
+            var session = new ChatSession(client, config.User);
+            return await session.RunAsync(parse.GetValue(to), ct);
+        }));
+        return chat;
+    }
+
+    private sealed class ChatSession(SwitchboardClient client, string me)
+    {
+        private readonly Lock _output = new();
+        private readonly List<Task> _pendingSends = [];
+        private string? _open;
+        private long _oldestShown = long.MaxValue;
+
+        public async Task<int> RunAsync(string? target, CancellationToken cancellationToken)
+        {
+            await client.ConnectAsync(cancellationToken).WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var events = ShowEventsAsync(stop.Token);
+            await ListAsync(cancellationToken);
+            if (target is not null)
+            {
+                await OpenAsync(target, cancellationToken);
+            }
+            else
+            {
+                Write("open a conversation with /open <user or id>; /help for commands");
+            }
+
+            while (await Console.In.ReadLineAsync(cancellationToken) is { } line)
+            {
+                if (!await HandleLineAsync(line.Trim(), cancellationToken))
+                {
+                    break;
+                }
+            }
+
+            await Task.WhenAll(_pendingSends).WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
+            await stop.CancelAsync();
+            try
+            {
+                await events;
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            return ExitCodes.Ok;
+        }
+
+        private async Task<bool> HandleLineAsync(string line, CancellationToken cancellationToken)
+        {
+            if (line.Length == 0)
+            {
+                return true;
+            }
+
+            var words = line.Split(' ', 2, StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            switch (words[0])
+            {
+                case "/quit" or "/exit":
+                    return false;
+                case "/help":
+                    Write("/open <user|id>  open a conversation · /more  older messages · /list  conversations · /quit");
+                    return true;
+                case "/list":
+                    await ListAsync(cancellationToken);
+                    return true;
+                case "/open" when words.Length == 2:
+                    await OpenAsync(words[1], cancellationToken);
+                    return true;
+                case "/more":
+                    await MoreAsync(cancellationToken);
+                    return true;
+            }
+
+            if (line.StartsWith('/'))
+            {
+                Write($"unknown command {words[0]}; /help lists them");
+                return true;
+            }
+
+            if (_open is not { } conv)
+            {
+                Write("no conversation open: /open <user or id>");
+                return true;
+            }
+
+            var send = client.SendTextAsync(conv, line, cancellationToken: cancellationToken);
+            _pendingSends.Add(ConfirmAsync(send, line));
+            return true;
+        }
+
+        private async Task ConfirmAsync(Task<AckFrame> send, string text)
+        {
+            try
+            {
+                var ack = await send;
+                Write($"{Time(ack.Ts)} #{ack.Seq,-5} {me}: {text} ✓");
+            }
+            catch (SwitchboardException ex)
+            {
+                Write($"not sent: {ex.Message}");
+            }
+        }
+
+        private async Task ListAsync(CancellationToken cancellationToken)
+        {
+            var list = await client.GetConversationsAsync(cancellationToken);
+            Write(list.Count == 0 ? "no conversations yet" : "conversations:");
+            foreach (var c in list)
+            {
+                Write($"  {c.Conv,-44} {(c.Unread > 0 ? $"{c.Unread} unread" : "")}");
+            }
+        }
+
+        private async Task OpenAsync(string target, CancellationToken cancellationToken)
+        {
+            string conv;
+            try
+            {
+                conv = CliRunner.Conversation(target, me);
+            }
+            catch (UsageException ex)
+            {
+                Write(ex.Message);
+                return;
+            }
+
+            var page = await client.GetHistoryAsync(conv, null, 20, cancellationToken);
+            _open = conv;
+            _oldestShown = page.Messages.Count > 0 ? page.Messages[^1].Seq : long.MaxValue;
+            Write($"── {conv} ──");
+            foreach (var message in page.Messages.Reverse())
+            {
+                Write(MessageCommands.Format(message));
+            }
+
+            if (page.Messages.Count > 0)
+            {
+                await client.MarkReadAsync(conv, page.Messages[0].Seq, cancellationToken);
+            }
+
+            if (Names.TryParseDirect(conv, out var a, out var b))
+            {
+                await client.WatchAsync([a == me ? b : a], cancellationToken);
+            }
+        }
+
+        private async Task MoreAsync(CancellationToken cancellationToken)
+        {
+            if (_open is not { } conv || _oldestShown <= 1)
+            {
+                Write("nothing older");
+                return;
+            }
+
+            var page = await client.GetHistoryAsync(conv, _oldestShown, 20, cancellationToken);
+            if (page.Messages.Count > 0)
+            {
+                _oldestShown = page.Messages[^1].Seq;
+            }
+
+            foreach (var message in page.Messages.Reverse())
+            {
+                Write(MessageCommands.Format(message));
+            }
+        }
+
+        private async Task ShowEventsAsync(CancellationToken cancellationToken)
+        {
+            await foreach (var e in client.ReadEventsAsync(cancellationToken))
+            {
+                switch (e)
+                {
+                    case MessageReceived { Message: var m } when m.Conv == _open:
+                        Write(MessageCommands.Format(m));
+                        if (m.From != me)
+                        {
+                            await client.MarkReadAsync(m.Conv, m.Seq, cancellationToken);
+                        }
+
+                        break;
+                    case MessageReceived { Message: var m }:
+                        Write($"(new in {m.Conv} from {m.From})");
+                        break;
+                    case ReceiptReceived { Receipt: var r } when r.Conv == _open && r.User != me:
+                        Write(r.Kind == ReceiptKinds.Read ? $"  read up to #{r.Seq} ({Who(r.User)})" : $"  ✓✓ delivered up to #{r.Seq} ({Who(r.User)})");
+                        break;
+                    case TypingReceived { Typing: var t } when t.Conv == _open && t.On:
+                        Write($"  {t.User} is typing…");
+                        break;
+                    case PresenceReceived { Presence: var p }:
+                        Write(p.Online ? $"  {p.User} is online" : $"  {p.User} was last seen {(p.LastSeen is { } seen ? Time(seen) : "never")}");
+                        break;
+                    case ConnectionChanged { State: ConnectionState.Reconnecting }:
+                        Write("  (connection lost, reconnecting…)");
+                        break;
+                    case ConnectionChanged { State: ConnectionState.Stopped, CloseCode: var code }:
+                        Write($"  (disconnected for good: close code {code})");
+                        break;
+                    case ServerError { Error: var error }:
+                        Write($"  server: {error.Code}: {error.Message}");
+                        break;
+                }
+            }
+        }
+
+        private static string Who(string user) => user == "*" ? "everyone" : user;
+
+        private static string Time(long ts) => DateTimeOffset.FromUnixTimeMilliseconds(ts).ToLocalTime().ToString("HH:mm", CultureInfo.InvariantCulture);
+
+        private void Write(string line)
+        {
+            lock (_output)
+            {
+                Console.WriteLine(line);
+            }
+        }
+    }
+}

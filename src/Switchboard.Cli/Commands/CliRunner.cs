@@ -1,0 +1,120 @@
+using System.CommandLine;
+using Switchboard.Client;
+using Switchboard.Protocol;
+
+namespace Switchboard.Cli.Commands;
+
+/// <summary>Shared options and the error handling every command gets.</summary>
+internal static class CliRunner
+{
+    public static readonly Option<string?> Url = new("--url") { Description = "Server base URL (default: the one you logged in to, else http://127.0.0.1:5080)" };
+    public static readonly Option<string?> Config = new("--config") { Description = "Config file (default: ~/.config/switchboard/config.json)" };
+
+    public const string DefaultUrl = "http://127.0.0.1:5080";
+
+    /// <summary>Gives every leaf command <c>--url</c> and <c>--config</c>.</summary>
+    public static void AddCommonOptions(Command command)
+    {
+        if (command.Subcommands.Count == 0)
+        {
+            command.Options.Add(Url);
+            command.Options.Add(Config);
+            return;
+        }
+
+        foreach (var sub in command.Subcommands)
+        {
+            AddCommonOptions(sub);
+        }
+    }
+
+    public static Uri ServerUrl(ParseResult parse, CliConfig? config)
+    {
+        var text = parse.GetValue(Url) ?? config?.Url ?? DefaultUrl;
+        return Uri.TryCreate(text, UriKind.Absolute, out var url) && url.Scheme is "http" or "https"
+            ? url
+            : throw new UsageException($"--url must be an absolute http:// or https:// URL, not '{text}'");
+    }
+
+    /// <summary>The saved login, or a clear error telling the user to log in.</summary>
+    public static CliConfig RequireLogin(ParseResult parse)
+    {
+        var path = CliConfig.PathFor(parse.GetValue(Config));
+        return CliConfig.Load(path) ?? throw new SwitchboardException(ErrorCodes.Unauthorized, $"not logged in (no {path}): run 'switchboard login <user>' first");
+    }
+
+    public static SwitchboardClient Client(ParseResult parse, CliConfig config, SwitchboardClientOptions? options = null) =>
+        new(ServerUrl(parse, config), config.Token, options);
+
+    /// <summary>A conversation id from what a person types: a handle means the direct conversation with them.</summary>
+    public static string Conversation(string target, string me) =>
+        target.StartsWith(Names.DirectPrefix, StringComparison.Ordinal) || target.StartsWith(Names.GroupPrefix, StringComparison.Ordinal)
+            ? target
+            : Names.IsValidHandle(target) && target != me
+                ? Names.DirectConversation(me, target)
+                : throw new UsageException($"'{target}' is neither a user handle nor a conversation id (dm:… or grp:…)");
+
+    /// <summary>Runs a command body and turns failures into one line on stderr and an exit code.</summary>
+    public static async Task<int> RunAsync(Func<Task<int>> body)
+    {
+        try
+        {
+            return await body();
+        }
+        catch (UsageException ex)
+        {
+            await Console.Error.WriteLineAsync($"error: {ex.Message}");
+            return ExitCodes.Usage;
+        }
+        catch (SwitchboardException ex)
+        {
+            await Console.Error.WriteLineAsync($"error: {ex.Message}");
+            return ex.Code switch
+            {
+                ErrorCodes.Unauthorized or "replaced" => ExitCodes.Unauthorized,
+                ErrorCodes.NotFound or ErrorCodes.Forbidden => ExitCodes.NotFound,
+                ErrorCodes.Unavailable => ExitCodes.Unavailable,
+                _ => ExitCodes.Refused,
+            };
+        }
+        catch (Exception ex) when (ex is HttpRequestException or TimeoutException or TaskCanceledException or System.Net.WebSockets.WebSocketException)
+        {
+            await Console.Error.WriteLineAsync($"error: cannot reach the server: {ex.Message}");
+            return ExitCodes.Unavailable;
+        }
+    }
+
+    /// <summary>Reads a password: from the option, else $SWITCHBOARD_PASSWORD, else the first line of standard input.</summary>
+    public static string Password(string? given)
+    {
+        if (!string.IsNullOrEmpty(given))
+        {
+            return given;
+        }
+
+        if (Environment.GetEnvironmentVariable("SWITCHBOARD_PASSWORD") is { Length: > 0 } fromEnv)
+        {
+            return fromEnv;
+        }
+
+        if (!Console.IsInputRedirected)
+        {
+            Console.Error.Write("password: ");
+        }
+
+        return Console.ReadLine() is { Length: > 0 } line ? line : throw new UsageException("a password is needed (--password, $SWITCHBOARD_PASSWORD or standard input)");
+    }
+}
+
+internal sealed class UsageException(string message) : Exception(message)
+{
+    public UsageException()
+        : this("usage error")
+    {
+    }
+
+    public UsageException(string message, Exception inner)
+        : this(message + ": " + inner.Message)
+    {
+    }
+}

@@ -1,0 +1,165 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace Switchboard.Tests;
+
+/// <summary>The real <c>switchboard</c> command, run as a process against a real server.</summary>
+public sealed class CliTests(ServerFixture fixture) : IClassFixture<ServerFixture>, IDisposable
+{
+    private readonly string _home = Path.Combine(Path.GetTempPath(), "switchboard-cli-" + Guid.NewGuid().ToString("N"));
+    private TestServer Server => fixture.Server;
+
+    public void Dispose()
+    {
+        try
+        {
+            Directory.Delete(_home, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    private string ConfigOf(string user) => Path.Combine(_home, user, "config.json");
+
+    private async Task<(int Code, string Out, string Err)> RunAsync(string? user, string? stdin, params string[] args)
+    {
+        var info = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            StandardOutputEncoding = Encoding.UTF8,
+        };
+        info.ArgumentList.Add(CliDll());
+        foreach (var arg in args)
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        info.ArgumentList.Add("--url");
+        info.ArgumentList.Add(Server.Address.ToString());
+        if (user is not null)
+        {
+            info.ArgumentList.Add("--config");
+            info.ArgumentList.Add(ConfigOf(user));
+        }
+
+        using var process = Process.Start(info)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        if (stdin is not null)
+        {
+            await process.StandardInput.WriteAsync(stdin);
+        }
+
+        process.StandardInput.Close();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await process.WaitForExitAsync(timeout.Token);
+        return (process.ExitCode, await output, await error);
+    }
+
+    private static string CliDll()
+    {
+        var config = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd('/')).Name;
+        var path = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "Switchboard.Cli", config, "switchboard.dll"));
+        return File.Exists(path) ? path : throw new FileNotFoundException("switchboard.dll not built next to the tests", path);
+    }
+
+    private async Task<string> LoggedInAsync()
+    {
+        var user = TestServer.NewUser("cli");
+        var (code, output, _) = await RunAsync(user, null, "register", user, "--password", "correct horse");
+        Assert.Equal(0, code);
+        Assert.Contains("registered", output);
+        (code, output, _) = await RunAsync(user, "correct horse\n", "login", user, "--name", "test laptop");
+        Assert.Equal(0, code);
+        Assert.Contains("logged in as", output);
+        return user;
+    }
+
+    [Fact]
+    public async Task Register_login_send_and_history_work_from_the_command_line()
+    {
+        var alice = await LoggedInAsync();
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(ConfigOf(alice)));
+        var bob = await Server.NewClientAsync();
+
+        var (code, output, error) = await RunAsync(alice, null, "send", bob.User, "hello", "from", "the", "cli");
+        Assert.True(code == 0, error);
+        Assert.Contains("✓", output);
+        var msg = await bob.ExpectAsync("msg");
+        Assert.Equal("hello from the cli", msg.GetProperty("body").GetString());
+
+        await bob.SendAckedAsync(Conv.Direct(alice, bob.User), "hi back");
+        (code, output, _) = await RunAsync(alice, null, "history", bob.User);
+        Assert.Equal(0, code);
+        var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Contains("hello from the cli", lines[0]);
+        Assert.Contains("hi back", lines[1]);
+
+        (code, output, _) = await RunAsync(alice, null, "conversations");
+        Assert.Equal(0, code);
+        Assert.Contains(Conv.Direct(alice, bob.User), output);
+        (code, output, _) = await RunAsync(alice, null, "devices", "list");
+        Assert.Equal(0, code);
+        Assert.Contains("test laptop", output);
+    }
+
+    [Fact]
+    public async Task Groups_can_be_made_and_shown()
+    {
+        var alice = await LoggedInAsync();
+        var bob = await Server.RegisterAsync();
+        var (code, output, error) = await RunAsync(alice, null, "groups", "create", "cli group", bob);
+        Assert.True(code == 0, error);
+        var conv = output.Split(' ', 2)[0];
+        Assert.StartsWith("grp:", conv);
+        (code, output, _) = await RunAsync(alice, null, "groups", "show", conv);
+        Assert.Equal(0, code);
+        Assert.Contains($"{alice}  (admin)", output);
+        Assert.Contains(bob, output);
+        (code, _, _) = await RunAsync(alice, null, "send", conv, "to the group");
+        Assert.Equal(0, code);
+    }
+
+    [Fact]
+    public async Task Chat_driven_through_standard_input_sends_and_shows_ticks()
+    {
+        var alice = await LoggedInAsync();
+        var bob = await Server.NewClientAsync();
+        await bob.SendAckedAsync(Conv.Direct(alice, bob.User), "earlier message");
+        var (code, output, error) = await RunAsync(alice, "first line\nsecond line\n/quit\n", "chat", bob.User);
+        Assert.True(code == 0, error);
+        Assert.Contains("earlier message", output);
+        Assert.Contains("first line ✓", output);
+        Assert.Contains("second line ✓", output);
+        Assert.Equal("first line", (await bob.ExpectAsync("msg")).GetProperty("body").GetString());
+        Assert.Equal("second line", (await bob.ExpectAsync("msg")).GetProperty("body").GetString());
+    }
+
+    [Fact]
+    public async Task Errors_have_clear_messages_and_exit_codes()
+    {
+        var nobody = TestServer.NewUser("none");
+        var (code, _, error) = await RunAsync(nobody, null, "send", "someone", "hi");
+        Assert.Equal(3, code); // not logged in
+        Assert.Contains("login", error);
+
+        var alice = await LoggedInAsync();
+        (code, _, error) = await RunAsync(alice, null, "send", "nobody-" + Guid.NewGuid().ToString("N")[..6], "hi");
+        Assert.Equal(4, code);
+        Assert.Contains("not_found", error);
+
+        (code, _, error) = await RunAsync(alice, null, "send", "Not A Handle!", "hi");
+        Assert.Equal(2, code);
+
+        (code, _, _) = await RunAsync(null, null, "register", alice, "--password", "correct horse");
+        Assert.Equal(1, code); // taken
+
+        (code, var help, _) = await RunAsync(null, null, "send", "--help");
+        Assert.Equal(0, code);
+        Assert.Contains("durable", help);
+    }
+}
