@@ -21,8 +21,9 @@ internal static class BenchCommands
         var duration = new Option<int>("--duration") { Description = "Measured seconds", DefaultValueFactory = _ => 10 };
         var warmup = new Option<int>("--warmup") { Description = "Seconds of load before measuring", DefaultValueFactory = _ => 2 };
         var body = new Option<int>("--body") { Description = "Body size in bytes", DefaultValueFactory = _ => 100 };
+        var rate = new Option<int>("--rate") { Description = "Offered messages/s over all pairs (0: as fast as the window allows)", DefaultValueFactory = _ => 0 };
         var command = common.Command("direct", "1:1 load: pipelined sends through persist-before-ack; acked/s, ack and end-to-end latency, loss",
-            pairs, window, duration, warmup, body);
+            pairs, window, duration, warmup, body, rate);
         command.SetAction(async (parse, cancellationToken) =>
         {
             if (common.Target(parse) is not { } target)
@@ -37,7 +38,8 @@ internal static class BenchCommands
                 TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(duration), 1, 3600)),
                 TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(warmup), 0, 600)),
                 Math.Clamp(parse.GetValue(body), 1, 16 * 1024),
-                parse.GetValue(common.Json));
+                parse.GetValue(common.Json),
+                Math.Max(0, parse.GetValue(rate)));
             return await new DirectBench(options).RunAsync(cancellationToken);
         });
         return command;

@@ -6,7 +6,7 @@ using HdrHistogram;
 namespace Switchboard.Cli.Bench;
 
 /// <summary>Settings of the <c>direct</c> workload.</summary>
-internal sealed record DirectOptions(BenchTarget Target, int Pairs, int Window, TimeSpan Duration, TimeSpan Warmup, int BodyBytes, bool Json);
+internal sealed record DirectOptions(BenchTarget Target, int Pairs, int Window, TimeSpan Duration, TimeSpan Warmup, int BodyBytes, bool Json, int Rate = 0);
 
 /// <summary>
 /// 1:1 load: each pair is a sender and a receiver in one direct conversation. A sender keeps up to
@@ -70,6 +70,7 @@ internal sealed class DirectBench(DirectOptions options)
             ["pairs"] = options.Pairs,
             ["source_addresses"] = options.Target.SourceAddresses,
             ["window"] = options.Window,
+            ["offered_per_s"] = options.Rate,
             ["body_bytes"] = options.BodyBytes,
             ["duration_s"] = seconds,
             ["sent"] = sent,
@@ -148,8 +149,21 @@ internal sealed class DirectBench(DirectOptions options)
         {
             try
             {
+                // With an offered rate, sends follow a schedule (open loop): latency then measures the path, not
+                // a queue the generator built itself. Without one, the window alone paces the sender.
+                var perPair = options.Rate > 0 ? (double)options.Rate / options.Pairs : 0;
+                var start = Stopwatch.GetTimestamp();
                 for (long n = 0; Stopwatch.GetTimestamp() < end; n++)
                 {
+                    if (perPair > 0)
+                    {
+                        var due = start + (long)(n / perPair * Stopwatch.Frequency);
+                        while (Stopwatch.GetTimestamp() < due)
+                        {
+                            await Task.Delay(1, cancellationToken);
+                        }
+                    }
+
                     await _window.WaitAsync(cancellationToken);
                     var frame = Encoding.UTF8.GetBytes($"{{\"t\":\"send\",\"cid\":\"{_prefix}{n}\",\"conv\":\"{conv}\",\"kind\":\"text\",\"body\":\"{_body}\"}}");
                     _sentAt.Set(n, Stopwatch.GetTimestamp());
@@ -189,7 +203,10 @@ internal sealed class DirectBench(DirectOptions options)
             else if (type == "error")
             {
                 Interlocked.Increment(ref bench._errors);
-                Console.Error.WriteLine(Encoding.UTF8.GetString(frame.Span));
+                if (Interlocked.Read(ref bench._errors) <= 10)
+                {
+                    Console.Error.WriteLine(Encoding.UTF8.GetString(frame.Span)); // the first few say why; the count says how many
+                }
                 _window.Release();
             }
         }

@@ -27,6 +27,13 @@ public sealed class GatewayOptions
     /// </summary>
     public int MaxInFlightPerSocket { get; set; } = 256;
 
+    /// <summary>
+    /// Pending TCP connections the kernel queues for accept. Kestrel's 512 overflows when thousands of clients
+    /// reconnect at once (a restart, a network blip), and each dropped handshake costs its client a second of
+    /// kernel retry; the kernel caps it at net.core.somaxconn (4,096 here).
+    /// </summary>
+    public int ListenBacklog { get; set; } = 4096;
+
     /// <summary>Events read from the store per replay page; replay waits for the socket to drain between pages.</summary>
     public int ReplayPageSize { get; set; } = 256;
 
@@ -50,6 +57,11 @@ public sealed class GatewayOptions
         if (MaxInFlightPerSocket is < 1 or > 100_000)
         {
             throw new InvalidOperationException("Switchboard:Gateway:MaxInFlightPerSocket must be between 1 and 100000.");
+        }
+
+        if (ListenBacklog is < 1 or > 65_535)
+        {
+            throw new InvalidOperationException("Switchboard:Gateway:ListenBacklog must be between 1 and 65535.");
         }
 
         if (ReplayPageSize is < 1 or > 10_000)

@@ -30,6 +30,7 @@ public static class SwitchboardHost
             builder.WebHost.UseUrls(DefaultUrl);
         }
 
+        builder.WebHost.UseSockets(o => o.Backlog = builder.Configuration.GetValue("Switchboard:Gateway:ListenBacklog", 4096));
         configure?.Invoke(builder);
         AddSwitchboard(builder);
         var app = builder.Build();

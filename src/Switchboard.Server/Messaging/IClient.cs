@@ -25,9 +25,12 @@ internal sealed class ClientState(RateGate rate, int maxInFlight)
     /// </summary>
     public SemaphoreSlim InFlight { get; } = new(maxInFlight, maxInFlight);
 
-    /// <summary>Last forwarded typing frame per (conv, on), for the once-per-second throttle.</summary>
-    public Dictionary<(string Conv, bool On), long> TypingForwarded { get; } = [];
+    /// <summary>Last forwarded typing frame per (conv, on), for the once-per-second throttle (made on first use: most sockets idle).</summary>
+    public Dictionary<(string Conv, bool On), long> TypingForwarded => _typing ??= [];
 
     /// <summary>The users this socket watches (its open chats).</summary>
-    public HashSet<string> Watching { get; set; } = new(StringComparer.Ordinal);
+    public IReadOnlySet<string> Watching { get; set; } = EmptySet;
+
+    private static readonly HashSet<string> EmptySet = [];
+    private Dictionary<(string Conv, bool On), long>? _typing;
 }
