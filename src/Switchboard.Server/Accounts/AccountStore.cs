@@ -50,16 +50,6 @@ internal sealed class AccountStore(SqliteDatabase database, TimeProvider time)
         return command.ExecuteScalar() is long v ? v : null;
     }
 
-    public void SetLastSeen(string user, long ts)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "UPDATE users SET last_seen = $t WHERE user = $u";
-        command.Parameters.AddWithValue("$u", user);
-        command.Parameters.AddWithValue("$t", ts);
-        command.ExecuteNonQuery();
-    }
-
     /// <summary>
     /// Links a new device. Its delivered cursors start at each conversation's last seq, so it is not flooded
     /// with old events (those come from the history API). Null when the user already has the most devices.
@@ -152,14 +142,4 @@ internal sealed class AccountStore(SqliteDatabase database, TimeProvider time)
         return command.ExecuteNonQuery() == 1;
     }
 
-    public void TouchDevice(string user, int device, long ts)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "UPDATE devices SET last_active = $t WHERE user = $u AND device = $d";
-        command.Parameters.AddWithValue("$u", user);
-        command.Parameters.AddWithValue("$d", device);
-        command.Parameters.AddWithValue("$t", ts);
-        command.ExecuteNonQuery();
-    }
 }

@@ -5,6 +5,7 @@ using System.Text.Json;
 using System.Threading.Channels;
 using Switchboard.Protocol;
 using Switchboard.Server.Messaging;
+using Switchboard.Server.Storage;
 
 namespace Switchboard.Server.Gateway;
 
@@ -70,7 +71,7 @@ internal sealed partial class GatewayConnection : IClient
             }
 
             _services.Presence.Touch(User);
-            _services.Accounts.TouchDevice(User, Device, _services.Time.GetUtcNow().ToUnixTimeMilliseconds());
+            _ = _services.Store.SubmitAsync(new TouchCommand { Origin = new ServerOrigin(User, Device), Conv = "", User = User, Device = Device, Ts = _services.Time.GetUtcNow().ToUnixTimeMilliseconds() }, CancellationToken.None).AsTask();
             Send(Frames.Serialize(new WelcomeFrame(User, Device, _services.Time.GetUtcNow().ToUnixTimeMilliseconds(), _options.HeartbeatSeconds)));
             replay = ReplayAsync(identity.LastActive);
             await ReadLoopAsync();

@@ -29,8 +29,11 @@ internal sealed class PresenceService(
 
     private Lock Stripe(string user) => _stripes[(uint)StringComparer.Ordinal.GetHashCode(user) % (uint)_stripes.Length];
 
+    /// <summary>last_seen values written but perhaps not yet committed; small (one per user who went offline).</summary>
+    private readonly ConcurrentDictionary<string, long> _pendingLastSeen = new(StringComparer.Ordinal);
+
     public (bool Online, long? LastSeen) Get(string user) =>
-        store.IsOnline(user, Now) ? (true, null) : (false, accounts.GetLastSeen(user));
+        store.IsOnline(user, Now) ? (true, null) : (false, _pendingLastSeen.TryGetValue(user, out var seen) ? seen : accounts.GetLastSeen(user));
 
     public bool MayWatch(string watcher, string user) => messages.SharesConversation(watcher, user);
 
@@ -137,7 +140,13 @@ internal sealed class PresenceService(
 
     private void WentOffline(string user, long lastSeen)
     {
-        accounts.SetLastSeen(user, lastSeen);
+        // Through the group commit: a storm of disconnects shares fsyncs. Pulls meanwhile read it from here.
+        _pendingLastSeen[user] = lastSeen;
+        var committed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _ = committed.Task.ContinueWith(
+            _ => _pendingLastSeen.TryRemove(new KeyValuePair<string, long>(user, lastSeen)),
+            CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        _ = messages.SubmitAsync(new TouchCommand { Origin = new ServerOrigin(user, 0), Conv = "", User = user, Ts = lastSeen, Completion = committed }, CancellationToken.None).AsTask();
         Notify(user, Frames.Serialize(new PresenceFrame(user, false, lastSeen)));
     }
 

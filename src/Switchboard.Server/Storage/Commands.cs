@@ -41,6 +41,21 @@ internal abstract class StoreCommand
     }
 }
 
+/// <summary>
+/// Bookkeeping that needs no answer: a device's last connection time, a user's last_seen. Written by the group
+/// commit with everything else, so a reconnect storm costs shared fsyncs instead of one each.
+/// </summary>
+internal sealed class TouchCommand : StoreCommand
+{
+    /// <summary>Set the device's last_active (when Device is set) or the user's last_seen (when it is not).</summary>
+    public int? Device { get; init; }
+    public required string User { get; init; }
+    public required long Ts { get; init; }
+}
+
+/// <summary>Where bookkeeping commands come from: nobody to answer.</summary>
+internal sealed record ServerOrigin(string User, int Device) : ICommandOrigin;
+
 /// <summary>The acting user and device of an HTTP call that writes (group changes).</summary>
 internal sealed record HttpOrigin(string User, int Device) : ICommandOrigin;
 

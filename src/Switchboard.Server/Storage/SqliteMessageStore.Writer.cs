@@ -80,6 +80,9 @@ internal sealed partial class SqliteMessageStore
                     case GroupCommand group:
                         ChangeGroup(statements, group, now);
                         break;
+                    case TouchCommand touch:
+                        statements.Touch(touch.User, touch.Device, touch.Ts);
+                        break;
                 }
             }
 
@@ -389,6 +392,8 @@ internal sealed partial class SqliteMessageStore
         private readonly SqliteCommand _removeGroupMember;
         private readonly SqliteCommand _setRole;
         private readonly SqliteCommand _userExists;
+        private readonly SqliteCommand _touchDevice;
+        private readonly SqliteCommand _lastSeen;
         private readonly SqliteCommand[] _all;
 
         public WriterStatements(SqliteConnection connection)
@@ -401,6 +406,8 @@ internal sealed partial class SqliteMessageStore
             _removeGroupMember = Make(connection, "UPDATE members SET removed_seq = $3 WHERE conv = $1 AND user = $2", 3);
             _setRole = Make(connection, "UPDATE members SET role = $3 WHERE conv = $1 AND user = $2", 3);
             _userExists = Make(connection, "SELECT 1 FROM users WHERE user = $1", 1);
+            _touchDevice = Make(connection, "UPDATE devices SET last_active = $3 WHERE user = $1 AND device = $2", 3);
+            _lastSeen = Make(connection, "UPDATE users SET last_seen = $2 WHERE user = $1", 2);
             _upsertConversation = Make(connection, "INSERT INTO conversations(conv, kind, last_seq, created) VALUES ($1, $2, $3, $4) ON CONFLICT(conv) DO UPDATE SET last_seq = excluded.last_seq", 4);
             _insertMember = Make(connection, "INSERT OR IGNORE INTO members(conv, user, role, joined_seq, joined_ts) VALUES ($1, $2, 'member', 1, $3)", 3);
             _eventHead = Make(connection, "SELECT sender, kind, ts FROM events WHERE conv = $1 AND seq = $2", 2);
@@ -409,7 +416,7 @@ internal sealed partial class SqliteMessageStore
             _getMemberCursor = Make(connection, "SELECT delivered, read FROM member_cursors WHERE conv = $1 AND user = $2", 2);
             _setMemberCursor = Make(connection, "INSERT INTO member_cursors(conv, user, delivered, read, updated) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO UPDATE SET delivered = excluded.delivered, read = excluded.read, updated = excluded.updated", 5);
             _all = [_findByCid, _insertEvent, _upsertConversation, _insertMember, _eventHead, _isDeleted, _deviceCursor, _getMemberCursor, _setMemberCursor,
-                _insertConversation, _renameConversation, _setGroupMember, _removeGroupMember, _setRole, _userExists];
+                _insertConversation, _renameConversation, _setGroupMember, _removeGroupMember, _setRole, _userExists, _touchDevice, _lastSeen];
         }
 
         public void Bind(SqliteTransaction transaction)
@@ -463,6 +470,20 @@ internal sealed partial class SqliteMessageStore
         {
             Set(_setRole, conv, user, role);
             _setRole.ExecuteNonQuery();
+        }
+
+        public void Touch(string user, int? device, long ts)
+        {
+            if (device is { } d)
+            {
+                Set(_touchDevice, user, d, ts);
+                _touchDevice.ExecuteNonQuery();
+            }
+            else
+            {
+                Set(_lastSeen, user, ts);
+                _lastSeen.ExecuteNonQuery();
+            }
         }
 
         public bool UserExists(string user)
