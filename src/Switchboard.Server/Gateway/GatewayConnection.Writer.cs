@@ -34,10 +34,9 @@ internal sealed partial class GatewayConnection
             return;
         }
 
-        if (!_outbound.Writer.TryWrite(frame))
+        lock (_queueLock)
         {
-            Interlocked.Add(ref _queuedBytes, -frame.Bytes.Length);
-            return;
+            (_queue ??= new Queue<Outbound>(4)).Enqueue(frame);
         }
 
         Kick(inline);
@@ -73,15 +72,42 @@ internal sealed partial class GatewayConnection
         }
     }
 
-    private bool HasWork() => Volatile.Read(ref _closeCode) != 0 ? !_closeDone : _outbound.Reader.TryPeek(out _);
+    private bool HasWork() => Volatile.Read(ref _closeCode) != 0 ? !_closeDone : HasQueued();
+
+    private bool HasQueued()
+    {
+        lock (_queueLock)
+        {
+            return _queue is { Count: > 0 };
+        }
+    }
+
+    private bool TryDequeue(out Outbound frame)
+    {
+        lock (_queueLock)
+        {
+            if (_queue is { Count: > 0 } queue)
+            {
+                frame = queue.Dequeue();
+                if (queue.Count == 0)
+                {
+                    _queue = null;
+                }
+
+                return true;
+            }
+        }
+
+        frame = default;
+        return false;
+    }
 
     private async Task DrainAsync()
     {
         var wentAsync = false;
         try
         {
-            var reader = _outbound.Reader;
-            while ((Volatile.Read(ref _closeCode) == 0 || _flushBeforeClose) && reader.TryRead(out var frame))
+            while ((Volatile.Read(ref _closeCode) == 0 || _flushBeforeClose) && TryDequeue(out var frame))
             {
                 var send = _socket.SendAsync(frame.Bytes, WebSocketMessageType.Text, true, _abort.Token);
                 if (send.IsCompletedSuccessfully)
@@ -103,7 +129,7 @@ internal sealed partial class GatewayConnection
 
             Interlocked.Exchange(ref _drained, null)?.TrySetResult();
             var code = Volatile.Read(ref _closeCode);
-            if (code != 0 && !_closeDone && (!_flushBeforeClose || !reader.TryPeek(out _)))
+            if (code != 0 && !_closeDone && (!_flushBeforeClose || !HasQueued()))
             {
                 _closeDone = true;
                 if (_socket.State is WebSocketState.Open or WebSocketState.CloseReceived)

@@ -18,7 +18,10 @@ internal sealed partial class GatewayConnection : IClient
     private readonly WebSocket _socket;
     private readonly GatewayServices _services;
     private readonly GatewayOptions _options;
-    private readonly Channel<Outbound> _outbound = Channel.CreateUnbounded<Outbound>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Lock _queueLock = new();
+
+    /// <summary>Frames waiting for the socket; made when the first one arrives and dropped when drained, so an idle socket holds none.</summary>
+    private Queue<Outbound>? _queue;
     private readonly CancellationTokenSource _abort = new();
     private readonly TaskCompletionSource _closeRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _queuedBytes;
@@ -148,7 +151,6 @@ internal sealed partial class GatewayConnection : IClient
 
         _closeReason = reason;
         _closeRequested.TrySetResult();
-        _outbound.Writer.TryComplete();
         Kick(inline: false); // someone must send the close frame
         try
         {
@@ -163,11 +165,16 @@ internal sealed partial class GatewayConnection : IClient
     private async Task<Accounts.DeviceIdentity?> HandshakeAsync()
     {
         var first = ReceiveFrameAsync();
-        var timeout = Task.Delay(TimeSpan.FromSeconds(_options.HelloTimeoutSeconds), _abort.Token);
-        if (await Task.WhenAny(first, timeout) != first)
+        using (var timer = CancellationTokenSource.CreateLinkedTokenSource(_abort.Token))
         {
-            Close(CloseCodes.Policy, "no hello in time");
-            return null;
+            var timeout = Task.Delay(TimeSpan.FromSeconds(_options.HelloTimeoutSeconds), timer.Token);
+            var winner = await Task.WhenAny(first, timeout);
+            await timer.CancelAsync(); // frees the timer now rather than holding it for the whole timeout
+            if (winner != first)
+            {
+                Close(CloseCodes.Policy, "no hello in time");
+                return null;
+            }
         }
 
         if (await first is not { } message)
