@@ -320,26 +320,5 @@ public sealed partial class SwitchboardClient
         _events.Writer.TryWrite(new ConnectionChanged(state, closeCode));
     }
 
-    private static string? TypeOf(ReadOnlySpan<byte> json)
-    {
-        var reader = new Utf8JsonReader(json);
-        if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
-        {
-            return null;
-        }
-
-        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-        {
-            var isType = reader.ValueTextEquals("t"u8);
-            reader.Read();
-            if (isType)
-            {
-                return reader.TokenType == JsonTokenType.String ? reader.GetString() : null;
-            }
-
-            reader.Skip();
-        }
-
-        return null;
-    }
+    private static string? TypeOf(ReadOnlySpan<byte> json) => FrameFields.Type(json);
 }

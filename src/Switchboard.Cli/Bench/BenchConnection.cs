@@ -193,11 +193,7 @@ internal sealed class BenchConnection : IAsyncDisposable
     public static string? FrameType(ReadOnlySpan<byte> json) => StringField(json, "t"u8);
 
     /// <summary>A top-level string field of a frame, or null.</summary>
-    public static string? StringField(ReadOnlySpan<byte> json, ReadOnlySpan<byte> name)
-    {
-        var reader = new Utf8JsonReader(json);
-        return Seek(ref reader, name) && reader.TokenType == JsonTokenType.String ? reader.GetString() : null;
-    }
+    public static string? StringField(ReadOnlySpan<byte> json, ReadOnlySpan<byte> name) => Protocol.FrameFields.String(json, name);
 
     /// <summary>A top-level integer field of a frame (<c>seq</c>, <c>heartbeat</c>, <c>retry_after</c>), or null.</summary>
     public static long? NumberField(ReadOnlySpan<byte> json, ReadOnlySpan<byte> name)

@@ -322,34 +322,7 @@ internal sealed partial class GatewayConnection : IClient
     private byte[]? _receiveBuffer;
 
     /// <summary>The cid of a frame that failed to bind (a field of the wrong type), so its error can name it.</summary>
-    private static string? CidOf(ReadOnlySpan<byte> json)
-    {
-        try
-        {
-            var reader = new Utf8JsonReader(json);
-            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
-            {
-                return null;
-            }
-
-            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-            {
-                var isCid = reader.ValueTextEquals("cid"u8);
-                reader.Read();
-                if (isCid)
-                {
-                    return reader.TokenType == JsonTokenType.String ? reader.GetString() : null;
-                }
-
-                reader.Skip();
-            }
-        }
-        catch (JsonException)
-        {
-        }
-
-        return null;
-    }
+    private static string? CidOf(ReadOnlySpan<byte> json) => FrameFields.String(json, "cid"u8);
 
     /// <summary>
     /// After our close frame, reads and discards until the peer's close: closing TCP with unread input would
