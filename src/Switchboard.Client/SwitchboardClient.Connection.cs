@@ -18,6 +18,9 @@ public sealed partial class SwitchboardClient
     private long _order = -1;
     private int _heartbeat = 30;
     private string[]? _watching;
+    private long _lastFrameAt;
+    private long _connectedAt;
+    private volatile bool _welcomed;
 
     /// <summary>
     /// Starts the connection (and keeps it up until disposed). Completes at the first welcome; throws
@@ -28,7 +31,11 @@ public sealed partial class SwitchboardClient
         if (_loop is null)
         {
             var outbox = await _state.LoadOutboxAsync();
-            _order = outbox.Count > 0 ? outbox[^1].Order + 1 : 0;
+            var next = outbox.Count > 0 ? outbox[^1].Order : -1;
+            // Raise, never lower: sends made before ConnectAsync already took numbers.
+            for (var current = Volatile.Read(ref _order); current < next && Interlocked.CompareExchange(ref _order, next, current) != current; current = Volatile.Read(ref _order))
+            {
+            }
             _loop = Task.Run(() => RunAsync(_stop.Token), CancellationToken.None);
         }
 
@@ -55,13 +62,20 @@ public sealed partial class SwitchboardClient
                     await socket.ConnectAsync(ws, timeout.Token);
                 }
 
+                // hello goes first on the new socket, before anyone else may write to it: a frame before hello is
+                // a protocol error the server answers with 1008, which would stop this client for good.
+                var hello = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(new ClientFrame { T = FrameTypes.Hello, V = Limits.Version, Token = _token }, SwitchboardJsonContext.Default.ClientFrame));
+                await socket.SendAsync(hello, WebSocketMessageType.Text, true, stop);
+                _welcomed = false;
+                _connectedAt = Environment.TickCount64;
+                Volatile.Write(ref _lastFrameAt, Environment.TickCount64);
                 _socket = socket;
-                await SendRawAsync(JsonSerializer.Serialize(new ClientFrame { T = FrameTypes.Hello, V = Limits.Version, Token = _token }, SwitchboardJsonContext.Default.ClientFrame), stop);
                 await ReceiveLoopAsync(socket, () => attempt = 0, stop);
                 closeCode = (int?)socket.CloseStatus;
             }
-            catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException or HttpRequestException)
+            catch (Exception ex) when (!stop.IsCancellationRequested || ex is OperationCanceledException)
             {
+                // Any failure of one connection (network, a bad frame, the state store) ends this attempt only.
                 closeCode = (int?)_socket?.CloseStatus;
             }
             finally
@@ -78,8 +92,10 @@ public sealed partial class SwitchboardClient
             {
                 // The token was refused or revoked, or a newer socket of this device took over: retrying would fight it.
                 SetState(ConnectionState.Stopped, closeCode);
-                _firstWelcome.TrySetException(new SwitchboardException(closeCode == CloseCodes.Policy ? ErrorCodes.Unauthorized : "replaced",
-                    closeCode == CloseCodes.Policy ? "the server refused this device's token" : "a newer connection of this device took over"));
+                var reason = new SwitchboardException(closeCode == CloseCodes.Policy ? ErrorCodes.Unauthorized : "replaced",
+                    closeCode == CloseCodes.Policy ? "the server refused this device's token" : "a newer connection of this device took over");
+                _firstWelcome.TrySetException(reason);
+                FailWaiters(reason);
                 break;
             }
 
@@ -127,6 +143,7 @@ public sealed partial class SwitchboardClient
                 return;
             }
 
+            Volatile.Write(ref _lastFrameAt, Environment.TickCount64);
             await HandleAsync(buffer.AsMemory(0, count), connected, stop);
         }
     }
@@ -141,7 +158,12 @@ public sealed partial class SwitchboardClient
                 User = welcome.User;
                 Device = welcome.Device;
                 _heartbeat = Math.Max(1, welcome.Heartbeat);
-                connected();
+                _welcomed = true;
+                foreach (var (_, conversation) in _conversations)
+                {
+                    conversation.Syncing = false; // a sync cut off with the old socket is asked again when needed
+                }
+
                 SetState(ConnectionState.Connected, null);
                 _firstWelcome.TrySetResult();
                 await ResendOutboxAsync(stop);
@@ -152,6 +174,7 @@ public sealed partial class SwitchboardClient
 
                 break;
             case FrameTypes.Live:
+                connected(); // only a connection that got this far resets the backoff
                 SetState(ConnectionState.Live, null);
                 break;
             case FrameTypes.Ack:
@@ -208,6 +231,11 @@ public sealed partial class SwitchboardClient
             }
         }
 
+        if (error.Ref is { } conv && _conversations.TryGetValue(conv, out var conversation))
+        {
+            conversation.Syncing = false; // a refused sync must not freeze the conversation
+        }
+
         await _events.Writer.WriteAsync(new ServerError(error), stop);
     }
 
@@ -235,6 +263,12 @@ public sealed partial class SwitchboardClient
         var json = JsonSerializer.Serialize(frame, SwitchboardJsonContext.Default.ClientFrame);
         var waiter = new TaskCompletionSource<AckFrame>(TaskCreationOptions.RunContinuationsAsynchronously);
         _waiting[frame.Cid] = waiter;
+        if (_stop.IsCancellationRequested || State == ConnectionState.Stopped)
+        {
+            _waiting.TryRemove(frame.Cid, out _);
+            throw new SwitchboardException(ErrorCodes.Unavailable, "the client is stopped; the send was not queued");
+        }
+
         // In the outbox before it is sent: a crash or a cut from here on ends in a resend with the same cid.
         await _state.AddPendingAsync(new PendingSend(frame.Cid, json, Interlocked.Increment(ref _order)));
         await SendRawAsync(json, cancellationToken);
@@ -247,6 +281,17 @@ public sealed partial class SwitchboardClient
     private Task SendTransientAsync(ClientFrame frame, CancellationToken cancellationToken) =>
         SendRawAsync(JsonSerializer.Serialize(frame, SwitchboardJsonContext.Default.ClientFrame), cancellationToken);
 
+    private void FailWaiters(Exception reason)
+    {
+        foreach (var (cid, waiter) in _waiting)
+        {
+            if (_waiting.TryRemove(cid, out _))
+            {
+                waiter.TrySetException(reason);
+            }
+        }
+    }
+
     private async Task ResendOutboxAsync(CancellationToken stop)
     {
         foreach (var pending in await _state.LoadOutboxAsync())
@@ -256,12 +301,12 @@ public sealed partial class SwitchboardClient
     }
 
     /// <summary>Sends on the current socket if there is one; otherwise the outbox (or nothing, for transient frames) covers it.</summary>
-    private async Task SendRawAsync(string json, CancellationToken cancellationToken)
+    private async Task<bool> SendRawAsync(string json, CancellationToken cancellationToken)
     {
         var socket = _socket;
         if (socket is not { State: WebSocketState.Open })
         {
-            return;
+            return false;
         }
 
         var bytes = Encoding.UTF8.GetBytes(json);
@@ -269,12 +314,14 @@ public sealed partial class SwitchboardClient
         try
         {
             await socket.SendAsync(bytes, WebSocketMessageType.Text, true, cancellationToken);
+            return true;
         }
         catch (Exception ex) when (ex is WebSocketException or ObjectDisposedException or IOException
                                        || (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested))
         {
             // The socket broke (an aborted socket cancels its pending send): the receive loop notices and
             // reconnects; the outbox resends.
+            return false;
         }
         finally
         {
@@ -305,6 +352,20 @@ public sealed partial class SwitchboardClient
         {
             // Twice per heartbeat: one lost ping never costs the presence TTL (two heartbeats).
             await Task.Delay(TimeSpan.FromSeconds(_heartbeat / 2.0), stop);
+            if (_socket is not { } socket)
+            {
+                continue;
+            }
+
+            // Every ping is answered, so two heartbeats without any frame (or no welcome within the connect
+            // timeout) mean the path is dead even if TCP has not said so: drop it and reconnect.
+            var silentMs = Environment.TickCount64 - Volatile.Read(ref _lastFrameAt);
+            if (silentMs > _heartbeat * 2_000L || (!_welcomed && Environment.TickCount64 - _connectedAt > _options.ConnectTimeout.TotalMilliseconds))
+            {
+                socket.Abort();
+                continue;
+            }
+
             await SendRawAsync(ping, stop);
         }
     }

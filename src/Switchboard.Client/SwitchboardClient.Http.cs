@@ -123,6 +123,8 @@ public sealed partial class SwitchboardClient
         {
         }
 
-        throw new SwitchboardException(error?.Error ?? ErrorCodes.Internal, error?.Message ?? $"HTTP {(int)response.StatusCode}") { Status = (int)response.StatusCode };
+        // A 5xx without our error body came from something in between (a proxy, a restart): worth a retry.
+        var code = error?.Error ?? ((int)response.StatusCode >= 500 ? ErrorCodes.Unavailable : ErrorCodes.Internal);
+        throw new SwitchboardException(code, error?.Message ?? $"HTTP {(int)response.StatusCode}") { Status = (int)response.StatusCode };
     }
 }

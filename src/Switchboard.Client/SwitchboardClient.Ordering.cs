@@ -19,6 +19,8 @@ public sealed partial class SwitchboardClient
         {
             if (message.Seq <= last)
             {
+                // A repeat (replayed because the server had not heard our recv): tell it again so it stops.
+                _recvPending[message.Conv] = last;
                 return;
             }
 
@@ -121,8 +123,10 @@ public sealed partial class SwitchboardClient
                     break; // sent after reconnecting
                 }
 
-                _recvPending.TryRemove(new KeyValuePair<string, long>(conv, seq));
-                await SendRawAsync(JsonSerializer.Serialize(new ClientFrame { T = FrameTypes.Recv, Conv = conv, Seq = seq }, SwitchboardJsonContext.Default.ClientFrame), stop);
+                if (await SendRawAsync(JsonSerializer.Serialize(new ClientFrame { T = FrameTypes.Recv, Conv = conv, Seq = seq }, SwitchboardJsonContext.Default.ClientFrame), stop))
+                {
+                    _recvPending.TryRemove(new KeyValuePair<string, long>(conv, seq)); // a newer seq may have replaced it meanwhile
+                }
             }
         }
     }

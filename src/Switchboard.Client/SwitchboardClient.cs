@@ -108,21 +108,23 @@ public sealed partial class SwitchboardClient : IAsyncDisposable
             return;
         }
 
+        await CloseSocketAsync(); // close first: cancelling would abort the socket and send no close frame
         await _stop.CancelAsync();
-        await CloseSocketAsync();
         if (_loop is not null)
         {
             try
             {
                 await _loop;
             }
-            catch (OperationCanceledException)
+            catch (Exception)
             {
+                // the loop's failures are its own; disposing must finish
             }
         }
 
         SetState(ConnectionState.Disconnected, null);
         _events.Writer.TryComplete();
+        _firstWelcome.TrySetCanceled();
         foreach (var (_, waiter) in _waiting)
         {
             waiter.TrySetCanceled();

@@ -131,6 +131,27 @@ public sealed class ClientSdkTests(ServerFixture fixture) : IClassFixture<Server
     }
 
     [Fact]
+    public async Task A_silently_dead_connection_is_noticed_and_replaced()
+    {
+        // Heartbeat 1 s: the client pings every half second and gives up on a path silent for two heartbeats.
+        await using var server = await TestServer.StartAsync(new Dictionary<string, string?> { ["Switchboard:Gateway:HeartbeatSeconds"] = "1" });
+        var aliceUser = await server.RegisterAsync();
+        var (_, aliceToken) = await server.LinkAsync(aliceUser);
+        var bob = await server.RegisterAsync();
+        await using var proxy = new FaultProxy(server.Address);
+        await using var alice = new SwitchboardClient(proxy.Url, aliceToken, Fast);
+        await alice.ConnectAsync();
+
+        proxy.SilenceAll(); // TCP stays up, nothing gets through, nobody is told
+        var conv = Conv.Direct(aliceUser, bob);
+        var ack = await alice.SendTextAsync(conv, "through a new connection").WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(1, ack.Seq);
+        Assert.True(proxy.Accepted >= 2);
+        var history = await alice.GetHistoryAsync(conv);
+        Assert.Equal("through a new connection", Assert.Single(history.Messages).Body);
+    }
+
+    [Fact]
     public async Task A_gap_is_repaired_with_sync()
     {
         var alice = await Server.NewClientAsync();

@@ -12,6 +12,7 @@ public sealed class FaultProxy : IAsyncDisposable
     private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
     private readonly int _target;
     private readonly List<(TcpClient Client, TcpClient Server)> _pairs = [];
+    private readonly HashSet<NetworkStream> _silenced = [];
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _accepting;
 
@@ -28,6 +29,22 @@ public sealed class FaultProxy : IAsyncDisposable
     public bool Refusing { get; set; }
 
     public int Accepted { get; private set; }
+
+    /// <summary>
+    /// Open connections stop carrying bytes (both ways) while TCP stays up: a dead path that neither side is told
+    /// about. New connections work normally.
+    /// </summary>
+    public void SilenceAll()
+    {
+        lock (_pairs)
+        {
+            foreach (var (client, server) in _pairs)
+            {
+                _silenced.Add(client.GetStream());
+                _silenced.Add(server.GetStream());
+            }
+        }
+    }
 
     /// <summary>Drops every open connection with a reset, both ways.</summary>
     public void CutAll()
@@ -111,7 +128,16 @@ public sealed class FaultProxy : IAsyncDisposable
                     break;
                 }
 
-                await to.WriteAsync(buffer.AsMemory(0, read), _stop.Token);
+                bool silenced;
+                lock (_pairs)
+                {
+                    silenced = _silenced.Contains(from);
+                }
+
+                if (!silenced)
+                {
+                    await to.WriteAsync(buffer.AsMemory(0, read), _stop.Token);
+                }
             }
         }
         catch (Exception ex) when (ex is IOException or ObjectDisposedException or OperationCanceledException or SocketException)

@@ -68,8 +68,10 @@ internal static class ChatCommand
             {
             }
 
-            return ExitCodes.Ok;
+            return _failedSends > 0 ? ExitCodes.Refused : ExitCodes.Ok;
         }
+
+        private int _failedSends;
 
         private async Task<bool> HandleLineAsync(string line, CancellationToken cancellationToken)
         {
@@ -123,6 +125,7 @@ internal static class ChatCommand
             }
             catch (SwitchboardException ex)
             {
+                Interlocked.Increment(ref _failedSends);
                 Write($"not sent: {ex.Message}");
             }
         }

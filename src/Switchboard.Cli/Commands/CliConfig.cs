@@ -35,7 +35,14 @@ internal sealed record CliConfig(string Url, string User, int Device, string Tok
             return null;
         }
 
-        return JsonSerializer.Deserialize(File.ReadAllText(path), CliJson.Default.CliConfig);
+        try
+        {
+            return JsonSerializer.Deserialize(File.ReadAllText(path), CliJson.Default.CliConfig);
+        }
+        catch (JsonException ex)
+        {
+            throw new UsageException($"{path} is not a valid config file ({ex.Message}); run 'switchboard login' again");
+        }
     }
 
     /// <summary>Writes the file readable by its owner only (mode 600): it holds a bearer token.</summary>
@@ -43,7 +50,10 @@ internal sealed record CliConfig(string Url, string User, int Device, string Tok
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
         var temp = path + ".tmp";
-        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+        // A fresh file every time (never an old one, never through a link left in its place), so the mode below
+        // is the one it is created with.
+        File.Delete(temp);
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
         if (!OperatingSystem.IsWindows())
         {
             options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite; // never readable by others, not even briefly

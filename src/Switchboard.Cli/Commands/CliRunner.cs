@@ -54,6 +54,13 @@ internal static class CliRunner
                 ? Names.DirectConversation(me, target)
                 : throw new UsageException($"'{target}' is neither a user handle nor a conversation id (dm:… or grp:…)");
 
+    private static volatile bool _interrupted;
+
+    static CliRunner()
+    {
+        Console.CancelKeyPress += (_, _) => _interrupted = true;
+    }
+
     /// <summary>Runs a command body and turns failures into one line on stderr and an exit code.</summary>
     public static async Task<int> RunAsync(Func<Task<int>> body)
     {
@@ -76,6 +83,10 @@ internal static class CliRunner
                 ErrorCodes.Unavailable => ExitCodes.Unavailable,
                 _ => ExitCodes.Refused,
             };
+        }
+        catch (OperationCanceledException) when (Console.IsInputRedirected is false && _interrupted)
+        {
+            return 130; // interrupted (Ctrl+C), as shells report it
         }
         catch (Exception ex) when (ex is HttpRequestException or TimeoutException or TaskCanceledException or System.Net.WebSockets.WebSocketException)
         {

@@ -110,9 +110,9 @@ internal sealed partial class GatewayConnection
             while ((Volatile.Read(ref _closeCode) == 0 || _flushBeforeClose) && TryDequeue(out var frame))
             {
                 var send = _socket.SendAsync(frame.Bytes, WebSocketMessageType.Text, true, _abort.Token);
-                if (send.IsCompletedSuccessfully)
+                if (send.IsCompleted)
                 {
-                    send.GetAwaiter().GetResult();
+                    send.GetAwaiter().GetResult(); // throws here if it failed synchronously
                 }
                 else
                 {
@@ -144,13 +144,16 @@ internal sealed partial class GatewayConnection
         catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
         {
             // The socket is gone: nothing more can be sent. What was queued is recovered from the store.
+            Close(CloseCodes.InternalError, "send failed");
             _closeDone = true;
             _closeSent.TrySetResult();
             Interlocked.Exchange(ref _drained, null)?.TrySetResult();
         }
         finally
         {
-            Volatile.Write(ref _writing, 0);
+            // A full fence: the release must not be reordered after HasWork's reads, or a close or frame that
+            // arrives right now could be missed by both sides.
+            Interlocked.Exchange(ref _writing, 0);
         }
 
         if (wentAsync)
