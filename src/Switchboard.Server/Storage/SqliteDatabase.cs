@@ -29,14 +29,24 @@ internal sealed class SqliteDatabase
 
     public string FilePath { get; }
 
+    private static readonly object Marker = new();
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<SQLitePCL.sqlite3, object> _initialised = new();
+
     public SqliteConnection Open()
     {
         var connection = new SqliteConnection(_connectionString);
         connection.Open();
-        // FULL: in WAL mode every commit is fsync'd, which is what "durable before ack" means.
-        // busy_timeout: a connection that finds the database locked waits inside SQLite (fine-grained) rather
-        // than failing or sleeping in coarse steps, so side writes never stall the group commit for long.
-        Execute(connection, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA busy_timeout=5000;");
+        // Pragmas belong to the physical connection, which the pool keeps: set them once per handle, not on
+        // every Open (they were three statements per read on hot paths such as connects).
+        if (!_initialised.TryGetValue(connection.Handle!, out _))
+        {
+            // FULL: in WAL mode every commit is fsync'd, which is what "durable before ack" means.
+            // busy_timeout: a connection that finds the database locked waits inside SQLite (fine-grained)
+            // rather than failing or sleeping in coarse steps, so side writes never stall the group commit long.
+            Execute(connection, "PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;");
+            _initialised.AddOrUpdate(connection.Handle!, Marker);
+        }
+
         return connection;
     }
 
