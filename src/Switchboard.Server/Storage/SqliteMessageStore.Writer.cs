@@ -16,6 +16,14 @@ internal sealed partial class SqliteMessageStore
 
     private readonly Dictionary<string, string> _touched = new(StringComparer.Ordinal);
 
+    /// <summary>
+    /// Member cursors as the writer (their only writer) last wrote them, so a recv costs one write and no read.
+    /// Dropped whole when a batch fails (it may hold uncommitted values) or when it reaches its size.
+    /// </summary>
+    private readonly Dictionary<(string Conv, string User), (long Delivered, long Read)> _memberCursors = [];
+
+    private const int MemberCursorCacheSize = 200_000;
+
     /// <summary>Group memberships changed in the current batch, published only after it commits.</summary>
     private readonly Dictionary<string, GroupSnapshot> _pendingGroups = new(StringComparer.Ordinal);
 
@@ -103,6 +111,7 @@ internal sealed partial class SqliteMessageStore
             // tell every sender to retry with the same cid.
             LogBatchFailed(ex, batch.Count);
             _lastSeq.Clear();
+            _memberCursors.Clear();
             foreach (var command in batch)
             {
                 if (command.ErrorCode is not null)
@@ -340,7 +349,18 @@ internal sealed partial class SqliteMessageStore
 
         var user = command.Origin.User;
         statements.AdvanceDeviceCursor(user, command.Origin.Device, command.Conv, seq);
-        var (delivered, read) = statements.GetMemberCursor(command.Conv, user);
+        var key = (command.Conv, user);
+        if (!_memberCursors.TryGetValue(key, out var current))
+        {
+            if (_memberCursors.Count >= MemberCursorCacheSize)
+            {
+                _memberCursors.Clear(); // bounded: the store is the truth, the cache only saves a read
+            }
+
+            current = statements.GetMemberCursor(command.Conv, user);
+        }
+
+        var (delivered, read) = current;
         var newDelivered = Math.Max(delivered, seq);
         var newRead = command.IsRead ? Math.Max(read, seq) : read;
         if (newDelivered == delivered && newRead == read)
@@ -349,6 +369,7 @@ internal sealed partial class SqliteMessageStore
         }
 
         statements.SetMemberCursor(command.Conv, user, newDelivered, newRead, now);
+        _memberCursors[key] = (newDelivered, newRead);
         if (newDelivered != delivered)
         {
             command.DeliveredAdvancedTo = newDelivered;
