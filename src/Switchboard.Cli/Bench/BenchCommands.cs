@@ -22,8 +22,10 @@ internal static class BenchCommands
         var warmup = new Option<int>("--warmup") { Description = "Seconds of load before measuring", DefaultValueFactory = _ => 2 };
         var body = new Option<int>("--body") { Description = "Body size in bytes", DefaultValueFactory = _ => 100 };
         var rate = new Option<int>("--rate") { Description = "Offered messages/s over all pairs (0: as fast as the window allows)", DefaultValueFactory = _ => 0 };
+        var ramp = new Option<string?>("--ramp") { Description = "FROM:STEP:MAX offered rates; reports the highest whose end-to-end p99 stays within --p99-bound" };
+        var bound = new Option<double>("--p99-bound") { Description = "End-to-end p99 bound in ms for --ramp", DefaultValueFactory = _ => 200 };
         var command = common.Command("direct", "1:1 load: pipelined sends through persist-before-ack; acked/s, ack and end-to-end latency, loss",
-            pairs, window, duration, warmup, body, rate);
+            pairs, window, duration, warmup, body, rate, ramp, bound);
         command.SetAction(async (parse, cancellationToken) =>
         {
             if (common.Target(parse) is not { } target)
@@ -40,6 +42,18 @@ internal static class BenchCommands
                 Math.Clamp(parse.GetValue(body), 1, 16 * 1024),
                 parse.GetValue(common.Json),
                 Math.Max(0, parse.GetValue(rate)));
+            if (parse.GetValue(ramp) is { } spec)
+            {
+                var parts = spec.Split(':');
+                if (parts.Length != 3 || !int.TryParse(parts[0], out var from) || !int.TryParse(parts[1], out var step) || !int.TryParse(parts[2], out var max) || from < 1 || step < 1 || max < from)
+                {
+                    await Console.Error.WriteLineAsync("--ramp must be FROM:STEP:MAX, e.g. 10000:5000:80000");
+                    return 2;
+                }
+
+                return await DirectBench.RampAsync(options, from, step, max, parse.GetValue(bound), cancellationToken);
+            }
+
             return await new DirectBench(options).RunAsync(cancellationToken);
         });
         return command;

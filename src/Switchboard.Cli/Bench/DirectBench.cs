@@ -30,6 +30,53 @@ internal sealed class DirectBench(DirectOptions options)
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
+        var (report, ok) = await MeasureAsync(cancellationToken);
+        Report.Print(report, options.Json);
+        return ok ? 0 : 1;
+    }
+
+    /// <summary>
+    /// Ramp: runs one measurement per offered rate, from <paramref name="from"/> up by <paramref name="step"/>, and
+    /// reports the highest rate that was fully acked with nothing lost and end-to-end p99 within the bound.
+    /// Stops at the first rate that misses (or at <paramref name="max"/>).
+    /// </summary>
+    public static async Task<int> RampAsync(DirectOptions options, int from, int step, int max, double p99BoundMs, CancellationToken cancellationToken)
+    {
+        var steps = new List<Dictionary<string, object?>>();
+        var best = 0;
+        for (var rate = from; rate <= max; rate += step)
+        {
+            var (report, ok) = await new DirectBench(options with { Rate = rate, Json = true }).MeasureAsync(cancellationToken);
+            var p99 = ((Dictionary<string, double>)report["end_to_end_ms"]!)["p99"];
+            var acked = Convert.ToDouble(report["acked_per_s"], System.Globalization.CultureInfo.InvariantCulture);
+            var passed = ok && p99 <= p99BoundMs && acked >= rate * 0.98;
+            steps.Add(new Dictionary<string, object?> { ["offered_per_s"] = rate, ["acked_per_s"] = acked, ["e2e_p99_ms"] = p99, ["passed"] = passed });
+            if (!options.Json)
+            {
+                Console.Error.WriteLine($"ramp: {rate,8:N0}/s offered → {acked,8:N0}/s acked, e2e p99 {p99:0.###} ms {(passed ? "ok" : "over the bound")}");
+            }
+
+            if (!passed)
+            {
+                break;
+            }
+
+            best = rate;
+        }
+
+        Report.Print(new Dictionary<string, object?>
+        {
+            ["workload"] = "direct-ramp",
+            ["pairs"] = options.Pairs,
+            ["p99_bound_ms"] = p99BoundMs,
+            ["highest_passing_per_s"] = best,
+            ["steps"] = steps.Count,
+        }, options.Json);
+        return best > 0 ? 0 : 1;
+    }
+
+    private async Task<(Dictionary<string, object?> Report, bool Ok)> MeasureAsync(CancellationToken cancellationToken)
+    {
         using var http = options.Target.CreateHttpClient(TimeSpan.FromSeconds(60));
         var accounts = new BenchAccounts(http);
         var pairs = new List<Pair>();
@@ -98,8 +145,7 @@ internal sealed class DirectBench(DirectOptions options)
             await pair.DisposeAsync();
         }
 
-        Report.Print(report, options.Json);
-        return lost == 0 && Interlocked.Read(ref _errors) == 0 && Interlocked.Read(ref _duplicates) == 0 && Interlocked.Read(ref _stalled) == 0 ? 0 : 1;
+        return (report, lost == 0 && Interlocked.Read(ref _errors) == 0 && Interlocked.Read(ref _duplicates) == 0 && Interlocked.Read(ref _stalled) == 0);
     }
 
     private async Task ProgressAsync(long start, long end, CancellationToken cancellationToken)
