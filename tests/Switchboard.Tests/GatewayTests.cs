@@ -163,6 +163,32 @@ public sealed class GatewayTests(ServerFixture fixture) : IClassFixture<ServerFi
 public sealed class GatewayTimeoutTests
 {
     [Fact]
+    public async Task A_stopping_server_closes_sockets_with_4003_after_committing_what_it_acked()
+    {
+        var server = await TestServer.StartAsync();
+        try
+        {
+            var alice = await server.NewClientAsync();
+            var conv = Conv.Direct(alice.User, await server.RegisterAsync());
+            var ack = await alice.SendAckedAsync(conv, "before the restart");
+            var dataDir = server.DataDir;
+            var stopping = server.StopAsync();
+            Assert.Equal(4003, await alice.WaitClosedAsync());
+            await stopping;
+
+            // The acked message is there after a restart on the same data.
+            await using var again = await TestServer.StartAsync(dataDir: dataDir);
+            var (_, token) = await again.LinkAsync(alice.User);
+            var (_, history) = await again.GetAsync($"/v1/conversations/{conv}/messages", token);
+            Assert.Equal(ack.GetProperty("id").GetString(), Assert.Single(history.GetProperty("messages").EnumerateArray()).GetProperty("id").GetString());
+        }
+        finally
+        {
+            await server.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task No_hello_in_time_closes_with_1008()
     {
         await using var server = await TestServer.StartAsync(new Dictionary<string, string?> { ["Switchboard:Gateway:HelloTimeoutSeconds"] = "1" });
