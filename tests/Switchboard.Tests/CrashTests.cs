@@ -336,7 +336,7 @@ internal sealed class ServerProcess : IAsyncDisposable
     }
 
     /// <summary>The server's dll as built beside this test assembly (artifacts output).</summary>
-    private static string ServerDll()
+    internal static string ServerDll()
     {
         var local = Path.Combine(AppContext.BaseDirectory, "Switchboard.Server.dll");
         if (File.Exists(local) && File.Exists(Path.Combine(AppContext.BaseDirectory, "Switchboard.Server.runtimeconfig.json")))
