@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Diagnostics;
 using System.Net.WebSockets;
 using System.Text.Json;
@@ -23,7 +22,6 @@ internal sealed partial class GatewayConnection : IClient
     /// <summary>Frames waiting for the socket; made when the first one arrives and dropped when drained, so an idle socket holds none.</summary>
     private Queue<Outbound>? _queue;
     private readonly CancellationTokenSource _abort = new();
-    private readonly TaskCompletionSource _closeRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _queuedBytes;
     private long _lastTraffic;
     private int _closeCode;
@@ -150,7 +148,6 @@ internal sealed partial class GatewayConnection : IClient
         }
 
         _closeReason = reason;
-        _closeRequested.TrySetResult();
         Kick(inline: false); // someone must send the close frame
         try
         {

@@ -482,13 +482,8 @@ internal sealed partial class MessageService(
         }
     }
 
-    internal static double SecondsSince(long timestamp) => Stopwatch.GetElapsedTime(timestamp).TotalSeconds;
-
     [LoggerMessage(EventId = 2002, Level = LogLevel.Error, Message = "Acking or delivering a committed command in {Conv} failed")]
     private partial void LogCommitHandlingFailed(Exception exception, string conv);
 
-    [LoggerMessage(EventId = 2001, Level = LogLevel.Warning, Message = "Frame from {User}/{Device} failed")]
-    internal partial void LogFrameFailed(Exception exception, string user, int device);
-
-    internal ILogger Logger => logger;
+    private ILogger Logger => logger;
 }
