@@ -275,20 +275,7 @@ public sealed class GatewayTimeoutTests
 
         // Nothing is lost: a reconnect replays all of it.
         var bob = await TestClient.ConnectAsync(server, bobUser, bobDevice, bobToken);
-        var seqs = new HashSet<long>();
-        while (true)
-        {
-            var frame = await bob.NextAsync();
-            if (frame.GetProperty("t").GetString() == "live")
-            {
-                break;
-            }
-
-            if (frame.GetProperty("t").GetString() == "msg")
-            {
-                seqs.Add(frame.GetProperty("seq").GetInt64());
-            }
-        }
+        var seqs = TestClient.Messages(await bob.UntilLiveAsync()).Select(m => m.GetProperty("seq").GetInt64()).ToHashSet();
 
         Assert.Equal(sent, seqs.Count);
     }

@@ -111,17 +111,7 @@ public sealed class GroupReceiptTests(ServerFixture fixture) : IClassFixture<Ser
         await Task.Delay(100);
 
         var back = await TestClient.ConnectAsync(Server, aliceUser, device, token);
-        var before = new List<JsonElement>();
-        while (true)
-        {
-            var frame = await back.NextAsync();
-            if (frame.GetProperty("t").GetString() == "live")
-            {
-                break;
-            }
-
-            before.Add(frame);
-        }
+        var before = await back.UntilLiveAsync();
 
         Assert.Contains(before, f => f.GetProperty("t").GetString() == "receipt" && f.GetProperty("user").GetString() == "*" && f.GetProperty("kind").GetString() == "read" && f.GetProperty("seq").GetInt64() == seq);
     }

@@ -117,22 +117,9 @@ public sealed class MessagingTests(ServerFixture fixture) : IClassFixture<Server
         }
 
         var again = await TestClient.ConnectAsync(Server, bobUser, bobDevice, bobToken);
-        var seqs = new List<long>();
-        while (true)
-        {
-            var frame = await again.NextAsync();
-            var t = frame.GetProperty("t").GetString();
-            if (t == "live")
-            {
-                break;
-            }
-
-            if (t == "msg")
-            {
-                Assert.Equal(alice.User, frame.GetProperty("from").GetString());
-                seqs.Add(frame.GetProperty("seq").GetInt64());
-            }
-        }
+        var replayed = TestClient.Messages(await again.UntilLiveAsync());
+        Assert.All(replayed, m => Assert.Equal(alice.User, m.GetProperty("from").GetString()));
+        var seqs = replayed.Select(m => m.GetProperty("seq").GetInt64()).ToList();
 
         Assert.Equal(Enumerable.Range(2, 30).Select(i => (long)i), seqs);
 
@@ -164,20 +151,7 @@ public sealed class MessagingTests(ServerFixture fixture) : IClassFixture<Server
         await bob.CloseAsync();
 
         var again = await TestClient.ConnectAsync(Server, bobUser, bobDevice, bobToken);
-        var frames = new List<long>();
-        while (true)
-        {
-            var frame = await again.NextAsync();
-            if (frame.GetProperty("t").GetString() == "live")
-            {
-                break;
-            }
-
-            if (frame.GetProperty("t").GetString() == "msg")
-            {
-                frames.Add(frame.GetProperty("seq").GetInt64());
-            }
-        }
+        var frames = TestClient.Messages(await again.UntilLiveAsync()).Select(m => m.GetProperty("seq").GetInt64()).ToList();
 
         Assert.Equal([4L, 5L], frames);
     }
@@ -378,17 +352,7 @@ public sealed class MessagingTests(ServerFixture fixture) : IClassFixture<Server
         await Task.Delay(100);
 
         var back = await TestClient.ConnectAsync(Server, aliceUser, aliceDevice, aliceToken);
-        var frames = new List<JsonElement>();
-        while (true)
-        {
-            var f = await back.NextAsync();
-            if (f.GetProperty("t").GetString() == "live")
-            {
-                break;
-            }
-
-            frames.Add(f);
-        }
+        var frames = await back.UntilLiveAsync();
 
         Assert.Contains(frames, f => f.GetProperty("t").GetString() == "receipt" && f.GetProperty("kind").GetString() == "read" && f.GetProperty("user").GetString() == bob.User && f.GetProperty("seq").GetInt64() == 1);
     }

@@ -116,6 +116,26 @@ public sealed class TestClient : IAsyncDisposable
         }
     }
 
+    /// <summary>Every frame before <c>live</c> (the replay and the receipt state), in order; <c>live</c> itself is consumed.</summary>
+    public async Task<List<JsonElement>> UntilLiveAsync()
+    {
+        var frames = new List<JsonElement>();
+        while (true)
+        {
+            var frame = await NextAsync();
+            if (frame.GetProperty("t").GetString() == "live")
+            {
+                return frames;
+            }
+
+            frames.Add(frame);
+        }
+    }
+
+    /// <summary>The msg frames among <paramref name="frames"/>.</summary>
+    public static List<JsonElement> Messages(IEnumerable<JsonElement> frames) =>
+        [.. frames.Where(f => f.GetProperty("t").GetString() == "msg")];
+
     /// <summary>Collects every frame that arrives within <paramref name="quiet"/> of the previous one.</summary>
     public async Task<List<JsonElement>> DrainAsync(TimeSpan? quiet = null)
     {
