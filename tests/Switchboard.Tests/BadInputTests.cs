@@ -273,6 +273,43 @@ public sealed class LimitTests
     }
 
     [Fact]
+    public async Task A_store_that_cannot_commit_answers_unavailable_and_the_same_cid_later_lands_once()
+    {
+        await using var server = await TestServer.StartAsync(new Dictionary<string, string?> { ["Switchboard:Storage:LockTimeoutSeconds"] = "1" });
+        var alice = await server.NewClientAsync();
+        var conv = Conv.Direct(alice.User, await server.RegisterAsync());
+        var cid = Guid.NewGuid().ToString();
+
+        // Someone else holds the database's write lock (think: a long backup transaction).
+        using (var holder = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(server.DataDir, "switchboard.db")};Pooling=False"))
+        {
+            holder.Open();
+            using (var begin = holder.CreateCommand())
+            {
+                begin.CommandText = "BEGIN IMMEDIATE";
+                begin.ExecuteNonQuery();
+            }
+
+            await alice.SendTextAsync(conv, "needs the disk", cid);
+            var error = await alice.ExpectAsync("error", timeout: TimeSpan.FromSeconds(30));
+            Assert.Equal("unavailable", error.GetProperty("code").GetString());
+            Assert.Equal(cid, error.GetProperty("ref").GetString());
+            using var rollback = holder.CreateCommand();
+            rollback.CommandText = "ROLLBACK";
+            rollback.ExecuteNonQuery();
+        }
+
+        // The client retries with the same cid, as the error code says: stored once, not as a duplicate.
+        var ack = await alice.SendAckedAsync(conv, "needs the disk", cid);
+        Assert.False(ack.GetProperty("dup").GetBoolean());
+        Assert.Equal(1, ack.GetProperty("seq").GetInt64());
+        var again = await alice.SendAckedAsync(conv, "needs the disk", cid);
+        Assert.True(again.GetProperty("dup").GetBoolean());
+        var (_, history) = await server.GetAsync($"/v1/conversations/{conv}/messages", alice.Token);
+        Assert.Single(history.GetProperty("messages").EnumerateArray());
+    }
+
+    [Fact]
     public async Task Edit_after_the_window_is_forbidden()
     {
         await using var server = await TestServer.StartAsync(new Dictionary<string, string?>

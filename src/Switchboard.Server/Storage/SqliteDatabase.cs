@@ -12,8 +12,9 @@ internal sealed class SqliteDatabase
 {
     private readonly string _connectionString;
 
-    public SqliteDatabase(IOptions<ServerOptions> options)
+    public SqliteDatabase(IOptions<ServerOptions> options, IOptions<StorageOptions>? storage = null)
     {
+        _lockTimeoutMs = (storage?.Value ?? new StorageOptions()).LockTimeoutSeconds * 1000;
         var dir = Path.GetFullPath(options.Value.DataDir);
         Directory.CreateDirectory(dir);
         FilePath = Path.Combine(dir, "switchboard.db");
@@ -22,7 +23,7 @@ internal sealed class SqliteDatabase
             DataSource = FilePath,
             Cache = SqliteCacheMode.Private,
             Pooling = true,
-            DefaultTimeout = 30, // seconds a command waits on a locked database before it fails
+            DefaultTimeout = _lockTimeoutMs / 1000, // seconds a command waits on a locked database before it fails
         }.ToString();
         Migrate();
     }
@@ -30,6 +31,7 @@ internal sealed class SqliteDatabase
     public string FilePath { get; }
 
     private static readonly object Marker = new();
+    private readonly int _lockTimeoutMs;
     private readonly System.Runtime.CompilerServices.ConditionalWeakTable<SQLitePCL.sqlite3, object> _initialised = new();
 
     public SqliteConnection Open()
@@ -43,7 +45,7 @@ internal sealed class SqliteDatabase
             // FULL: in WAL mode every commit is fsync'd, which is what "durable before ack" means.
             // busy_timeout: a connection that finds the database locked waits inside SQLite (fine-grained)
             // rather than failing or sleeping in coarse steps, so side writes never stall the group commit long.
-            Execute(connection, "PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;");
+            Execute(connection, $"PRAGMA synchronous=FULL; PRAGMA busy_timeout={_lockTimeoutMs};");
             _initialised.AddOrUpdate(connection.Handle!, Marker);
         }
 

@@ -17,6 +17,12 @@ public sealed class StorageOptions
     /// <summary>Days of history kept; older events are purged by a background job.</summary>
     public int RetentionDays { get; set; } = 30;
 
+    /// <summary>
+    /// Seconds a write waits for a database locked by someone else (a backup, an operator's sqlite3 shell) before
+    /// it fails; a failed group commit answers its senders <c>unavailable</c> and they retry with the same cid.
+    /// </summary>
+    public int LockTimeoutSeconds { get; set; } = 5;
+
     /// <summary>How often the purge job runs.</summary>
     public int PurgeIntervalMinutes { get; set; } = 60;
 
@@ -35,6 +41,11 @@ public sealed class StorageOptions
         if (RetentionDays < 1)
         {
             throw new InvalidOperationException("Switchboard:Storage:RetentionDays must be at least 1.");
+        }
+
+        if (LockTimeoutSeconds is < 1 or > 600)
+        {
+            throw new InvalidOperationException("Switchboard:Storage:LockTimeoutSeconds must be between 1 and 600.");
         }
 
         if (PurgeIntervalMinutes < 1)
