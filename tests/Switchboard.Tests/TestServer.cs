@@ -26,9 +26,11 @@ public sealed class TestServer : IAsyncDisposable
     public string DataDir { get; }
     public Uri Address { get; }
     public HttpClient Http { get; }
+
+    public IServiceProvider Services => _app.Services;
     public Uri WebSocketUri => new($"ws://{Address.Authority}/v1/ws");
 
-    public static async Task<TestServer> StartAsync(IDictionary<string, string?>? settings = null, string? dataDir = null)
+    public static async Task<TestServer> StartAsync(IDictionary<string, string?>? settings = null, string? dataDir = null, Action<WebApplicationBuilder>? configure = null)
     {
         dataDir ??= Path.Combine(Path.GetTempPath(), "switchboard-test-" + Guid.NewGuid().ToString("N"));
         var args = new List<string> { "--urls", "http://127.0.0.1:0", "--Switchboard:DataDir", dataDir, "--Logging:LogLevel:Default", "Warning" };
@@ -45,7 +47,7 @@ public sealed class TestServer : IAsyncDisposable
             args.Add(v ?? "");
         }
 
-        var app = SwitchboardHost.Build([.. args]);
+        var app = SwitchboardHost.Build([.. args], configure);
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         return new TestServer(app, dataDir, new Uri(address));

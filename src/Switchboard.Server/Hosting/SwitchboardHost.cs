@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Prometheus;
 using Switchboard.Protocol;
@@ -49,7 +50,7 @@ public static class SwitchboardHost
         Bind<AccountsOptions>(services, config.GetSection("Switchboard:Accounts"), o => o.Validate());
         Bind<FanoutOptions>(services, config.GetSection("Switchboard:Fanout"), o => o.Validate());
 
-        services.AddSingleton(TimeProvider.System);
+        services.TryAddSingleton(TimeProvider.System); // tests may bring their own clock
         services.AddSingleton(new IdGenerator(server.NodeId));
         services.AddSingleton<SwitchboardMetrics>();
 
