@@ -280,7 +280,7 @@ public sealed class LimitTests
         var conv = Conv.Direct(alice.User, await server.RegisterAsync());
         var cid = Guid.NewGuid().ToString();
 
-        // Someone else holds the database's write lock (think: a long backup transaction).
+        // Someone else holds the database's write lock (an operator's shell in a write transaction).
         using (var holder = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(server.DataDir, "switchboard.db")};Pooling=False"))
         {
             holder.Open();

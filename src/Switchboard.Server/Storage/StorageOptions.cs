@@ -18,7 +18,7 @@ public sealed class StorageOptions
     public int RetentionDays { get; set; } = 30;
 
     /// <summary>
-    /// Seconds a write waits for a database locked by someone else (a backup, an operator's sqlite3 shell) before
+    /// Seconds a write waits while someone else holds the database's write lock (an operator's sqlite3 shell) before
     /// it fails; a failed group commit answers its senders <c>unavailable</c> and they retry with the same cid.
     /// </summary>
     public int LockTimeoutSeconds { get; set; } = 5;
