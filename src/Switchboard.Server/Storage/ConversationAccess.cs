@@ -77,25 +77,4 @@ internal static class ConversationAccess
         command.Parameters.AddWithValue("$u", user);
         return command.ExecuteScalar() is not null;
     }
-
-    public static List<string> CurrentMembers(SqliteConnection connection, SqliteTransaction? transaction, string conv)
-    {
-        if (Names.TryParseDirect(conv, out var a, out var b))
-        {
-            return [a, b];
-        }
-
-        using var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.CommandText = "SELECT user FROM members WHERE conv = $c AND removed_seq IS NULL";
-        command.Parameters.AddWithValue("$c", conv);
-        using var reader = command.ExecuteReader();
-        var list = new List<string>();
-        while (reader.Read())
-        {
-            list.Add(reader.GetString(0));
-        }
-
-        return list;
-    }
 }

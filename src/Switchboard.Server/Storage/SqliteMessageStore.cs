@@ -128,8 +128,13 @@ internal sealed partial class SqliteMessageStore : IMessageStore, IDisposable
 
     public List<string> CurrentMembers(string conv)
     {
-        using var connection = _database.Open();
-        return ConversationAccess.CurrentMembers(connection, null, conv);
+        // A direct conversation's members are in its id; a group's are in the membership cache. Neither needs a read.
+        if (Names.TryParseDirect(conv, out var a, out var b))
+        {
+            return [a, b];
+        }
+
+        return _groups.Get(conv) is { } group ? [.. group.Users] : [];
     }
 
     public long? NextOwnMessage(string conv, string author, long after)
