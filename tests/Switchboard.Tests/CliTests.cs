@@ -162,4 +162,38 @@ public sealed class CliTests(ServerFixture fixture) : IClassFixture<ServerFixtur
         Assert.Equal(0, code);
         Assert.Contains("durable", help);
     }
+
+    // The load generator speaks WebSocket over its own sockets: these runs check that its connection handshakes,
+    // frames and reads like any client, and that its reports add up (nothing lost on a healthy server).
+    [Fact]
+    public async Task Bench_direct_on_a_schedule_delivers_everything_it_acks()
+    {
+        var (code, output, error) = await RunAsync(null, null, "bench", "direct", "--pairs", "2", "--window", "16", "--rate", "400", "--duration", "1", "--warmup", "0", "--json");
+        Assert.True(code == 0, error);
+        using var report = System.Text.Json.JsonDocument.Parse(output);
+        var root = report.RootElement;
+        Assert.True(root.GetProperty("acked").GetInt64() >= 300, output);
+        Assert.Equal(root.GetProperty("acked").GetInt64(), root.GetProperty("received").GetInt64());
+        Assert.Equal(0, root.GetProperty("lost").GetInt64());
+        Assert.Equal(0, root.GetProperty("duplicates").GetInt64());
+    }
+
+    [Fact]
+    public async Task Bench_reconnect_and_group_complete_with_nothing_lost()
+    {
+        var (code, output, error) = await RunAsync(null, null, "bench", "reconnect", "--clients", "20", "--messages", "3", "--json");
+        Assert.True(code == 0, error);
+        using (var report = System.Text.Json.JsonDocument.Parse(output))
+        {
+            Assert.Equal(20, report.RootElement.GetProperty("complete_clients").GetInt64());
+            Assert.Equal(0, report.RootElement.GetProperty("lost").GetInt64());
+        }
+
+        (code, output, error) = await RunAsync(null, null, "bench", "group", "--members", "12", "--posts", "5", "--warmup-posts", "1", "--json");
+        Assert.True(code == 0, error);
+        using (var report = System.Text.Json.JsonDocument.Parse(output))
+        {
+            Assert.Equal(0, report.RootElement.GetProperty("incomplete_posts").GetInt64());
+        }
+    }
 }

@@ -95,7 +95,11 @@ internal sealed class DirectBench(DirectOptions options)
         _measureTo = end;
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         stop.CancelAfter(options.Warmup + options.Duration + StallTimeout);
-        var senders = pairs.Select(p => p.SendUntilAsync(end, stop.Token)).ToList();
+        // With an offered rate, one thread sends on a schedule (open loop), spread evenly over the pairs: latency
+        // then measures the path, not a queue the generator built itself. Without one, each window paces its sender.
+        var senders = options.Rate > 0
+            ? [Task.Factory.StartNew(() => SendOnSchedule(pairs, end, stop.Token), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)]
+            : pairs.Select(p => p.SendUntilAsync(end, stop.Token)).ToList();
         var progress = ProgressAsync(start, end, cancellationToken);
         await Task.WhenAll(senders);
         await progress;
@@ -169,6 +173,32 @@ internal sealed class DirectBench(DirectOptions options)
 
     private bool Measuring(long now) => now >= _measureFrom && now < _measureTo;
 
+    /// <summary>Message k goes to pair k mod P at start + k / rate, on this thread; a full window counts as a stall.</summary>
+    private void SendOnSchedule(List<Pair> pairs, long end, CancellationToken cancellationToken)
+    {
+        Pacer.PrepareThread();
+        var start = Stopwatch.GetTimestamp();
+        var perMessage = (double)Stopwatch.Frequency / options.Rate;
+        try
+        {
+            for (long k = 0; ; k++)
+            {
+                var due = start + (long)(k * perMessage);
+                if (due >= end)
+                {
+                    return;
+                }
+
+                Pacer.WaitUntil(due);
+                pairs[(int)(k % pairs.Count)].SendNext(cancellationToken);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            Interlocked.Increment(ref _stalled);
+        }
+    }
+
     private sealed class Pair(DirectBench bench, int index, string conv, DirectOptions options) : IAsyncDisposable
     {
         private readonly Timestamps _sentAt = new();
@@ -195,21 +225,8 @@ internal sealed class DirectBench(DirectOptions options)
         {
             try
             {
-                // With an offered rate, sends follow a schedule (open loop): latency then measures the path, not
-                // a queue the generator built itself. Without one, the window alone paces the sender.
-                var perPair = options.Rate > 0 ? (double)options.Rate / options.Pairs : 0;
-                var start = Stopwatch.GetTimestamp();
                 for (long n = 0; Stopwatch.GetTimestamp() < end; n++)
                 {
-                    if (perPair > 0)
-                    {
-                        var due = start + (long)(n / perPair * Stopwatch.Frequency);
-                        while (Stopwatch.GetTimestamp() < due)
-                        {
-                            await Task.Delay(1, cancellationToken);
-                        }
-                    }
-
                     await _window.WaitAsync(cancellationToken);
                     var frame = Encoding.UTF8.GetBytes($"{{\"t\":\"send\",\"cid\":\"{_prefix}{n}\",\"conv\":\"{conv}\",\"kind\":\"text\",\"body\":\"{_body}\"}}");
                     _sentAt.Set(n, Stopwatch.GetTimestamp());
@@ -221,6 +238,24 @@ internal sealed class DirectBench(DirectOptions options)
             {
                 Interlocked.Increment(ref bench._stalled);
             }
+        }
+
+        private long _next;
+
+        /// <summary>Sends the next message from the calling thread; blocks while the window is full.</summary>
+        public void SendNext(CancellationToken cancellationToken)
+        {
+            _window.Wait(cancellationToken);
+            var n = _next++;
+            var frame = Encoding.UTF8.GetBytes($"{{\"t\":\"send\",\"cid\":\"{_prefix}{n}\",\"conv\":\"{conv}\",\"kind\":\"text\",\"body\":\"{_body}\"}}");
+            _sentAt.Set(n, Stopwatch.GetTimestamp());
+            var send = _sender!.SendAsync(frame, cancellationToken);
+            if (!send.IsCompletedSuccessfully)
+            {
+                send.AsTask().GetAwaiter().GetResult();
+            }
+
+            Interlocked.Increment(ref _sent);
         }
 
         private long NumberOf(string? cid) =>
