@@ -31,6 +31,7 @@ public sealed class BadInputTests(ServerFixture fixture) : IClassFixture<ServerF
     }
 
     [Theory]
+    [InlineData("")]
     [InlineData("not json at all")]
     [InlineData("{\"t\":")]
     [InlineData("[1,2,3]")]

@@ -131,8 +131,30 @@ internal sealed class AccountStore(SqliteDatabase database, TimeProvider time)
         return list;
     }
 
+    private long _unlinks;
+
+    /// <summary>
+    /// Counts unlinks, each counted after its revocation is committed and before its socket is looked up. A
+    /// connect that reads the same count before its token check and after registering its socket knows no unlink
+    /// ran in between, so it need not check its token again; otherwise the unlink either found the socket or
+    /// changed the count.
+    /// </summary>
+    public long Unlinks => Interlocked.Read(ref _unlinks);
+
     /// <summary>Revokes a device's token. False when there is no such linked device.</summary>
     public bool Unlink(string user, int device)
+    {
+        try
+        {
+            return RevokeToken(user, device);
+        }
+        finally
+        {
+            Interlocked.Increment(ref _unlinks);
+        }
+    }
+
+    private bool RevokeToken(string user, int device)
     {
         using var connection = database.Open();
         using var command = connection.CreateCommand();

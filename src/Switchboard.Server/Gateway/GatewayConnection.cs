@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Net.WebSockets;
 using System.Text.Json;
@@ -52,6 +53,7 @@ internal sealed partial class GatewayConnection : IClient
         Task replay = Task.CompletedTask;
         try
         {
+            var unlinks = _services.Accounts.Unlinks;
             if (await HandshakeAsync() is not { } identity)
             {
                 return;
@@ -64,7 +66,7 @@ internal sealed partial class GatewayConnection : IClient
             registered = true;
             _services.Metrics.SocketOpened();
             replaced?.Close(CloseCodes.Replaced, "replaced by a newer socket of this device");
-            if (_services.Accounts.Authenticate(_token!) is null)
+            if (_services.Accounts.Unlinks != unlinks && _services.Accounts.Authenticate(_token!) is null)
             {
                 // Unlinked between the handshake and registering: the unlink could not see this socket.
                 Refuse(ErrorCodes.Unauthorized, "device unlinked");
@@ -188,6 +190,10 @@ internal sealed partial class GatewayConnection : IClient
         {
             hello = null;
         }
+        finally
+        {
+            ReleaseReceiveBuffer();
+        }
 
         if (hello?.T != FrameTypes.Hello)
         {
@@ -238,6 +244,10 @@ internal sealed partial class GatewayConnection : IClient
                 Send(Frames.Error(ErrorCodes.BadFrame, $"not a valid frame: {ex.Message}", CidOf(message.Span)));
                 continue;
             }
+            finally
+            {
+                ReleaseReceiveBuffer(); // the frame is parsed into strings; its bytes are not needed
+            }
 
             if (frame is null)
             {
@@ -268,17 +278,27 @@ internal sealed partial class GatewayConnection : IClient
     /// </summary>
     private async Task<ReadOnlyMemory<byte>?> ReceiveFrameAsync()
     {
-        var buffer = _receiveBuffer ??= new byte[1024];
         while (true)
         {
+            // Wait for the next message with a zero-byte read, holding no buffer: most sockets are idle most of
+            // the time, and a buffer each is memory per connection. The buffer is rented once data is there and
+            // given back as soon as the frame is parsed (ReleaseReceiveBuffer).
+            var waited = await _socket.ReceiveAsync(Memory<byte>.Empty, _abort.Token);
+            if (waited.MessageType == WebSocketMessageType.Close)
+            {
+                return null;
+            }
+
+            var buffer = _receiveBuffer ??= ArrayPool<byte>.Shared.Rent(1024);
             var count = 0;
-            ValueWebSocketReceiveResult result;
-            do
+            var result = waited;
+            while (!result.EndOfMessage)
             {
                 if (count == buffer.Length)
                 {
-                    var bigger = new byte[Math.Min(buffer.Length * 2, _options.MaxFrameBytes + 1)];
+                    var bigger = ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length * 2, _options.MaxFrameBytes + 1));
                     buffer.AsSpan(0, count).CopyTo(bigger);
+                    ArrayPool<byte>.Shared.Return(buffer);
                     _receiveBuffer = buffer = bigger;
                 }
 
@@ -295,24 +315,26 @@ internal sealed partial class GatewayConnection : IClient
                     return null;
                 }
             }
-            while (!result.EndOfMessage);
 
             Volatile.Write(ref _lastTraffic, Environment.TickCount64);
-            if (buffer.Length > 16 * 1024 && count <= 1024)
-            {
-                // Give back a buffer grown for one big frame, so idle sockets stay small.
-                var small = new byte[1024];
-                buffer.AsSpan(0, count).CopyTo(small);
-                _receiveBuffer = buffer = small;
-            }
-
             if (result.MessageType == WebSocketMessageType.Binary)
             {
+                ReleaseReceiveBuffer();
                 Send(Frames.Error(ErrorCodes.BadFrame, "binary frames are not accepted; send UTF-8 JSON text"));
                 continue;
             }
 
             return buffer.AsMemory(0, count);
+        }
+    }
+
+    /// <summary>Gives the receive buffer back; the frame it held must not be used after this.</summary>
+    private void ReleaseReceiveBuffer()
+    {
+        if (_receiveBuffer is { } buffer)
+        {
+            _receiveBuffer = null;
+            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 
