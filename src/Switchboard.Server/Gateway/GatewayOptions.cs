@@ -34,6 +34,13 @@ public sealed class GatewayOptions
     /// </summary>
     public int ListenBacklog { get; set; } = 4096;
 
+    /// <summary>
+    /// Serve <c>GET /v1/ws</c> on the socket itself rather than as a Kestrel HTTP request: a few KB per idle socket
+    /// instead of about 15, and frames sent without a pipe or a thread hop (see <c>GatewayTransportFactory</c>).
+    /// False leaves every connection to Kestrel; the protocol is the same either way.
+    /// </summary>
+    public bool OwnSockets { get; set; } = true;
+
     /// <summary>Events read from the store per replay page; replay waits for the socket to drain between pages.</summary>
     public int ReplayPageSize { get; set; } = 256;
 

@@ -78,6 +78,10 @@ public static class SwitchboardHost
         services.AddSingleton<GroupReceipts>();
         services.AddSingleton<MessageService>();
         services.AddSingleton<GatewayServices>();
+        services.AddSingleton<GatewayUpgrade>();
+        // Registered after UseSockets: Kestrel asks the last registered transport first, and this one binds every
+        // TCP endpoint (unless Gateway:OwnSockets is false), handing Kestrel the connections that are not /v1/ws.
+        services.AddSingleton<Microsoft.AspNetCore.Connections.IConnectionListenerFactory, GatewayTransportFactory>();
         services.AddHostedService<HeartbeatMonitor>();
     }
 

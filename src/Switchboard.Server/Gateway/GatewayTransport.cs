@@ -1,0 +1,165 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using System.Threading.Channels;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.Options;
+
+namespace Switchboard.Server.Gateway;
+
+/// <summary>
+/// Kestrel's transport for TCP endpoints, with one difference: a connection whose first bytes are
+/// <c>GET /v1/ws</c> is served by the gateway straight on its socket (<see cref="GatewayUpgrade"/>), and never
+/// becomes an HTTP connection. Everything else (the HTTP API, TLS, any other path) goes to Kestrel as usual,
+/// through Kestrel's own socket connection.
+/// </summary>
+/// <remarks>
+/// Why: a WebSocket that Kestrel upgrades lives inside an HTTP request for as long as it is open, so each idle
+/// socket keeps the HTTP/1 connection, request, response and header objects, two pipes and a pooled 4 KiB block
+/// (about 15 KB measured), and every frame sent goes through a pipe and a hop to Kestrel's I/O thread. A socket the
+/// gateway owns holds the socket, the WebSocket framing state and the session (a few KB), and a frame is written
+/// with one send call on the thread that has it, which is what group fanout does a thousand times per post.
+/// The framing itself is .NET's (<see cref="System.Net.WebSockets.WebSocket.CreateFromStream(Stream, System.Net.WebSockets.WebSocketCreationOptions)"/>);
+/// only the opening handshake is ours. <c>Switchboard:Gateway:OwnSockets=false</c> turns this off.
+/// </remarks>
+internal sealed class GatewayTransportFactory(
+    IOptions<SocketTransportOptions> socketOptions,
+    IOptions<GatewayOptions> gatewayOptions,
+    GatewayUpgrade upgrade,
+    ILoggerFactory loggers) : IConnectionListenerFactory, IConnectionListenerFactorySelector
+{
+    public bool CanBind(EndPoint endpoint) => gatewayOptions.Value.OwnSockets && endpoint is IPEndPoint;
+
+    public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
+    {
+        var ip = (IPEndPoint)endpoint;
+        var socket = new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            if (ip.Address.Equals(IPAddress.IPv6Any))
+            {
+                socket.DualMode = true;
+            }
+
+            socket.Bind(ip);
+            socket.Listen(socketOptions.Value.Backlog);
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.AddressAlreadyInUse)
+        {
+            socket.Dispose();
+            throw new AddressInUseException(ex.Message, ex);
+        }
+
+        var kestrel = new SocketConnectionContextFactory(new SocketConnectionFactoryOptions(), loggers.CreateLogger<SocketConnectionContextFactory>());
+        return ValueTask.FromResult<IConnectionListener>(new GatewayListener(socket, kestrel, upgrade));
+    }
+}
+
+/// <summary>One listening socket: accepts, sorts each connection out, and queues Kestrel's for Kestrel.</summary>
+internal sealed class GatewayListener : IConnectionListener
+{
+    private readonly Socket _listen;
+    private readonly SocketConnectionContextFactory _kestrel;
+    private readonly GatewayUpgrade _upgrade;
+    private readonly Channel<ConnectionContext> _forKestrel = Channel.CreateUnbounded<ConnectionContext>(new UnboundedChannelOptions { SingleReader = false });
+    private readonly ConcurrentDictionary<Task, byte> _sorting = new();
+    private readonly Task _acceptLoop;
+
+    public GatewayListener(Socket listen, SocketConnectionContextFactory kestrel, GatewayUpgrade upgrade)
+    {
+        _listen = listen;
+        _kestrel = kestrel;
+        _upgrade = upgrade;
+        EndPoint = listen.LocalEndPoint!;
+        _acceptLoop = AcceptLoopAsync();
+    }
+
+    public EndPoint EndPoint { get; }
+
+    private async Task AcceptLoopAsync()
+    {
+        try
+        {
+            while (true)
+            {
+                var socket = await _listen.AcceptAsync();
+                socket.NoDelay = true;
+                var sorting = SortAsync(socket);
+                if (!sorting.IsCompleted)
+                {
+                    _sorting.TryAdd(sorting, 0);
+                    _ = sorting.ContinueWith(static (t, s) => ((ConcurrentDictionary<Task, byte>)s!).TryRemove(t, out _), _sorting, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // unbound
+        }
+        finally
+        {
+            _forKestrel.Writer.TryComplete();
+        }
+    }
+
+    /// <summary>Peeks at the request line: the gateway's path is served here, anything else is Kestrel's.</summary>
+    private async Task SortAsync(Socket socket)
+    {
+        bool ours;
+        try
+        {
+            ours = await _upgrade.IsGatewayRequestAsync(socket);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException)
+        {
+            socket.Dispose();
+            return;
+        }
+
+        if (!ours)
+        {
+            if (!_forKestrel.Writer.TryWrite(_kestrel.Create(socket)))
+            {
+                socket.Dispose();
+            }
+
+            return;
+        }
+
+        await _upgrade.RunAsync(socket);
+    }
+
+    public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            return await _forKestrel.Reader.ReadAsync(cancellationToken);
+        }
+        catch (ChannelClosedException)
+        {
+            return null;
+        }
+    }
+
+    public ValueTask UnbindAsync(CancellationToken cancellationToken = default)
+    {
+        _listen.Dispose();
+        return ValueTask.CompletedTask;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _listen.Dispose();
+        await _acceptLoop;
+        // Gateway sockets close themselves when the application stops (4003); wait for them, as Kestrel waits for
+        // its requests, so that everything they had acked is committed before the store shuts.
+        await Task.WhenAll(_sorting.Keys).WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        while (_forKestrel.Reader.TryRead(out var unclaimed))
+        {
+            await unclaimed.DisposeAsync();
+        }
+
+        _kestrel.Dispose();
+    }
+}
