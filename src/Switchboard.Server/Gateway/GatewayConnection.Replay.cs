@@ -10,10 +10,37 @@ internal sealed partial class GatewayConnection
     private bool _live;
 
     /// <summary>Conversations that had events while replaying: the next pass reads only these.</summary>
-    private HashSet<string> _missed = new(StringComparer.Ordinal);
+    private HashSet<string>? _missed;
 
     /// <summary>Last seq sent per conversation by the replay; a live event at or below it is a repeat.</summary>
-    private Dictionary<string, long>? _replayed;
+    /// <remarks>
+    /// Kept for the socket's life, so kept small: an array for a few conversations (most devices), a dictionary
+    /// for many.
+    /// </remarks>
+    private object? _replayed;
+
+    private const int FewConversations = 16;
+
+    private bool WasReplayed(string conv, long seq)
+    {
+        switch (_replayed)
+        {
+            case KeyValuePair<string, long>[] few:
+                foreach (var (replayedConv, sent) in few)
+                {
+                    if (string.Equals(replayedConv, conv, StringComparison.Ordinal))
+                    {
+                        return seq <= sent;
+                    }
+                }
+
+                return false;
+            case Dictionary<string, long> many:
+                return many.TryGetValue(conv, out var last) && seq <= last;
+            default:
+                return false;
+        }
+    }
 
     public void SendEvent(string conv, long seq, byte[] frame, long receivedAt, bool inline)
     {
@@ -22,11 +49,11 @@ internal sealed partial class GatewayConnection
             if (!_live)
             {
                 // The replay reads the store, which already holds this event: it will pick it up in order.
-                _missed.Add(conv);
+                (_missed ??= new HashSet<string>(StringComparer.Ordinal)).Add(conv);
                 return;
             }
 
-            if (_replayed is not null && _replayed.TryGetValue(conv, out var sent) && seq <= sent)
+            if (WasReplayed(conv, seq))
             {
                 return;
             }
@@ -63,7 +90,7 @@ internal sealed partial class GatewayConnection
                 receipts ??= ReceiptState(memberships.Values, lastActive);
                 lock (_liveLock)
                 {
-                    if (_missed.Count == 0)
+                    if (_missed is null || _missed.Count == 0)
                     {
                         foreach (var receipt in receipts)
                         {
@@ -71,13 +98,13 @@ internal sealed partial class GatewayConnection
                         }
 
                         Send(Frames.Live);
-                        _replayed = positions;
+                        _replayed = positions.Count <= FewConversations ? positions.ToArray() : positions;
                         _live = true;
                         return;
                     }
 
                     var missed = _missed;
-                    _missed = new HashSet<string>(StringComparer.Ordinal);
+                    _missed = null;
                     // Reload: the user may have joined, left or been re-added meanwhile.
                     memberships = store.GetMemberships(User).ToDictionary(m => m.Conv, StringComparer.Ordinal);
                     pass = missed.Where(memberships.ContainsKey).Select(conv => memberships[conv]).ToList();

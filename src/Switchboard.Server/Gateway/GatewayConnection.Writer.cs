@@ -109,7 +109,9 @@ internal sealed partial class GatewayConnection
         {
             while ((Volatile.Read(ref _closeCode) == 0 || _flushBeforeClose) && TryDequeue(out var frame))
             {
-                var send = _socket.SendAsync(frame.Bytes, WebSocketMessageType.Text, true, _abort.Token);
+                // No token: a send that must wait would register on it and leave a spent node behind for the
+                // socket's life; cancelling _abort aborts the socket, which fails a stuck send just the same.
+                var send = _socket.SendAsync(frame.Bytes, WebSocketMessageType.Text, true, CancellationToken.None);
                 if (send.IsCompleted)
                 {
                     send.GetAwaiter().GetResult(); // throws here if it failed synchronously

@@ -23,6 +23,7 @@ internal sealed partial class GatewayConnection : IClient
     /// <summary>Frames waiting for the socket; made when the first one arrives and dropped when drained, so an idle socket holds none.</summary>
     private Queue<Outbound>? _queue;
     private readonly CancellationTokenSource _abort = new();
+    private readonly Action? _closed;
     private long _queuedBytes;
     private long _lastTraffic;
     private int _closeCode;
@@ -31,8 +32,10 @@ internal sealed partial class GatewayConnection : IClient
     private ClientState? _state;
     private string? _token;
 
-    public GatewayConnection(WebSocket socket, GatewayServices services)
+    /// <param name="closed">Called once the connection has ended and its socket is disposed.</param>
+    public GatewayConnection(WebSocket socket, GatewayServices services, Action? closed = null)
     {
+        _closed = closed;
         _socket = socket;
         _services = services;
         _options = services.Options;
@@ -49,6 +52,8 @@ internal sealed partial class GatewayConnection : IClient
     public async Task RunAsync(CancellationToken stopping)
     {
         using var stoppingRegistration = stopping.Register(static s => ((GatewayConnection)s!).Close(CloseCodes.Draining, "server draining"), this);
+        // Reads carry no token; cancelling _abort (a peer that ignores our close, or the end) aborts the socket.
+        using var abortRegistration = _abort.Token.Register(static s => ((WebSocket)s!).Abort(), _socket);
         var registered = false;
         Task replay = Task.CompletedTask;
         try
@@ -77,9 +82,59 @@ internal sealed partial class GatewayConnection : IClient
             _ = _services.Store.SubmitAsync(new TouchCommand { Origin = new ServerOrigin(User, Device), Conv = "", User = User, Device = Device, Ts = _services.Time.GetUtcNow().ToUnixTimeMilliseconds() }, CancellationToken.None).AsTask();
             Send(Frames.Serialize(new WelcomeFrame(User, Device, _services.Time.GetUtcNow().ToUnixTimeMilliseconds(), _options.HeartbeatSeconds)));
             replay = ReplayAsync(identity.LastActive);
-            await ReadLoopAsync();
+
+            // The read loop, here rather than in a method of its own: an idle socket waits inside it, and each
+            // async method suspended there is one more object per socket.
+            while (true)
+            {
+                // An idle socket waits here, with a zero-byte read: no buffer, and no frame of ReceiveFrameAsync
+                // suspended (it runs when data is there, mostly without suspending at all).
+                var waited = await _socket.ReceiveAsync(Memory<byte>.Empty, CancellationToken.None);
+                if (waited.MessageType == WebSocketMessageType.Close || await ReceiveFrameAsync(waited) is not { } message)
+                {
+                    return;
+                }
+
+                var receivedAt = Stopwatch.GetTimestamp();
+                _services.Presence.Touch(User);
+                ClientFrame? frame;
+                try
+                {
+                    frame = JsonSerializer.Deserialize(message.Span, Protocol.SwitchboardJsonContext.Default.ClientFrame);
+                }
+                catch (JsonException ex)
+                {
+                    Send(Frames.Error(ErrorCodes.BadFrame, $"not a valid frame: {ex.Message}", CidOf(message.Span)));
+                    continue;
+                }
+                finally
+                {
+                    ReleaseReceiveBuffer(); // the frame is parsed into strings; its bytes are not needed
+                }
+
+                if (frame is null)
+                {
+                    Send(Frames.Error(ErrorCodes.BadFrame, "a frame must be a JSON object"));
+                    continue;
+                }
+
+                try
+                {
+                    await _services.Messages.HandleAsync(this, frame, receivedAt, _abort.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    throw;
+                }
+                catch (Exception ex)
+                {
+                    var reference = Guid.NewGuid().ToString("N")[..12];
+                    _services.LogFrameFailed(ex, User, Device, reference);
+                    Send(Frames.Error(ErrorCodes.Internal, $"internal error, reference {reference}", frame.Cid));
+                }
+            }
         }
-        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException)
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException or ObjectDisposedException)
         {
             // the peer went away or the socket was aborted; cleanup below
         }
@@ -102,6 +157,7 @@ internal sealed partial class GatewayConnection : IClient
 
             _socket.Dispose();
             _abort.Dispose();
+            _closed?.Invoke();
         }
     }
 
@@ -164,7 +220,9 @@ internal sealed partial class GatewayConnection : IClient
     private async Task<Accounts.DeviceIdentity?> HandshakeAsync()
     {
         var first = ReceiveFrameAsync();
-        using (var timer = CancellationTokenSource.CreateLinkedTokenSource(_abort.Token))
+        // Not linked to _abort: a linked source leaves a spent registration node on _abort for the socket's life.
+        // An aborted socket fails `first`, which ends the wait as well.
+        using (var timer = new CancellationTokenSource())
         {
             var timeout = Task.Delay(TimeSpan.FromSeconds(_options.HelloTimeoutSeconds), timer.Token);
             var winner = await Task.WhenAny(first, timeout);
@@ -223,75 +281,28 @@ internal sealed partial class GatewayConnection : IClient
         Close(CloseCodes.Policy, message, flush: true);
     }
 
-    private async Task ReadLoopAsync()
-    {
-        while (true)
-        {
-            if (await ReceiveFrameAsync() is not { } message)
-            {
-                return;
-            }
-
-            var receivedAt = Stopwatch.GetTimestamp();
-            _services.Presence.Touch(User);
-            ClientFrame? frame;
-            try
-            {
-                frame = JsonSerializer.Deserialize(message.Span, Protocol.SwitchboardJsonContext.Default.ClientFrame);
-            }
-            catch (JsonException ex)
-            {
-                Send(Frames.Error(ErrorCodes.BadFrame, $"not a valid frame: {ex.Message}", CidOf(message.Span)));
-                continue;
-            }
-            finally
-            {
-                ReleaseReceiveBuffer(); // the frame is parsed into strings; its bytes are not needed
-            }
-
-            if (frame is null)
-            {
-                Send(Frames.Error(ErrorCodes.BadFrame, "a frame must be a JSON object"));
-                continue;
-            }
-
-            try
-            {
-                await _services.Messages.HandleAsync(this, frame, receivedAt, _abort.Token);
-            }
-            catch (OperationCanceledException)
-            {
-                throw;
-            }
-            catch (Exception ex)
-            {
-                var reference = Guid.NewGuid().ToString("N")[..12];
-                _services.LogFrameFailed(ex, User, Device, reference);
-                Send(Frames.Error(ErrorCodes.Internal, $"internal error, reference {reference}", frame.Cid));
-            }
-        }
-    }
-
     /// <summary>
     /// Reads one whole text message. Null when the socket closed, a frame went over the limit (closed 1009), or
     /// after a binary frame (answered bad_frame, then the next message is read).
     /// </summary>
-    private async Task<ReadOnlyMemory<byte>?> ReceiveFrameAsync()
+    /// <param name="waited">The result of a zero-byte read that found the message's start, if the caller made one.</param>
+    private async Task<ReadOnlyMemory<byte>?> ReceiveFrameAsync(ValueWebSocketReceiveResult? waited = null)
     {
         while (true)
         {
             // Wait for the next message with a zero-byte read, holding no buffer: most sockets are idle most of
             // the time, and a buffer each is memory per connection. The buffer is rented once data is there and
-            // given back as soon as the frame is parsed (ReleaseReceiveBuffer).
-            var waited = await _socket.ReceiveAsync(Memory<byte>.Empty, _abort.Token);
-            if (waited.MessageType == WebSocketMessageType.Close)
+            // given back as soon as the frame is parsed (ReleaseReceiveBuffer). Reads take no token (a token
+            // costs a registration per read, per socket); closing aborts the socket instead.
+            var result = waited ?? await _socket.ReceiveAsync(Memory<byte>.Empty, CancellationToken.None);
+            waited = null;
+            if (result.MessageType == WebSocketMessageType.Close)
             {
                 return null;
             }
 
             var buffer = _receiveBuffer ??= ArrayPool<byte>.Shared.Rent(1024);
             var count = 0;
-            var result = waited;
             while (!result.EndOfMessage)
             {
                 if (count == buffer.Length)
@@ -302,7 +313,7 @@ internal sealed partial class GatewayConnection : IClient
                     _receiveBuffer = buffer = bigger;
                 }
 
-                result = await _socket.ReceiveAsync(buffer.AsMemory(count), _abort.Token);
+                result = await _socket.ReceiveAsync(buffer.AsMemory(count), CancellationToken.None);
                 if (result.MessageType == WebSocketMessageType.Close)
                 {
                     return null;

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using System.Threading.Channels;
@@ -63,8 +62,10 @@ internal sealed class GatewayListener : IConnectionListener
     private readonly SocketConnectionContextFactory _kestrel;
     private readonly GatewayUpgrade _upgrade;
     private readonly Channel<ConnectionContext> _forKestrel = Channel.CreateUnbounded<ConnectionContext>(new UnboundedChannelOptions { SingleReader = false });
-    private readonly ConcurrentDictionary<Task, byte> _sorting = new();
+    private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _running = 1; // the accept loop's own count, dropped when it ends
     private readonly Task _acceptLoop;
+    private readonly Action _done;
 
     public GatewayListener(Socket listen, SocketConnectionContextFactory kestrel, GatewayUpgrade upgrade)
     {
@@ -72,6 +73,7 @@ internal sealed class GatewayListener : IConnectionListener
         _kestrel = kestrel;
         _upgrade = upgrade;
         EndPoint = listen.LocalEndPoint!;
+        _done = Done;
         _acceptLoop = AcceptLoopAsync();
     }
 
@@ -85,12 +87,8 @@ internal sealed class GatewayListener : IConnectionListener
             {
                 var socket = await _listen.AcceptAsync();
                 socket.NoDelay = true;
-                var sorting = SortAsync(socket);
-                if (!sorting.IsCompleted)
-                {
-                    _sorting.TryAdd(sorting, 0);
-                    _ = sorting.ContinueWith(static (t, s) => ((ConcurrentDictionary<Task, byte>)s!).TryRemove(t, out _), _sorting, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-                }
+                Interlocked.Increment(ref _running);
+                _ = ServeAsync(socket); // never throws
             }
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
@@ -100,34 +98,60 @@ internal sealed class GatewayListener : IConnectionListener
         finally
         {
             _forKestrel.Writer.TryComplete();
+            Done();
         }
     }
 
-    /// <summary>Peeks at the request line: the gateway's path is served here, anything else is Kestrel's.</summary>
-    private async Task SortAsync(Socket socket)
+    private void Done()
     {
-        bool ours;
+        if (Interlocked.Decrement(ref _running) == 0)
+        {
+            _drained.TrySetResult();
+        }
+    }
+
+    /// <summary>Peeks at the request line: the gateway's path is served by the gateway, anything else by Kestrel.</summary>
+    private async Task ServeAsync(Socket socket)
+    {
+        var handedOver = false;
         try
         {
-            ours = await _upgrade.IsGatewayRequestAsync(socket);
+            if (!await _upgrade.IsGatewayRequestAsync(socket))
+            {
+                var connection = _kestrel.Create(socket);
+                handedOver = _forKestrel.Writer.TryWrite(connection);
+                if (!handedOver)
+                {
+                    await connection.DisposeAsync(); // unbound meanwhile
+                }
+
+                return;
+            }
+
+            if (await _upgrade.AcceptAsync(socket) is not { } webSocket)
+            {
+                return;
+            }
+
+            // The connection runs on by itself and this method ends, so an idle socket holds no frame of it; the
+            // connection disposes its socket and reports its end through _done.
+            handedOver = true;
+            Interlocked.Increment(ref _running);
+            _ = _upgrade.RunAsync(webSocket, _done);
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException)
         {
-            socket.Dispose();
-            return;
+            // closed before or during its request; nothing was served
         }
-
-        if (!ours)
+        finally
         {
-            if (!_forKestrel.Writer.TryWrite(_kestrel.Create(socket)))
+            if (!handedOver)
             {
                 socket.Dispose();
             }
 
-            return;
+            Done();
         }
-
-        await _upgrade.RunAsync(socket);
     }
 
     public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
@@ -154,7 +178,7 @@ internal sealed class GatewayListener : IConnectionListener
         await _acceptLoop;
         // Gateway sockets close themselves when the application stops (4003); wait for them, as Kestrel waits for
         // its requests, so that everything they had acked is committed before the store shuts.
-        await Task.WhenAll(_sorting.Keys).WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        await _drained.Task.WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         while (_forKestrel.Reader.TryRead(out var unclaimed))
         {
             await unclaimed.DisposeAsync();

@@ -59,28 +59,30 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
         }
     }
 
-    public async Task RunAsync(Socket socket)
+    /// <summary>Runs the handshake: the socket's WebSocket once 101 is sent, or null when it was answered otherwise and closed.</summary>
+    public async Task<WebSocket?> AcceptAsync(Socket socket)
     {
-        var stream = new NetworkStream(socket, ownsSocket: true);
         try
         {
-            if (await HandshakeAsync(socket) is not true)
+            if (await HandshakeAsync(socket))
             {
-                return;
+                return WebSocket.CreateFromStream(new NetworkStream(socket, ownsSocket: true), ServerOptions);
             }
-
-            using var webSocket = WebSocket.CreateFromStream(stream, ServerOptions);
-            await new GatewayConnection(webSocket, services).RunAsync(lifetime.ApplicationStopping);
         }
         catch (Exception ex) when (ex is SocketException or IOException or OperationCanceledException or ObjectDisposedException)
         {
             LogHandshakeFailed(ex);
         }
-        finally
-        {
-            await stream.DisposeAsync();
-        }
+
+        socket.Dispose();
+        return null;
     }
+
+    /// <summary>
+    /// The connection's whole life, until it closes (the server stopping closes it with 4003); it disposes the
+    /// WebSocket and with it the socket, then calls <paramref name="closed"/>. Never throws.
+    /// </summary>
+    public Task RunAsync(WebSocket webSocket, Action closed) => new GatewayConnection(webSocket, services, closed).RunAsync(lifetime.ApplicationStopping);
 
     /// <summary>Reads exactly the request head and answers it; true once 101 is sent.</summary>
     private async Task<bool> HandshakeAsync(Socket socket)
