@@ -232,5 +232,26 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
         await socket.SendAsync(head, SocketFlags.None, timeout.Token);
         await socket.SendAsync(body, SocketFlags.None, timeout.Token);
         socket.Shutdown(SocketShutdown.Send);
+
+        // Read what the client still sends (the rest of an oversized head) until it closes, a little while at
+        // most: closing with unread input would reset the connection and could destroy the answer in flight.
+        var scratch = new byte[1024];
+        using var linger = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+        try
+        {
+            for (var total = 0; total < 64 * 1024;)
+            {
+                var n = await socket.ReceiveAsync(scratch, SocketFlags.None, linger.Token);
+                if (n == 0)
+                {
+                    break;
+                }
+
+                total += n;
+            }
+        }
+        catch (Exception ex) when (ex is SocketException or OperationCanceledException)
+        {
+        }
     }
 }
