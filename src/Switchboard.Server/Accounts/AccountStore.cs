@@ -106,9 +106,8 @@ internal sealed class AccountStore(SqliteDatabase database, TimeProvider time)
 
     public DeviceIdentity? Authenticate(string token)
     {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT user, device, last_active FROM devices WHERE token_hash = $h AND revoked = 0";
+        using var session = database.Reads.Rent();
+        var command = session.Command("SELECT user, device, last_active FROM devices WHERE token_hash = $h AND revoked = 0");
         command.Parameters.AddWithValue("$h", Tokens.HashOf(token));
         using var reader = command.ExecuteReader();
         return reader.Read() ? new DeviceIdentity(reader.GetString(0), reader.GetInt32(1), reader.GetInt64(2)) : null;

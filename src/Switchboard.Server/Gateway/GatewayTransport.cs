@@ -88,7 +88,9 @@ internal sealed class GatewayListener : IConnectionListener
                 var socket = await _listen.AcceptAsync();
                 socket.NoDelay = true;
                 Interlocked.Increment(ref _running);
-                _ = ServeAsync(socket); // never throws
+                // On the thread pool: a request already waiting would otherwise be served inline, and the accept
+                // loop would take one connection at a time while the kernel's queue overflows.
+                ThreadPool.UnsafeQueueUserWorkItem(static state => _ = state.Listener.ServeAsync(state.Socket), (Listener: this, Socket: socket), preferLocal: false);
             }
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException)

@@ -8,7 +8,7 @@ namespace Switchboard.Server.Storage;
 /// The embedded database file: one SQLite database in WAL mode under the data directory. Readers open pooled
 /// connections; the group-commit writer keeps one of its own.
 /// </summary>
-internal sealed class SqliteDatabase
+internal sealed class SqliteDatabase : IDisposable
 {
     private readonly string _connectionString;
 
@@ -26,7 +26,13 @@ internal sealed class SqliteDatabase
             DefaultTimeout = _lockTimeoutMs / 1000, // seconds a command waits on a locked database before it fails
         }.ToString();
         Migrate();
+        Reads = new ReadSessions(this, keep: Math.Max(8, 4 * Environment.ProcessorCount));
     }
+
+    /// <summary>Open connections with prepared statements, for the hot reads (connects, replay, receipts).</summary>
+    public ReadSessions Reads { get; }
+
+    public void Dispose() => Reads.Dispose();
 
     public string FilePath { get; }
 

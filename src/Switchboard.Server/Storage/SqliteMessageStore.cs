@@ -81,9 +81,8 @@ internal sealed partial class SqliteMessageStore : IMessageStore, IDisposable
 
     public List<MsgFrame> ReadAfter(string conv, long after, long upTo, int limit)
     {
-        using var connection = _database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {EventColumns} FROM events WHERE conv = $c AND seq > $a AND seq <= $u ORDER BY seq LIMIT $l";
+        using var session = _database.Reads.Rent();
+        var command = session.Command($"SELECT {EventColumns} FROM events WHERE conv = $c AND seq > $a AND seq <= $u ORDER BY seq LIMIT $l");
         command.Parameters.AddWithValue("$c", conv);
         command.Parameters.AddWithValue("$a", after);
         command.Parameters.AddWithValue("$u", upTo);
@@ -93,9 +92,8 @@ internal sealed partial class SqliteMessageStore : IMessageStore, IDisposable
 
     public List<MsgFrame> ReadBefore(string conv, long before, long minSeq, long minTs, int limit)
     {
-        using var connection = _database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {EventColumns} FROM events WHERE conv = $c AND seq < $b AND seq >= $m AND ts >= $t ORDER BY seq DESC LIMIT $l";
+        using var session = _database.Reads.Rent();
+        var command = session.Command($"SELECT {EventColumns} FROM events WHERE conv = $c AND seq < $b AND seq >= $m AND ts >= $t ORDER BY seq DESC LIMIT $l");
         command.Parameters.AddWithValue("$c", conv);
         command.Parameters.AddWithValue("$b", before);
         command.Parameters.AddWithValue("$m", minSeq);
@@ -106,13 +104,12 @@ internal sealed partial class SqliteMessageStore : IMessageStore, IDisposable
 
     public List<Membership> GetMemberships(string user)
     {
-        using var connection = _database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = """
+        using var session = _database.Reads.Rent();
+        var command = session.Command("""
             SELECT m.conv, c.kind, m.role, m.joined_seq, m.removed_seq, c.last_seq
             FROM members m JOIN conversations c ON c.conv = m.conv
             WHERE m.user = $u
-            """;
+            """);
         command.Parameters.AddWithValue("$u", user);
         using var reader = command.ExecuteReader();
         var list = new List<Membership>();
@@ -171,9 +168,8 @@ internal sealed partial class SqliteMessageStore : IMessageStore, IDisposable
 
     public Dictionary<string, long> GetDeviceCursors(string user, int device)
     {
-        using var connection = _database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT conv, delivered FROM device_cursors WHERE user = $u AND device = $d";
+        using var session = _database.Reads.Rent();
+        var command = session.Command("SELECT conv, delivered FROM device_cursors WHERE user = $u AND device = $d");
         command.Parameters.AddWithValue("$u", user);
         command.Parameters.AddWithValue("$d", device);
         using var reader = command.ExecuteReader();
@@ -188,9 +184,8 @@ internal sealed partial class SqliteMessageStore : IMessageStore, IDisposable
 
     public List<MemberCursor> GetMemberCursors(string conv)
     {
-        using var connection = _database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT user, delivered, read, updated FROM member_cursors WHERE conv = $c";
+        using var session = _database.Reads.Rent();
+        var command = session.Command("SELECT user, delivered, read, updated FROM member_cursors WHERE conv = $c");
         command.Parameters.AddWithValue("$c", conv);
         using var reader = command.ExecuteReader();
         var list = new List<MemberCursor>();
@@ -204,9 +199,8 @@ internal sealed partial class SqliteMessageStore : IMessageStore, IDisposable
 
     public long CountUnread(string conv, string user, long after, long upTo)
     {
-        using var connection = _database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT COUNT(*) FROM events WHERE conv = $c AND seq > $a AND seq <= $u AND kind IN ('text', 'media') AND sender <> $s";
+        using var session = _database.Reads.Rent();
+        var command = session.Command("SELECT COUNT(*) FROM events WHERE conv = $c AND seq > $a AND seq <= $u AND kind IN ('text', 'media') AND sender <> $s");
         command.Parameters.AddWithValue("$c", conv);
         command.Parameters.AddWithValue("$a", after);
         command.Parameters.AddWithValue("$u", upTo);
