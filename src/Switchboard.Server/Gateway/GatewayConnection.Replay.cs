@@ -6,7 +6,6 @@ namespace Switchboard.Server.Gateway;
 
 internal sealed partial class GatewayConnection
 {
-    private readonly Lock _liveLock = new();
     private bool _live;
 
     /// <summary>Conversations that had events while replaying: the next pass reads only these.</summary>
@@ -44,7 +43,7 @@ internal sealed partial class GatewayConnection
 
     public void SendEvent(string conv, long seq, byte[] frame, long receivedAt, bool inline)
     {
-        lock (_liveLock)
+        lock (_lock)
         {
             if (!_live)
             {
@@ -88,7 +87,7 @@ internal sealed partial class GatewayConnection
                 }
 
                 receipts ??= ReceiptState(memberships.Values, lastActive);
-                lock (_liveLock)
+                lock (_lock)
                 {
                     if (_missed is null || _missed.Count == 0)
                     {

@@ -12,7 +12,10 @@ namespace Switchboard.Server.Gateway;
 /// </summary>
 internal sealed partial class GatewayConnection
 {
-    private readonly TaskCompletionSource _closeSent = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    /// <summary>Completed once the close frame is sent (or cannot be); made at close, so an open socket holds none.</summary>
+    private TaskCompletionSource CloseSent => LazyInitializer.EnsureInitialized(ref _closeSent, static () => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+
+    private TaskCompletionSource? _closeSent;
     private TaskCompletionSource? _drained;
     private int _writing;
     private volatile bool _closeDone;
@@ -34,7 +37,7 @@ internal sealed partial class GatewayConnection
             return;
         }
 
-        lock (_queueLock)
+        lock (_lock)
         {
             (_queue ??= new Queue<Outbound>(4)).Enqueue(frame);
         }
@@ -76,7 +79,7 @@ internal sealed partial class GatewayConnection
 
     private bool HasQueued()
     {
-        lock (_queueLock)
+        lock (_lock)
         {
             return _queue is { Count: > 0 };
         }
@@ -84,7 +87,7 @@ internal sealed partial class GatewayConnection
 
     private bool TryDequeue(out Outbound frame)
     {
-        lock (_queueLock)
+        lock (_lock)
         {
             if (_queue is { Count: > 0 } queue)
             {
@@ -140,7 +143,7 @@ internal sealed partial class GatewayConnection
                     await _socket.CloseOutputAsync((WebSocketCloseStatus)code, _closeReason, _abort.Token);
                 }
 
-                _closeSent.TrySetResult();
+                CloseSent.TrySetResult();
             }
         }
         catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
@@ -148,7 +151,7 @@ internal sealed partial class GatewayConnection
             // The socket is gone: nothing more can be sent. What was queued is recovered from the store.
             Close(CloseCodes.InternalError, "send failed");
             _closeDone = true;
-            _closeSent.TrySetResult();
+            CloseSent.TrySetResult();
             Interlocked.Exchange(ref _drained, null)?.TrySetResult();
         }
         finally

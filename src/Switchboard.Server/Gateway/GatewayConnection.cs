@@ -18,7 +18,8 @@ internal sealed partial class GatewayConnection : IClient
     private readonly WebSocket _socket;
     private readonly GatewayServices _services;
     private readonly GatewayOptions _options;
-    private readonly Lock _queueLock = new();
+    /// <summary>Guards the outbound queue and the replay's hand-over to live delivery (one lock: it is per socket).</summary>
+    private readonly Lock _lock = new();
 
     /// <summary>Frames waiting for the socket; made when the first one arrives and dropped when drained, so an idle socket holds none.</summary>
     private Queue<Outbound>? _queue;
@@ -145,7 +146,7 @@ internal sealed partial class GatewayConnection : IClient
         finally
         {
             Close(1000, "bye");
-            await Task.WhenAny(_closeSent.Task, Task.Delay(TimeSpan.FromSeconds(2), CancellationToken.None));
+            await Task.WhenAny(CloseSent.Task, Task.Delay(TimeSpan.FromSeconds(2), CancellationToken.None));
             await AwaitPeerCloseAsync();
             await _abort.CancelAsync();
             _socket.Abort();

@@ -23,7 +23,10 @@ internal sealed class ClientState(RateGate rate, int maxInFlight)
     /// Writes this socket has queued and not yet seen committed. A socket at the limit is simply not read until
     /// one commits, so one pipelining client can neither fill the writer's queue nor grow memory.
     /// </summary>
-    public SemaphoreSlim InFlight { get; } = new(maxInFlight, maxInFlight);
+    /// <remarks>Made on the first write: an idle socket holds none.</remarks>
+    public SemaphoreSlim InFlight => LazyInitializer.EnsureInitialized(ref _inFlight, () => new SemaphoreSlim(maxInFlight, maxInFlight));
+
+    private SemaphoreSlim? _inFlight;
 
     /// <summary>Last forwarded typing frame per (conv, on), for the once-per-second throttle (made on first use: most sockets idle).</summary>
     public Dictionary<(string Conv, bool On), long> TypingForwarded => _typing ??= [];
