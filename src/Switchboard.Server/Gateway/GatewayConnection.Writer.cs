@@ -110,6 +110,9 @@ internal sealed partial class GatewayConnection
         var wentAsync = false;
         try
         {
+            // On a socket the gateway owns, the frames of this drain collect in the stream and leave in as few
+            // sends as the socket takes them (one, usually), as Kestrel's pipe would batch them.
+            _stream?.Cork();
             while ((Volatile.Read(ref _closeCode) == 0 || _flushBeforeClose) && TryDequeue(out var frame))
             {
                 // No token: a send that must wait would register on it and leave a spent node behind for the
@@ -129,6 +132,20 @@ internal sealed partial class GatewayConnection
                 if (frame.ReceivedAt != 0)
                 {
                     _services.Metrics.DeliveryLatency.Observe(Stopwatch.GetElapsedTime(frame.ReceivedAt).TotalSeconds);
+                }
+            }
+
+            if (_stream is not null)
+            {
+                var uncork = _stream.UncorkAsync();
+                if (uncork.IsCompleted)
+                {
+                    uncork.GetAwaiter().GetResult();
+                }
+                else
+                {
+                    wentAsync = true;
+                    await uncork;
                 }
             }
 

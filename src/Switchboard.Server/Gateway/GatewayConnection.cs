@@ -25,6 +25,7 @@ internal sealed partial class GatewayConnection : IClient
     private Queue<Outbound>? _queue;
     private readonly CancellationTokenSource _abort = new();
     private readonly Action? _closed;
+    private readonly GatewaySocketStream? _stream;
     private long _queuedBytes;
     private long _lastTraffic;
     private int _closeCode;
@@ -34,9 +35,11 @@ internal sealed partial class GatewayConnection : IClient
     private string? _token;
 
     /// <param name="closed">Called once the connection has ended and its socket is disposed.</param>
-    public GatewayConnection(WebSocket socket, GatewayServices services, Action? closed = null)
+    /// <param name="stream">The stream under the WebSocket when the gateway owns the socket, for batched sends.</param>
+    public GatewayConnection(WebSocket socket, GatewayServices services, Action? closed = null, GatewaySocketStream? stream = null)
     {
         _closed = closed;
+        _stream = stream;
         _socket = socket;
         _services = services;
         _options = services.Options;

@@ -130,7 +130,7 @@ internal sealed class GatewayListener : IConnectionListener
                 return;
             }
 
-            if (await _upgrade.AcceptAsync(socket) is not { } webSocket)
+            if (await _upgrade.AcceptAsync(socket) is not { } accepted)
             {
                 return;
             }
@@ -139,7 +139,7 @@ internal sealed class GatewayListener : IConnectionListener
             // connection disposes its socket and reports its end through _done.
             handedOver = true;
             Interlocked.Increment(ref _running);
-            _ = _upgrade.RunAsync(webSocket, _done);
+            _ = _upgrade.RunAsync(accepted.WebSocket, accepted.Stream, _done);
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException)
         {

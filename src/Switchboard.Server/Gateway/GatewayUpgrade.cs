@@ -59,14 +59,18 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
         }
     }
 
-    /// <summary>Runs the handshake: the socket's WebSocket once 101 is sent, or null when it was answered otherwise and closed.</summary>
-    public async Task<WebSocket?> AcceptAsync(Socket socket)
+    /// <summary>
+    /// Runs the handshake: the socket's WebSocket and the stream under it once 101 is sent, or null when it was
+    /// answered otherwise and closed.
+    /// </summary>
+    public async Task<(WebSocket WebSocket, GatewaySocketStream Stream)?> AcceptAsync(Socket socket)
     {
         try
         {
             if (await HandshakeAsync(socket))
             {
-                return WebSocket.CreateFromStream(new NetworkStream(socket, ownsSocket: true), ServerOptions);
+                var stream = new GatewaySocketStream(socket);
+                return (WebSocket.CreateFromStream(stream, ServerOptions), stream);
             }
         }
         catch (Exception ex) when (ex is SocketException or IOException or OperationCanceledException or ObjectDisposedException)
@@ -82,7 +86,8 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
     /// The connection's whole life, until it closes (the server stopping closes it with 4003); it disposes the
     /// WebSocket and with it the socket, then calls <paramref name="closed"/>. Never throws.
     /// </summary>
-    public Task RunAsync(WebSocket webSocket, Action closed) => new GatewayConnection(webSocket, services, closed).RunAsync(lifetime.ApplicationStopping);
+    public Task RunAsync(WebSocket webSocket, GatewaySocketStream stream, Action closed) =>
+        new GatewayConnection(webSocket, services, closed, stream).RunAsync(lifetime.ApplicationStopping);
 
     /// <summary>Reads exactly the request head and answers it; true once 101 is sent.</summary>
     private async Task<bool> HandshakeAsync(Socket socket)
