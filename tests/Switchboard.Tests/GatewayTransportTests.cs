@@ -164,4 +164,42 @@ public sealed class GatewayTransportTests(ServerFixture fixture) : IClassFixture
         using var plain = await server.Http.GetAsync("/v1/ws");
         Assert.Equal(HttpStatusCode.BadRequest, plain.StatusCode);
     }
+
+    [Fact]
+    public async Task A_head_that_arrives_in_pieces_is_put_together()
+    {
+        var key = NewKey();
+        var request = Encoding.ASCII.GetBytes(Upgrade(key));
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, Server.Address.Port));
+        using (socket)
+        {
+            // "GET /v" first (not enough to tell the path), then the rest split inside the closing blank line.
+            var cuts = new[] { 0, 6, request.Length - 3, request.Length };
+            for (var i = 0; i < cuts.Length - 1; i++)
+            {
+                await socket.SendAsync(request.AsMemory(cuts[i], cuts[i + 1] - cuts[i]), SocketFlags.None);
+                await Task.Delay(50);
+            }
+
+            var buffer = new byte[1024];
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            var n = await socket.ReceiveAsync(buffer, SocketFlags.None, timeout.Token);
+            Assert.StartsWith("HTTP/1.1 101 ", Encoding.ASCII.GetString(buffer, 0, n), StringComparison.Ordinal);
+        }
+    }
+
+    [Theory]
+    [InlineData("GET /v1/ws HTTP/1.0\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {0}\r\nSec-WebSocket-Version: 13\r\n\r\n")]
+    [InlineData("GET /v1/ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {0}\r\nSec-WebSocket-Version: 13\r\n\r\n")]
+    [InlineData("GET /v1/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {0}\r\nSec-WebSocket-Key: {0}\r\nSec-WebSocket-Version: 13\r\n\r\n")]
+    [InlineData("GET /v1/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade : websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {0}\r\nSec-WebSocket-Version: 13\r\n\r\n")]
+    public async Task Malformed_upgrades_are_400(string template)
+    {
+        var (socket, head, _) = await RequestAsync(string.Format(System.Globalization.CultureInfo.InvariantCulture, template, NewKey()));
+        using (socket)
+        {
+            Assert.StartsWith("HTTP/1.1 400 ", head, StringComparison.Ordinal);
+        }
+    }
 }

@@ -400,7 +400,8 @@ internal sealed class BenchConnection : IAsyncDisposable
                 return false;
             }
 
-            length = (long)BinaryPrimitives.ReadUInt64BigEndian(available[2..]);
+            var wide = BinaryPrimitives.ReadUInt64BigEndian(available[2..]);
+            length = wide > long.MaxValue ? long.MaxValue : (long)wide; // refused below as too big
             header = 10;
         }
 

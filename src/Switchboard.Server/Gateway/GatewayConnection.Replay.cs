@@ -87,6 +87,7 @@ internal sealed partial class GatewayConnection
                 }
 
                 receipts ??= ReceiptState(memberships.Values, lastActive);
+                HashSet<string> missed;
                 lock (_lock)
                 {
                     if (_missed is null || _missed.Count == 0)
@@ -102,12 +103,13 @@ internal sealed partial class GatewayConnection
                         return;
                     }
 
-                    var missed = _missed;
+                    missed = _missed;
                     _missed = null;
-                    // Reload: the user may have joined, left or been re-added meanwhile.
-                    memberships = store.GetMemberships(User).ToDictionary(m => m.Conv, StringComparer.Ordinal);
-                    pass = missed.Where(memberships.ContainsKey).Select(conv => memberships[conv]).ToList();
                 }
+
+                // Reload (outside the lock: fanout takes it): the user may have joined, left or been re-added meanwhile.
+                memberships = store.GetMemberships(User).ToDictionary(m => m.Conv, StringComparer.Ordinal);
+                pass = missed.Where(memberships.ContainsKey).Select(conv => memberships[conv]).ToList();
             }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)

@@ -154,14 +154,19 @@ internal sealed partial class GatewayConnection : IClient
             await _abort.CancelAsync();
             _socket.Abort();
             await replay; // never throws: it catches its own failures
-            if (registered)
+            try
             {
-                Cleanup();
+                if (registered)
+                {
+                    Cleanup();
+                }
             }
-
-            _socket.Dispose();
-            _abort.Dispose();
-            _closed?.Invoke();
+            finally
+            {
+                _socket.Dispose();
+                _abort.Dispose();
+                _closed?.Invoke(); // always: the listener counts on it to finish shutting down
+            }
         }
     }
 

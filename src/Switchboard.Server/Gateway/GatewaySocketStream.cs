@@ -20,8 +20,23 @@ namespace Switchboard.Server.Gateway;
 /// the collected bytes are whole frames in order.</item>
 /// </list>
 /// </remarks>
-internal sealed class GatewaySocketStream(Socket socket) : Stream
+internal sealed class GatewaySocketStream : Stream
 {
+    private readonly Socket socket;
+
+    /// <param name="received">Bytes already read from the socket (past the request head), read before the socket.</param>
+    public GatewaySocketStream(Socket socket, byte[] received)
+    {
+        this.socket = socket;
+        if (received.Length > 0)
+        {
+            _read = received;
+            _readStart = 0;
+            _readEnd = received.Length;
+            _readNotPooled = true;
+        }
+    }
+
     private const int ReadChunkBytes = 4096;
     private const int FirstWriteBufferBytes = 16 * 1024;
 
@@ -35,6 +50,7 @@ internal sealed class GatewaySocketStream(Socket socket) : Stream
     private byte[]? _read;
     private int _readStart;
     private int _readEnd;
+    private bool _readNotPooled;
     private byte[]? _write;
     private int _written;
     private bool _corked;
@@ -70,7 +86,14 @@ internal sealed class GatewaySocketStream(Socket socket) : Stream
             if (_readStart == _readEnd)
             {
                 _read = null;
-                ArrayPool<byte>.Shared.Return(chunk);
+                if (_readNotPooled)
+                {
+                    _readNotPooled = false;
+                }
+                else
+                {
+                    ArrayPool<byte>.Shared.Return(chunk);
+                }
             }
 
             return ValueTask.FromResult(n); // 0 for a zero-byte read: data is there

@@ -67,6 +67,9 @@ internal sealed class GatewayListener : IConnectionListener
     private readonly Task _acceptLoop;
     private readonly Action _done;
 
+    /// <summary>Cancelled when unbound: connections still in their first request give up at once.</summary>
+    private readonly CancellationTokenSource _unbound = new();
+
     public GatewayListener(Socket listen, SocketConnectionContextFactory kestrel, GatewayUpgrade upgrade)
     {
         _listen = listen;
@@ -85,8 +88,20 @@ internal sealed class GatewayListener : IConnectionListener
         {
             while (true)
             {
-                var socket = await _listen.AcceptAsync();
-                socket.NoDelay = true;
+                Socket socket;
+                try
+                {
+                    socket = await _listen.AcceptAsync();
+                }
+                catch (SocketException ex) when (ex.SocketErrorCode is not (SocketError.OperationAborted or SocketError.Interrupted or SocketError.NotSocket or SocketError.InvalidArgument))
+                {
+                    // One failed accept (a connection reset before it was taken, no file handles or buffers left
+                    // for a moment) must not stop the listener: note it, let the cause ease, go on.
+                    _upgrade.LogAcceptFailed(ex);
+                    await Task.Delay(ex.SocketErrorCode is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable ? 100 : 1);
+                    continue;
+                }
+
                 Interlocked.Increment(ref _running);
                 // On the thread pool: a request already waiting would otherwise be served inline, and the accept
                 // loop would take one connection at a time while the kernel's queue overflows.
@@ -118,8 +133,14 @@ internal sealed class GatewayListener : IConnectionListener
         var handedOver = false;
         try
         {
-            if (!await _upgrade.IsGatewayRequestAsync(socket))
+            socket.NoDelay = true;
+            if (!await _upgrade.IsGatewayRequestAsync(socket, _unbound.Token))
             {
+                if (_forKestrel.Reader.Completion.IsCompleted)
+                {
+                    return; // unbound meanwhile: Kestrel takes no more connections
+                }
+
                 var connection = _kestrel.Create(socket);
                 handedOver = _forKestrel.Writer.TryWrite(connection);
                 if (!handedOver)
@@ -130,7 +151,7 @@ internal sealed class GatewayListener : IConnectionListener
                 return;
             }
 
-            if (await _upgrade.AcceptAsync(socket) is not { } accepted)
+            if (await _upgrade.AcceptAsync(socket, _unbound.Token) is not { } accepted)
             {
                 return;
             }
@@ -170,12 +191,14 @@ internal sealed class GatewayListener : IConnectionListener
 
     public ValueTask UnbindAsync(CancellationToken cancellationToken = default)
     {
+        _unbound.Cancel();
         _listen.Dispose();
         return ValueTask.CompletedTask;
     }
 
     public async ValueTask DisposeAsync()
     {
+        await _unbound.CancelAsync();
         _listen.Dispose();
         await _acceptLoop;
         // Gateway sockets close themselves when the application stops (4003); wait for them, as Kestrel waits for
@@ -187,5 +210,6 @@ internal sealed class GatewayListener : IConnectionListener
         }
 
         _kestrel.Dispose();
+        _unbound.Dispose();
     }
 }

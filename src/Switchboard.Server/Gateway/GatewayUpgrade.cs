@@ -28,13 +28,18 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
     [LoggerMessage(EventId = 1201, Level = LogLevel.Debug, Message = "Gateway handshake failed")]
     private partial void LogHandshakeFailed(Exception exception);
 
+    [LoggerMessage(EventId = 1202, Level = LogLevel.Warning, Message = "Accepting a connection failed; the listener goes on")]
+    public partial void LogAcceptFailed(Exception exception);
+
     /// <summary>
     /// Waits for the first bytes and tells whether the request is for <c>/v1/ws</c> (by GET), without consuming them.
     /// </summary>
-    public async Task<bool> IsGatewayRequestAsync(Socket socket)
+    public async Task<bool> IsGatewayRequestAsync(Socket socket, CancellationToken cancellationToken)
     {
         var peek = new byte[Prefix.Length + 1];
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(options.Value.HelloTimeoutSeconds));
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(TimeSpan.FromSeconds(options.Value.HelloTimeoutSeconds));
+        var wait = 1;
         while (true)
         {
             var count = await socket.ReceiveAsync(peek, SocketFlags.Peek, timeout.Token);
@@ -54,8 +59,10 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
                 return peek[^1] is (byte)' ' or (byte)'?';
             }
 
-            // The request line came in pieces: a peek returns at once while data is there, so wait a little.
-            await Task.Delay(1, timeout.Token);
+            // The request line came in pieces. A peek returns at once while any byte is there, so wait before
+            // looking again, longer each time: a client that stalls here costs a few wake-ups, not a core.
+            await Task.Delay(wait, timeout.Token);
+            wait = Math.Min(wait * 2, 50);
         }
     }
 
@@ -63,13 +70,13 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
     /// Runs the handshake: the socket's WebSocket and the stream under it once 101 is sent, or null when it was
     /// answered otherwise and closed.
     /// </summary>
-    public async Task<(WebSocket WebSocket, GatewaySocketStream Stream)?> AcceptAsync(Socket socket)
+    public async Task<(WebSocket WebSocket, GatewaySocketStream Stream)?> AcceptAsync(Socket socket, CancellationToken cancellationToken)
     {
         try
         {
-            if (await HandshakeAsync(socket))
+            if (await HandshakeAsync(socket, cancellationToken) is { } after)
             {
-                var stream = new GatewaySocketStream(socket);
+                var stream = new GatewaySocketStream(socket, after);
                 return (WebSocket.CreateFromStream(stream, ServerOptions), stream);
             }
         }
@@ -89,69 +96,63 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
     public Task RunAsync(WebSocket webSocket, GatewaySocketStream stream, Action closed) =>
         new GatewayConnection(webSocket, services, closed, stream).RunAsync(lifetime.ApplicationStopping);
 
-    /// <summary>Reads exactly the request head and answers it; true once 101 is sent.</summary>
-    private async Task<bool> HandshakeAsync(Socket socket)
+    /// <summary>
+    /// Reads the request head and answers it. Once 101 is sent, returns the bytes read past the head (a client may
+    /// send its first frame without waiting for 101), which the WebSocket reads first; null when the request was
+    /// answered otherwise.
+    /// </summary>
+    private async Task<byte[]?> HandshakeAsync(Socket socket, CancellationToken cancellationToken)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(MaxHeadBytes);
         try
         {
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(options.Value.HelloTimeoutSeconds));
-            // Peek until the head is complete, then read exactly the head: bytes after it (a client may send its
-            // first frame without waiting for 101) stay in the socket for the WebSocket to read.
-            int headLength;
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TimeSpan.FromSeconds(options.Value.HelloTimeoutSeconds));
+            int count = 0, headEnd;
             while (true)
             {
-                var count = await socket.ReceiveAsync(buffer.AsMemory(0, MaxHeadBytes), SocketFlags.Peek, timeout.Token);
-                if (count == 0)
+                var n = await socket.ReceiveAsync(buffer.AsMemory(count, MaxHeadBytes - count), SocketFlags.None, timeout.Token);
+                if (n == 0)
                 {
-                    return false;
+                    return null;
                 }
 
-                var end = buffer.AsSpan(0, count).IndexOf(HeadEnd);
-                if (end >= 0)
+                // Look for the blank line from a little before the new bytes: it may straddle two reads.
+                var from = Math.Max(0, count - (HeadEnd.Length - 1));
+                count += n;
+                var at = buffer.AsSpan(from, count - from).IndexOf(HeadEnd);
+                if (at >= 0)
                 {
-                    headLength = end + HeadEnd.Length;
+                    headEnd = from + at;
                     break;
                 }
 
                 if (count == MaxHeadBytes)
                 {
                     await RespondAsync(socket, 431, "Request Header Fields Too Large", Protocol.ErrorCodes.TooLarge, $"request head over {MaxHeadBytes} bytes");
-                    return false;
+                    return null;
                 }
-
-                await Task.Delay(1, timeout.Token);
             }
 
-            for (var read = 0; read < headLength;)
+            var head = Encoding.Latin1.GetString(buffer, 0, headEnd);
+            var (status, key) = Parse(head);
+            switch (status)
             {
-                var n = await socket.ReceiveAsync(buffer.AsMemory(read, headLength - read), SocketFlags.None, timeout.Token);
-                if (n == 0)
-                {
-                    return false;
-                }
-
-                read += n;
-            }
-
-            var head = Encoding.Latin1.GetString(buffer, 0, headLength - HeadEnd.Length);
-            if (Parse(head) is not { } key)
-            {
-                await RespondAsync(socket, 400, "Bad Request", Protocol.ErrorCodes.Invalid, "this endpoint speaks WebSocket only");
-                return false;
-            }
-
-            if (key.Length == 0)
-            {
-                await RespondAsync(socket, 426, "Upgrade Required", Protocol.ErrorCodes.Invalid, "WebSocket version 13 only", "Sec-WebSocket-Version: 13\r\n");
-                return false;
+                case 101:
+                    break;
+                case 426:
+                    await RespondAsync(socket, 426, "Upgrade Required", Protocol.ErrorCodes.Invalid, "WebSocket version 13 only", "Sec-WebSocket-Version: 13\r\n");
+                    return null;
+                default:
+                    await RespondAsync(socket, 400, "Bad Request", Protocol.ErrorCodes.Invalid, "this endpoint speaks WebSocket only");
+                    return null;
             }
 
             var response = Encoding.ASCII.GetBytes(
                 "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
-                $"Sec-WebSocket-Accept: {AcceptKey(key)}\r\n\r\n");
+                $"Sec-WebSocket-Accept: {AcceptKey(key!)}\r\n\r\n");
             await socket.SendAsync(response, SocketFlags.None, timeout.Token);
-            return true;
+            return buffer.AsSpan(headEnd + HeadEnd.Length, count - headEnd - HeadEnd.Length).ToArray();
         }
         finally
         {
@@ -160,32 +161,37 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
     }
 
     /// <summary>
-    /// The client's key when the head is a WebSocket upgrade of version 13; an empty key for another version; null
-    /// when it is no upgrade at all.
+    /// 101 and the client's key when the head is a valid WebSocket upgrade (RFC 6455 §4.2.1); 426 for another
+    /// WebSocket version; 400 for anything else.
     /// </summary>
-    internal static string? Parse(string head)
+    internal static (int Status, string? Key) Parse(string head)
     {
         var lines = head.Split("\r\n");
         var requestLine = lines[0].Split(' ');
-        if (requestLine.Length != 3 || requestLine[0] != "GET" || !requestLine[2].StartsWith("HTTP/1.", StringComparison.Ordinal))
+        if (requestLine.Length != 3 || requestLine[0] != "GET" || requestLine[2] != "HTTP/1.1")
         {
-            return null;
+            return (400, null);
         }
 
         string? upgrade = null, connection = null, version = null, key = null;
+        bool host = false, body = false, repeatedKey = false;
         foreach (var line in lines.AsSpan(1))
         {
             var colon = line.IndexOf(':', StringComparison.Ordinal);
-            if (colon <= 0)
+            if (colon <= 0 || char.IsWhiteSpace(line[colon - 1]) || char.IsWhiteSpace(line[0]))
             {
-                return null;
+                return (400, null); // no name, whitespace before the colon, or an obsolete folded line
             }
 
-            var name = line.AsSpan(0, colon).Trim();
+            var name = line.AsSpan(0, colon);
             var value = line[(colon + 1)..].Trim();
-            if (name.Equals("Upgrade", StringComparison.OrdinalIgnoreCase))
+            if (name.Equals("Host", StringComparison.OrdinalIgnoreCase))
             {
-                upgrade = value;
+                host = true;
+            }
+            else if (name.Equals("Upgrade", StringComparison.OrdinalIgnoreCase))
+            {
+                upgrade = upgrade is null ? value : upgrade + "," + value;
             }
             else if (name.Equals("Connection", StringComparison.OrdinalIgnoreCase))
             {
@@ -197,20 +203,29 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
             }
             else if (name.Equals("Sec-WebSocket-Key", StringComparison.OrdinalIgnoreCase))
             {
+                repeatedKey |= key is not null;
                 key = value;
+            }
+            else if (name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase) || name.Equals("Transfer-Encoding", StringComparison.OrdinalIgnoreCase))
+            {
+                body |= !(name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase) && value == "0");
             }
         }
 
-        var isUpgrade = upgrade is not null && upgrade.Split(',').Any(t => t.Trim().Equals("websocket", StringComparison.OrdinalIgnoreCase))
-            && connection is not null && connection.Split(',').Any(t => t.Trim().Equals("upgrade", StringComparison.OrdinalIgnoreCase))
-            && key is not null && IsValidKey(key);
+        var isUpgrade = host && !body && !repeatedKey
+            && upgrade is not null && HasToken(upgrade, "websocket")
+            && connection is not null && HasToken(connection, "upgrade")
+            && key is not null && IsValidKey(key) && version is not null;
         if (!isUpgrade)
         {
-            return null;
+            return (400, null);
         }
 
-        return version == "13" ? key : "";
+        return version == "13" ? (101, key) : (426, null);
     }
+
+    private static bool HasToken(string list, string token) =>
+        list.Split(',').Any(t => t.Trim().Equals(token, StringComparison.OrdinalIgnoreCase));
 
     private static bool IsValidKey(string key)
     {

@@ -39,6 +39,12 @@ public static class SwitchboardHost
         return app;
     }
 
+    /// <summary>Whether any configured endpoint is HTTPS (--urls, ASPNETCORE_URLS or Kestrel:Endpoints).</summary>
+    private static bool ServesTls(IConfiguration config) =>
+        (config["urls"] ?? "").Contains("https:", StringComparison.OrdinalIgnoreCase)
+        || config.GetSection("Kestrel:Endpoints").GetChildren().Any(e =>
+            (e["Url"] ?? "").StartsWith("https:", StringComparison.OrdinalIgnoreCase) || e.GetSection("Certificate").Exists());
+
     private static void AddSwitchboard(WebApplicationBuilder builder)
     {
         var services = builder.Services;
@@ -81,7 +87,11 @@ public static class SwitchboardHost
         services.AddSingleton<GatewayUpgrade>();
         // Registered after UseSockets: Kestrel asks the last registered transport first, and this one binds every
         // TCP endpoint (unless Gateway:OwnSockets is false), handing Kestrel the connections that are not /v1/ws.
-        services.AddSingleton<Microsoft.AspNetCore.Connections.IConnectionListenerFactory, GatewayTransportFactory>();
+        // Not with TLS endpoints: TLS is Kestrel's, so the gateway stays on Kestrel's WebSocket path there.
+        if (!ServesTls(config))
+        {
+            services.AddSingleton<Microsoft.AspNetCore.Connections.IConnectionListenerFactory, GatewayTransportFactory>();
+        }
         services.AddHostedService<HeartbeatMonitor>();
     }
 
