@@ -77,12 +77,17 @@ internal sealed class GatewayListener : IConnectionListener
         _upgrade = upgrade;
         EndPoint = listen.LocalEndPoint!;
         _done = Done;
-        _acceptLoop = AcceptLoopAsync();
+        _acceptLoop = Task.Factory.StartNew(AcceptLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
     }
 
     public EndPoint EndPoint { get; }
 
-    private async Task AcceptLoopAsync()
+    /// <summary>
+    /// Accepts on a thread of its own, with blocking accepts: on the thread pool the accept's continuation queues
+    /// behind the handshakes it has just handed out, and in a reconnect storm the kernel's accept queue overflows
+    /// while it waits (each dropped handshake costs its client a second of SYN retry).
+    /// </summary>
+    private void AcceptLoop()
     {
         try
         {
@@ -91,20 +96,18 @@ internal sealed class GatewayListener : IConnectionListener
                 Socket socket;
                 try
                 {
-                    socket = await _listen.AcceptAsync();
+                    socket = _listen.Accept();
                 }
-                catch (SocketException ex) when (ex.SocketErrorCode is not (SocketError.OperationAborted or SocketError.Interrupted or SocketError.NotSocket or SocketError.InvalidArgument))
+                catch (SocketException ex) when (ex.SocketErrorCode is not (SocketError.OperationAborted or SocketError.Interrupted or SocketError.NotSocket or SocketError.InvalidArgument or SocketError.Shutdown))
                 {
                     // One failed accept (a connection reset before it was taken, no file handles or buffers left
                     // for a moment) must not stop the listener: note it, let the cause ease, go on.
                     _upgrade.LogAcceptFailed(ex);
-                    await Task.Delay(ex.SocketErrorCode is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable ? 100 : 1);
+                    Thread.Sleep(ex.SocketErrorCode is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable ? 100 : 1);
                     continue;
                 }
 
                 Interlocked.Increment(ref _running);
-                // On the thread pool: a request already waiting would otherwise be served inline, and the accept
-                // loop would take one connection at a time while the kernel's queue overflows.
                 ThreadPool.UnsafeQueueUserWorkItem(static state => _ = state.Listener.ServeAsync(state.Socket), (Listener: this, Socket: socket), preferLocal: false);
             }
         }
