@@ -102,7 +102,9 @@ internal sealed class BenchConnection : IAsyncDisposable
                 socket.Bind(new IPEndPoint(localAddress, 0));
             }
 
-            await socket.ConnectAsync(new DnsEndPoint(uri.IdnHost, uri.Port), deadline.Token);
+            // An address literal connects straight; a name goes through the resolver.
+            EndPoint remote = IPAddress.TryParse(uri.IdnHost, out var ip) ? new IPEndPoint(ip, uri.Port) : new DnsEndPoint(uri.IdnHost, uri.Port);
+            await socket.ConnectAsync(remote, deadline.Token);
             Stream stream = new NetworkStream(socket, ownsSocket: true);
             if (uri.Scheme == "wss")
             {
