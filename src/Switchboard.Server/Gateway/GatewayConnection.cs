@@ -209,12 +209,14 @@ internal sealed partial class GatewayConnection : IClient
             _flushBeforeClose = true;
         }
 
+        // The reason first: the writer may see the code at once. (Two closers racing may pair one's code with the
+        // other's reason; only the text can be off.)
+        _closeReason = reason;
         if (Interlocked.CompareExchange(ref _closeCode, code, 0) != 0)
         {
             return;
         }
 
-        _closeReason = reason;
         Kick(inline: false); // someone must send the close frame
         try
         {
@@ -238,6 +240,8 @@ internal sealed partial class GatewayConnection : IClient
             await timer.CancelAsync(); // frees the timer now rather than holding it for the whole timeout
             if (winner != first)
             {
+                // The read stays pending; it is what sees the peer's close (a second read may not start beside it).
+                _pendingRead = first;
                 Close(CloseCodes.Policy, "no hello in time");
                 return null;
             }
@@ -377,6 +381,13 @@ internal sealed partial class GatewayConnection : IClient
         var scratch = new byte[4096];
         try
         {
+            if (_pendingRead is { } pending)
+            {
+                // The hello read never finished: wait for it instead (the peer's close, or the 3 s abort, ends it).
+                await pending;
+                return;
+            }
+
             while (true)
             {
                 var result = await _socket.ReceiveAsync(scratch.AsMemory(), _abort.Token);
@@ -386,10 +397,13 @@ internal sealed partial class GatewayConnection : IClient
                 }
             }
         }
-        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException)
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException or IOException or InvalidOperationException)
         {
         }
     }
+
+    /// <summary>A read left running when the hello did not come in time.</summary>
+    private Task? _pendingRead;
 
     private readonly record struct Outbound(byte[] Bytes, long ReceivedAt);
 }
