@@ -74,6 +74,8 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
     {
         try
         {
+            // Non-blocking: sends are tried straight away and fall back to asynchronous ones (SendAllAsync).
+            socket.Blocking = false;
             if (await HandshakeAsync(socket, cancellationToken) is { } after)
             {
                 var stream = new GatewaySocketStream(socket, after);
@@ -151,7 +153,7 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
             var response = Encoding.ASCII.GetBytes(
                 "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
                 $"Sec-WebSocket-Accept: {AcceptKey(key!)}\r\n\r\n");
-            await socket.SendAsync(response, SocketFlags.None, timeout.Token);
+            await GatewaySocketStream.SendAllAsync(socket, response, timeout.Token);
             return buffer.AsSpan(headEnd + HeadEnd.Length, count - headEnd - HeadEnd.Length).ToArray();
         }
         finally
@@ -249,8 +251,8 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
             $"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {body.Length}\r\n" +
             $"Connection: close\r\n{extraHeaders}\r\n");
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-        await socket.SendAsync(head, SocketFlags.None, timeout.Token);
-        await socket.SendAsync(body, SocketFlags.None, timeout.Token);
+        await GatewaySocketStream.SendAllAsync(socket, head, timeout.Token);
+        await GatewaySocketStream.SendAllAsync(socket, body, timeout.Token);
         socket.Shutdown(SocketShutdown.Send);
 
         // Read what the client still sends (the rest of an oversized head) until it closes, a little while at
