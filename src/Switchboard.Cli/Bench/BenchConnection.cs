@@ -39,8 +39,6 @@ internal sealed class BenchConnection : IAsyncDisposable
     private const byte OpPing = 0x9;
     private const byte OpPong = 0xA;
 
-    private static readonly byte[] AcceptGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"u8.ToArray();
-
     private readonly SemaphoreSlim _sendLock = new(1, 1);
     private readonly TaskCompletionSource _live = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Socket _socket;
@@ -181,11 +179,7 @@ internal sealed class BenchConnection : IAsyncDisposable
             throw new IOException($"WebSocket upgrade refused: {lines[0]}");
         }
 
-        Span<byte> hash = stackalloc byte[20];
-#pragma warning disable CA5350 // RFC 6455 §4.2.2 fixes SHA-1 for the accept key; it protects nothing
-        SHA1.HashData([.. Encoding.ASCII.GetBytes(key), .. AcceptGuid], hash);
-#pragma warning restore CA5350
-        var expected = Convert.ToBase64String(hash);
+        var expected = Protocol.WebSocketAccept.For(key);
         var accept = lines.Skip(1).Select(l => l.Split(':', 2)).FirstOrDefault(p => p.Length == 2 && p[0].Trim().Equals("Sec-WebSocket-Accept", StringComparison.OrdinalIgnoreCase));
         if (accept is null || accept[1].Trim() != expected)
         {
@@ -473,7 +467,7 @@ internal sealed class BenchConnection : IAsyncDisposable
     }
 
     /// <summary>The <c>t</c> of a frame, read without building a document.</summary>
-    public static string? FrameType(ReadOnlySpan<byte> json) => StringField(json, "t"u8);
+    public static string? FrameType(ReadOnlySpan<byte> json) => Protocol.FrameFields.Type(json);
 
     /// <summary>A top-level string field of a frame, or null.</summary>
     public static string? StringField(ReadOnlySpan<byte> json, ReadOnlySpan<byte> name) => Protocol.FrameFields.String(json, name);

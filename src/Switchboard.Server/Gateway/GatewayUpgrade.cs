@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Net.Sockets;
 using System.Net.WebSockets;
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Options;
@@ -20,7 +19,6 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
 
     private static readonly byte[] Prefix = "GET /v1/ws"u8.ToArray();
     private static readonly byte[] HeadEnd = "\r\n\r\n"u8.ToArray();
-    private static readonly byte[] AcceptGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"u8.ToArray();
     private static readonly WebSocketCreationOptions ServerOptions = new() { IsServer = true, KeepAliveInterval = TimeSpan.Zero };
 
     private ILogger Logger => logger;
@@ -152,7 +150,7 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
 
             var response = Encoding.ASCII.GetBytes(
                 "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
-                $"Sec-WebSocket-Accept: {AcceptKey(key!)}\r\n\r\n");
+                $"Sec-WebSocket-Accept: {Protocol.WebSocketAccept.For(key!)}\r\n\r\n");
             await GatewaySocketStream.SendAllAsync(socket, response, timeout.Token);
             return buffer.AsSpan(headEnd + HeadEnd.Length, count - headEnd - HeadEnd.Length).ToArray();
         }
@@ -233,15 +231,6 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
     {
         Span<byte> decoded = stackalloc byte[18];
         return Convert.TryFromBase64String(key, decoded, out var written) && written == 16;
-    }
-
-    internal static string AcceptKey(string key)
-    {
-        Span<byte> hash = stackalloc byte[20];
-#pragma warning disable CA5350 // RFC 6455 §4.2.2 fixes SHA-1 for the accept key; it protects nothing
-        SHA1.HashData([.. Encoding.ASCII.GetBytes(key), .. AcceptGuid], hash);
-#pragma warning restore CA5350
-        return Convert.ToBase64String(hash);
     }
 
     private static async Task RespondAsync(Socket socket, int status, string reason, string code, string message, string extraHeaders = "")
