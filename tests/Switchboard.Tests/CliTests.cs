@@ -179,6 +179,25 @@ public sealed class CliTests(ServerFixture fixture) : IClassFixture<ServerFixtur
     }
 
     [Fact]
+    public async Task Bench_direct_with_many_users_answers_each_read_and_reports_bytes_written()
+    {
+        var (code, output, error) = await RunAsync(null, null, "bench", "direct", "--users", "12", "--contacts", "3", "--read-fraction", "0.5",
+            "--window", "16", "--rate", "300", "--duration", "1", "--warmup", "0", "--parallel", "4", "--json");
+        Assert.True(code == 0, error);
+        using var report = System.Text.Json.JsonDocument.Parse(output);
+        var root = report.RootElement;
+        Assert.True(root.GetProperty("acked").GetInt64() >= 200, output);
+        Assert.Equal(root.GetProperty("acked").GetInt64(), root.GetProperty("received").GetInt64());
+        Assert.Equal(0, root.GetProperty("lost").GetInt64());
+        Assert.Equal(0, root.GetProperty("out_of_order").GetInt64());
+        Assert.True(root.GetProperty("recv_frames").GetInt64() > 0, output);
+        Assert.True(root.GetProperty("read_frames").GetInt64() > 0, output);
+        // Each user talks to 3 contacts: at most 12 × 3 directed pairs, so far fewer conversations than messages.
+        Assert.InRange(root.GetProperty("conversations_touched").GetInt64(), 1, 12 * 3 * 2);
+        Assert.True(root.GetProperty("disk_bytes_per_msg").GetDouble() >= 0, output);
+    }
+
+    [Fact]
     public async Task Bench_reconnect_and_group_complete_with_nothing_lost()
     {
         var (code, output, error) = await RunAsync(null, null, "bench", "reconnect", "--clients", "20", "--messages", "3", "--json");

@@ -16,16 +16,23 @@ internal static class BenchCommands
     private static Command Direct()
     {
         var common = new CommonOptions();
-        var pairs = new Option<int>("--pairs") { Description = "Sender→receiver pairs, each in its own direct conversation", DefaultValueFactory = _ => 1 };
+        var users = new Option<int>("--users") { Description = "Users, one device each; every message goes from a random user to one of their contacts", DefaultValueFactory = _ => 1000 };
+        var contacts = new Option<string>("--contacts") { Description = "Contacts per user, picked at random, or 'all' (any other user, uniformly)", DefaultValueFactory = _ => "all" };
+        var pairs = new Option<int>("--pairs") { Description = "Hot pairs instead of users: sender→receiver pairs, each in its own direct conversation" };
+        var recv = new Option<string>("--recv") { Description = "Receipts: 'per-read' (a cumulative recv per conversation for each socket read, as the SDK does) or 'every:N' messages", DefaultValueFactory = _ => "per-read" };
+        var readFraction = new Option<double>("--read-fraction") { Description = "Share of deliveries also marked read (0–1)", DefaultValueFactory = _ => 0 };
         var window = new Option<int>("--window") { Description = "Sends in flight per sender (pipelining depth)", DefaultValueFactory = _ => 256 };
         var duration = new Option<int>("--duration") { Description = "Measured seconds", DefaultValueFactory = _ => 10 };
         var warmup = new Option<int>("--warmup") { Description = "Seconds of load before measuring", DefaultValueFactory = _ => 2 };
         var body = new Option<int>("--body") { Description = "Body size in bytes", DefaultValueFactory = _ => 100 };
-        var rate = new Option<int>("--rate") { Description = "Offered messages/s over all pairs (0: as fast as the window allows)", DefaultValueFactory = _ => 0 };
+        var rate = new Option<int>("--rate") { Description = "Offered messages/s over all senders (0: as fast as the windows allow)", DefaultValueFactory = _ => 0 };
         var ramp = new Option<string?>("--ramp") { Description = "FROM:STEP:MAX offered rates; reports the highest whose end-to-end p99 stays within --p99-bound" };
         var bound = new Option<double>("--p99-bound") { Description = "End-to-end p99 bound in ms for --ramp", DefaultValueFactory = _ => 200 };
-        var command = common.Command("direct", "1:1 load: pipelined sends through persist-before-ack; acked/s, ack and end-to-end latency, loss",
-            pairs, window, duration, warmup, body, rate, ramp, bound);
+        var serverPid = new Option<int?>("--server-pid") { Description = "Server process id on this machine: bytes it wrote to disk (/proc/PID/io) and its resident memory" };
+        var seed = new Option<int>("--seed") { Description = "Seed of the random choices (contacts, senders, reads)", DefaultValueFactory = _ => 1 };
+        var parallel = ParallelOption();
+        var command = common.Command("direct", "1:1 load through persist-before-ack: many users (or hot pairs), receipts as clients send them; acked/s, latency, loss, bytes written per message",
+            users, contacts, pairs, recv, readFraction, window, duration, warmup, body, rate, ramp, bound, serverPid, seed, parallel);
         command.SetAction(async (parse, cancellationToken) =>
         {
             if (common.Target(parse) is not { } target)
@@ -33,28 +40,51 @@ internal static class BenchCommands
                 return 2;
             }
 
-            var options = new DirectOptions(
-                target,
-                Math.Max(1, parse.GetValue(pairs)),
-                Math.Max(1, parse.GetValue(window)),
-                TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(duration), 1, 3600)),
-                TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(warmup), 0, 600)),
-                Math.Clamp(parse.GetValue(body), 1, 16 * 1024),
-                parse.GetValue(common.Json),
-                Math.Max(0, parse.GetValue(rate)));
+            if (RecvPolicy.Parse(parse.GetValue(recv)) is not { } recvPolicy)
+            {
+                await Console.Error.WriteLineAsync("--recv must be per-read or every:N (N ≥ 1)");
+                return 2;
+            }
+
+            var contactsText = parse.GetValue(contacts) ?? "all";
+            var contactCount = 0;
+            if (contactsText != "all" && (!int.TryParse(contactsText, out contactCount) || contactCount < 1))
+            {
+                await Console.Error.WriteLineAsync("--contacts must be a number ≥ 1 or 'all'");
+                return 2;
+            }
+
+            int from = 0, step = 0, max = 0;
             if (parse.GetValue(ramp) is { } spec)
             {
                 var parts = spec.Split(':');
-                if (parts.Length != 3 || !int.TryParse(parts[0], out var from) || !int.TryParse(parts[1], out var step) || !int.TryParse(parts[2], out var max) || from < 1 || step < 1 || max < from)
+                if (parts.Length != 3 || !int.TryParse(parts[0], out from) || !int.TryParse(parts[1], out step) || !int.TryParse(parts[2], out max) || from < 1 || step < 1 || max < from)
                 {
                     await Console.Error.WriteLineAsync("--ramp must be FROM:STEP:MAX, e.g. 10000:5000:80000");
                     return 2;
                 }
-
-                return await DirectBench.RampAsync(options, from, step, max, parse.GetValue(bound), cancellationToken);
             }
 
-            return await new DirectBench(options).RunAsync(cancellationToken);
+            var measured = TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(duration), 1, 3600));
+            var warm = TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(warmup), 0, 600));
+            var bodyBytes = Math.Clamp(parse.GetValue(body), 1, 16 * 1024);
+            var offered = Math.Max(0, parse.GetValue(rate));
+            if (parse.GetResult(pairs) is { Implicit: false })
+            {
+                var options = new DirectOptions(target, Math.Max(1, parse.GetValue(pairs)), Math.Max(1, parse.GetValue(window)), measured, warm, bodyBytes,
+                    parse.GetValue(common.Json), offered, recvPolicy);
+                return step > 0
+                    ? await DirectBench.RampAsync(options, from, step, max, parse.GetValue(bound), cancellationToken)
+                    : await new DirectBench(options).RunAsync(cancellationToken);
+            }
+
+            var userCount = Math.Clamp(parse.GetValue(users), 2, 1_000_000);
+            var usersOptions = new UsersOptions(target, userCount, contactCount, recvPolicy, Math.Clamp(parse.GetValue(readFraction), 0, 1),
+                Math.Max(1, parse.GetValue(window)), measured, warm, bodyBytes, offered, Parallel(parse, parallel), parse.GetValue(serverPid),
+                parse.GetValue(seed), parse.GetValue(common.Json));
+            return step > 0
+                ? await UsersBench.RampAsync(usersOptions, from, step, max, parse.GetValue(bound), cancellationToken)
+                : await new UsersBench(usersOptions).RunAsync(cancellationToken);
         });
         return command;
     }

@@ -44,6 +44,7 @@ internal sealed class BenchConnection : IAsyncDisposable
     private readonly Socket _socket;
     private Stream _stream = null!;
     private Action<ReadOnlyMemory<byte>>? _onFrame;
+    private Action? _onReadEnd;
     private Task? _receiver;
     private int _bufferSize;
     private byte[] _buffer;
@@ -73,8 +74,9 @@ internal sealed class BenchConnection : IAsyncDisposable
 
     /// <param name="bufferSize">Receive buffer; it grows for a bigger frame and shrinks back after it.</param>
     /// <param name="localAddress">Source address to bind the socket to, or null to let the kernel choose.</param>
+    /// <param name="onReadEnd">Called after the frames of one socket read have been handed out, as a client answers a read.</param>
     public static async Task<BenchConnection> ConnectAsync(Uri uri, string token, Action<ReadOnlyMemory<byte>> onFrame, CancellationToken cancellationToken,
-        int bufferSize = 256 * 1024, IPAddress? localAddress = null, TimeSpan? timeout = null)
+        int bufferSize = 256 * 1024, IPAddress? localAddress = null, TimeSpan? timeout = null, Action? onReadEnd = null)
     {
         var socket = new Socket(localAddress?.AddressFamily ?? AddressFamily.InterNetworkV6, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         if (localAddress is null)
@@ -82,7 +84,7 @@ internal sealed class BenchConnection : IAsyncDisposable
             socket.DualMode = true;
         }
 
-        var connection = new BenchConnection(socket, bufferSize) { _onFrame = onFrame };
+        var connection = new BenchConnection(socket, bufferSize) { _onFrame = onFrame, _onReadEnd = onReadEnd };
         var limit = timeout ?? DefaultConnectTimeout;
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(limit);
@@ -317,6 +319,11 @@ internal sealed class BenchConnection : IAsyncDisposable
                         default:
                             throw new IOException($"unknown WebSocket opcode {opcode}");
                     }
+                }
+
+                if (_live.Task.IsCompletedSuccessfully)
+                {
+                    _onReadEnd?.Invoke();
                 }
 
                 Compact();

@@ -74,6 +74,6 @@ internal sealed class BenchTarget
 
     /// <summary>Opens socket number <paramref name="index"/> of a run, authenticated and live.</summary>
     public Task<BenchConnection> ConnectAsync(int index, string token, Action<ReadOnlyMemory<byte>> onFrame, CancellationToken cancellationToken,
-        int bufferSize = 256 * 1024, TimeSpan? timeout = null) =>
-        BenchConnection.ConnectAsync(WebSocket, token, onFrame, cancellationToken, bufferSize, LocalAddress(index), timeout);
+        int bufferSize = 256 * 1024, TimeSpan? timeout = null, Action? onReadEnd = null) =>
+        BenchConnection.ConnectAsync(WebSocket, token, onFrame, cancellationToken, bufferSize, LocalAddress(index), timeout, onReadEnd);
 }

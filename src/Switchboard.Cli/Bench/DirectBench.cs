@@ -6,11 +6,12 @@ using HdrHistogram;
 namespace Switchboard.Cli.Bench;
 
 /// <summary>Settings of the <c>direct</c> workload.</summary>
-internal sealed record DirectOptions(BenchTarget Target, int Pairs, int Window, TimeSpan Duration, TimeSpan Warmup, int BodyBytes, bool Json, int Rate = 0);
+internal sealed record DirectOptions(BenchTarget Target, int Pairs, int Window, TimeSpan Duration, TimeSpan Warmup, int BodyBytes, bool Json, int Rate = 0, RecvPolicy Recv = default);
 
 /// <summary>
-/// 1:1 load: each pair is a sender and a receiver in one direct conversation. A sender keeps up to
-/// <c>window</c> sends in flight (pipelined, persist-before-ack); a receiver acknowledges with cumulative recv.
+/// 1:1 load on hot pairs: each pair is a sender and a receiver in one direct conversation. A sender keeps up to
+/// <c>window</c> sends in flight (pipelined, persist-before-ack); a receiver acknowledges with cumulative recv,
+/// per socket read or every N messages. (Many users and rarely touched conversations: <see cref="UsersBench"/>.)
 /// Reports acked/s, ack latency and end-to-end latency percentiles, loss and duplicates.
 /// </summary>
 internal sealed class DirectBench(DirectOptions options)
@@ -119,6 +120,7 @@ internal sealed class DirectBench(DirectOptions options)
         {
             ["workload"] = "direct",
             ["pairs"] = options.Pairs,
+            ["recv"] = options.Recv.ToString(),
             ["source_addresses"] = options.Target.SourceAddresses,
             ["window"] = options.Window,
             ["offered_per_s"] = options.Rate,
@@ -210,13 +212,14 @@ internal sealed class DirectBench(DirectOptions options)
         private BenchConnection? _receiver;
         private long _sent;
         private long _lastRecv;
+        private long _owedRecv;
 
         public long Sent => Interlocked.Read(ref _sent);
         public int InFlight => options.Window - _window.CurrentCount;
 
         public async Task ConnectAsync(BenchTarget target, string senderToken, string receiverToken, CancellationToken cancellationToken)
         {
-            _receiver = await target.ConnectAsync(2 * index + 1, receiverToken, OnReceiverFrame, cancellationToken);
+            _receiver = await target.ConnectAsync(2 * index + 1, receiverToken, OnReceiverFrame, cancellationToken, onReadEnd: OnReceiverReadEnd);
             _sender = await target.ConnectAsync(2 * index, senderToken, OnSenderFrame, cancellationToken);
         }
 
@@ -322,14 +325,29 @@ internal sealed class DirectBench(DirectOptions options)
                 Report.Record(bench._endToEnd, now - sentAt);
             }
 
-            // Cumulative recv every 100 messages, as a real client would batch it.
-            if (n - _lastRecv >= 100)
+            var seq = BenchConnection.NumberField(frame.Span, "seq"u8) ?? 0;
+            if (options.Recv.IsPerRead)
+            {
+                _owedRecv = Math.Max(_owedRecv, seq); // answered when the read's frames are all handled
+            }
+            else if (n - _lastRecv >= options.Recv.Every)
             {
                 _lastRecv = n;
-                var seq = BenchConnection.NumberField(frame.Span, "seq"u8) ?? 0;
-                _ = _receiver!.SendAsync(Encoding.UTF8.GetBytes($"{{\"t\":\"recv\",\"conv\":\"{conv}\",\"seq\":{seq}}}"), CancellationToken.None).AsTask();
+                SendRecv(seq);
             }
         }
+
+        private void OnReceiverReadEnd()
+        {
+            if (_owedRecv > 0)
+            {
+                SendRecv(_owedRecv);
+                _owedRecv = 0;
+            }
+        }
+
+        private void SendRecv(long seq) =>
+            _ = _receiver!.SendAsync(Encoding.UTF8.GetBytes($"{{\"t\":\"recv\",\"conv\":\"{conv}\",\"seq\":{seq}}}"), CancellationToken.None).AsTask();
 
         public async ValueTask DisposeAsync()
         {

@@ -101,6 +101,29 @@ internal static class ServerMetrics
     }
 
     /// <summary>
+    /// write_bytes of a process on this machine, from /proc/PID/io: bytes it caused to be written to storage (page
+    /// cache writeback and direct writes), so WAL, flushes and compactions all count. Null when unreadable.
+    /// </summary>
+    public static long? DiskWriteBytes(int pid)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines($"/proc/{pid}/io"))
+            {
+                if (line.StartsWith("write_bytes:", StringComparison.Ordinal))
+                {
+                    return long.Parse(line.AsSpan(12).Trim(), NumberStyles.None, CultureInfo.InvariantCulture);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+        }
+
+        return null;
+    }
+
+    /// <summary>
     /// VmRSS of a process on this machine, in bytes, from /proc/PID/status; null when there is no such process (or
     /// no /proc). Resident memory is what the kernel charges, GC heap slack and native buffers included.
     /// </summary>

@@ -27,6 +27,34 @@ internal sealed class SwitchboardMetrics
         PersistLatency = factory.CreateHistogram("switchboard_storage_persist_seconds", "Time from BEGIN to durable COMMIT of one group commit.", new HistogramConfiguration { Buckets = LatencyBuckets });
         DeliveryLatency = factory.CreateHistogram("switchboard_messaging_delivery_seconds", "Time from a send frame's arrival to its msg frame being written to a recipient socket.", new HistogramConfiguration { Buckets = LatencyBuckets });
         SlowClosed = factory.CreateCounter("switchboard_gateway_slow_closed_total", "Sockets closed with 4002 because their outbound queue filled.");
+        var diskWrites = factory.CreateGauge("switchboard_process_disk_write_bytes", "Bytes this process caused to be written to storage (write_bytes of /proc/self/io): log, flushes and compactions.");
+        Registry.AddBeforeCollectCallback(() =>
+        {
+            if (ProcessDiskWriteBytes() is { } bytes)
+            {
+                diskWrites.Set(bytes);
+            }
+        });
+    }
+
+    /// <summary>write_bytes of /proc/self/io; null where there is no such file.</summary>
+    private static long? ProcessDiskWriteBytes()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/self/io"))
+            {
+                if (line.StartsWith("write_bytes:", StringComparison.Ordinal))
+                {
+                    return long.Parse(line.AsSpan(12).Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+        }
+
+        return null;
     }
 
     public CollectorRegistry Registry { get; }
