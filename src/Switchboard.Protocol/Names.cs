@@ -53,4 +53,23 @@ public static partial class Names
 
     /// <summary>True when the id names a group conversation.</summary>
     public static bool IsGroup(string conv) => conv.StartsWith(GroupPrefix, StringComparison.Ordinal);
+
+    /// <summary>True when the id has the shape of a group id the server makes: <c>grp:</c> and 1 to 19 digits.</summary>
+    public static bool IsValidGroupId(string conv)
+    {
+        if (!IsGroup(conv) || conv.Length <= GroupPrefix.Length || conv.Length > GroupPrefix.Length + 19)
+        {
+            return false;
+        }
+
+        foreach (var c in conv.AsSpan(GroupPrefix.Length))
+        {
+            if (c is < '0' or > '9')
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
 }

@@ -274,40 +274,84 @@ public sealed class LimitTests
     }
 
     [Fact]
-    public async Task A_store_that_cannot_commit_answers_unavailable_and_the_same_cid_later_lands_once()
+    public async Task A_full_disk_answers_unavailable_and_the_same_cid_later_lands_once()
     {
-        await using var server = await TestServer.StartAsync(new Dictionary<string, string?> { ["Switchboard:Storage:LockTimeoutSeconds"] = "1" });
+        // A real storage fault: the data dir on a small tmpfs, filled up while the server runs.
+        await using var disk = await SmallDisk.MountAsync(megabytes: 48);
+        await using var server = await TestServer.StartAsync(new Dictionary<string, string?> { ["Switchboard:Storage:WriteBufferMegabytes"] = "8" }, dataDir: disk.Path);
         var alice = await server.NewClientAsync();
         var conv = Conv.Direct(alice.User, await server.RegisterAsync());
-        var cid = Guid.NewGuid().ToString();
+        await alice.SendAckedAsync(conv, "before the disk filled");
+        var filler = disk.Fill();
 
-        // Someone else holds the database's write lock (an operator's shell in a write transaction).
-        using (var holder = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(server.DataDir, "switchboard.db")};Pooling=False"))
+        // The log may have room set aside; sends go on until a batch cannot be written.
+        var body = new string('x', 8 * 1024);
+        string? refused = null;
+        for (var i = 0; i < 4000 && refused is null; i++)
         {
-            holder.Open();
-            using (var begin = holder.CreateCommand())
+            var cid = await alice.SendTextAsync(conv, body);
+            var answer = await AnswerAsync(alice);
+            if (answer.GetProperty("t").GetString() == "error")
             {
-                begin.CommandText = "BEGIN IMMEDIATE";
-                begin.ExecuteNonQuery();
+                Assert.Equal("unavailable", answer.GetProperty("code").GetString());
+                Assert.Equal(cid, answer.GetProperty("ref").GetString());
+                refused = cid;
             }
-
-            await alice.SendTextAsync(conv, "needs the disk", cid);
-            var error = await alice.ExpectAsync("error", timeout: TimeSpan.FromSeconds(30));
-            Assert.Equal("unavailable", error.GetProperty("code").GetString());
-            Assert.Equal(cid, error.GetProperty("ref").GetString());
-            using var rollback = holder.CreateCommand();
-            rollback.CommandText = "ROLLBACK";
-            rollback.ExecuteNonQuery();
         }
 
-        // The client retries with the same cid, as the error code says: stored once, not as a duplicate.
-        var ack = await alice.SendAckedAsync(conv, "needs the disk", cid);
-        Assert.False(ack.GetProperty("dup").GetBoolean());
-        Assert.Equal(1, ack.GetProperty("seq").GetInt64());
-        var again = await alice.SendAckedAsync(conv, "needs the disk", cid);
+        Assert.NotNull(refused);
+        using (var notReady = await server.Http.GetAsync("/readyz"))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, notReady.StatusCode);
+        }
+
+        // Room again: the client retries with the same cid, as the error code says, and it is stored once.
+        File.Delete(filler);
+        var ack = await RetryUntilAckedAsync(alice, conv, body, refused);
+        var again = await alice.SendAckedAsync(conv, body, refused);
         Assert.True(again.GetProperty("dup").GetBoolean());
-        var (_, history) = await server.GetAsync($"/v1/conversations/{conv}/messages", alice.Token);
-        Assert.Single(history.GetProperty("messages").EnumerateArray());
+        Assert.Equal(ack.GetProperty("seq").GetInt64(), again.GetProperty("seq").GetInt64());
+        using (var ready = await server.Http.GetAsync("/readyz"))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.OK, ready.StatusCode);
+        }
+
+        var store = server.Services.GetRequiredService<Switchboard.Server.Storage.IMessageStore>();
+        var all = await store.ReadAfterAsync(conv, 0, long.MaxValue, 10_000);
+        Assert.Single(all, e => e.Cid == refused);
+        Assert.Equal(Enumerable.Range(1, all.Count).Select(i => (long)i), all.Select(e => e.Seq)); // no gap, no seq burnt
+        await server.StopAsync();
+    }
+
+    /// <summary>The next ack or error.</summary>
+    private static async Task<System.Text.Json.JsonElement> AnswerAsync(TestClient client)
+    {
+        while (true)
+        {
+            var frame = await client.NextAsync(TimeSpan.FromSeconds(30));
+            if (frame.GetProperty("t").GetString() is "ack" or "error")
+            {
+                return frame;
+            }
+        }
+    }
+
+    /// <summary>A store that has just failed may need a moment to reopen; until then the answer stays unavailable.</summary>
+    private static async Task<System.Text.Json.JsonElement> RetryUntilAckedAsync(TestClient client, string conv, string body, string cid)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            await client.SendTextAsync(conv, body, cid);
+            var answer = await AnswerAsync(client);
+            if (answer.GetProperty("t").GetString() == "ack")
+            {
+                return answer;
+            }
+
+            Assert.Equal("unavailable", answer.GetProperty("code").GetString());
+            Assert.True(attempt < 50, "the store did not recover once the disk had room");
+            await Task.Delay(200);
+        }
     }
 
     [Fact]

@@ -328,22 +328,23 @@ public sealed class AccountTests(ServerFixture fixture) : IClassFixture<ServerFi
         var (_, token) = await server.LinkAsync(user, "a long passphrase");
         Assert.False(string.IsNullOrEmpty(token));
 
-        using var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(server.DataDir, "switchboard.db")}");
-        connection.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT pw_hash, pw_salt, pw_params FROM users WHERE user = $u";
-        command.Parameters.AddWithValue("$u", user);
-        using var reader = command.ExecuteReader();
-        Assert.True(reader.Read());
-        var hash = (byte[])reader[0];
-        Assert.Equal(32, hash.Length);
-        Assert.DoesNotContain("a long passphrase", System.Text.Encoding.UTF8.GetString(hash));
-        Assert.Equal(16, ((byte[])reader[1]).Length);
-        Assert.Equal("argon2id;m=19456;t=2", reader.GetString(2));
-        using var tokens = connection.CreateCommand();
-        tokens.CommandText = "SELECT COUNT(*) FROM devices WHERE token_hash = $t";
-        tokens.Parameters.AddWithValue("$t", System.Text.Encoding.UTF8.GetBytes(token));
-        Assert.Equal(0L, (long)tokens.ExecuteScalar()!); // the token itself is never stored
+        var accounts = server.Services.GetRequiredService<Switchboard.Server.Accounts.IAccountStore>();
+        var stored = await accounts.GetUserAsync(user);
+        Assert.NotNull(stored);
+        Assert.Equal(32, stored.Hash.Length);
+        Assert.Equal(16, stored.Salt.Length);
+        Assert.Equal("argon2id;m=19456;t=2", stored.Parameters);
+        var device = Assert.Single(await accounts.GetDevicesAsync(user));
+        Assert.Equal(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(token)), device.TokenHash);
+
+        // Neither the password nor the token is anywhere on disk: not in the log, not in a table file.
+        await server.StopAsync();
+        foreach (var file in Directory.EnumerateFiles(server.DataDir, "*", SearchOption.AllDirectories))
+        {
+            var bytes = await File.ReadAllBytesAsync(file);
+            Assert.Equal(-1, bytes.AsSpan().IndexOf(System.Text.Encoding.UTF8.GetBytes("a long passphrase")));
+            Assert.Equal(-1, bytes.AsSpan().IndexOf(System.Text.Encoding.UTF8.GetBytes(token)));
+        }
     }
 
     [Fact]

@@ -32,8 +32,8 @@ public sealed class RetentionTests
 
         var store = server.Services.GetRequiredService<IMessageStore>();
         var cutoff = clock.GetUtcNow().AddDays(-30).ToUnixTimeMilliseconds();
-        Assert.True(store.Purge(cutoff, 1000) >= 1);
-        Assert.Equal(["fresh"], store.ReadAfter(conv, 0, long.MaxValue, 10).Select(m => m.Body));
+        Assert.True(await store.PurgeAsync(cutoff, 1000) >= 1);
+        Assert.Equal(["fresh"], (await store.ReadAfterAsync(conv, 0, long.MaxValue, 10)).Select(m => m.Body));
 
         // Seqs go on from where they were: a purge never lets a conversation reuse a seq.
         var next = await alice.SendAckedAsync(conv, "after the purge");

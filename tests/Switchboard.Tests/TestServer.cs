@@ -125,7 +125,6 @@ public sealed class TestServer : IAsyncDisposable
         }
 
         await _app.DisposeAsync();
-        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
     }
 
     public async ValueTask DisposeAsync()

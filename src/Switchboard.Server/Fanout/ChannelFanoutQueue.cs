@@ -1,6 +1,6 @@
 using System.Threading.Channels;
 using Microsoft.Extensions.Options;
-using Switchboard.Server.Routing;
+using Switchboard.Server.Delivery;
 
 namespace Switchboard.Server.Fanout;
 
@@ -11,14 +11,14 @@ namespace Switchboard.Server.Fanout;
 /// </summary>
 internal sealed partial class ChannelFanoutQueue : IFanoutQueue, IDisposable
 {
-    private readonly ISessionRouter _router;
+    private readonly ILocalSessions _sessions;
     private readonly FanoutOptions _options;
     private readonly ILogger<ChannelFanoutQueue> _logger;
     private readonly Worker[] _workers;
 
-    public ChannelFanoutQueue(ISessionRouter router, IOptions<FanoutOptions> options, ILogger<ChannelFanoutQueue> logger)
+    public ChannelFanoutQueue(ILocalSessions sessions, IOptions<FanoutOptions> options, ILogger<ChannelFanoutQueue> logger)
     {
-        _router = router;
+        _sessions = sessions;
         _options = options.Value;
         _logger = logger;
         _workers = new Worker[_options.Workers];
@@ -28,12 +28,12 @@ internal sealed partial class ChannelFanoutQueue : IFanoutQueue, IDisposable
         }
     }
 
-    public void Deliver(in FanoutItem item)
+    public void Deliver(in EventDelivery item)
     {
         var worker = _workers[(int)((uint)StringComparer.Ordinal.GetHashCode(item.Conv) % (uint)_workers.Length)];
         if (item.Recipients.Count <= _options.SyncThreshold && Volatile.Read(ref worker.Pending) == 0)
         {
-            Send(item, 0, item.Recipients.Count, inline: false); // on the group-commit thread: never write sockets here
+            Send(item, 0, item.Recipients.Count, inline: false); // on the sequencer's thread: never write sockets here
             return;
         }
 
@@ -46,12 +46,12 @@ internal sealed partial class ChannelFanoutQueue : IFanoutQueue, IDisposable
     }
 
     /// <summary>Hands the frame to the online devices of recipients [from, to).</summary>
-    private void Send(in FanoutItem item, int from, int to, bool inline)
+    private void Send(in EventDelivery item, int from, int to, bool inline)
     {
         for (var i = from; i < to; i++)
         {
             var user = item.Recipients[i];
-            foreach (var session in _router.Sessions(user))
+            foreach (var session in _sessions.Sessions(user))
             {
                 if (session.Device == item.ExceptDevice && user == item.ExceptUser)
                 {
@@ -73,14 +73,14 @@ internal sealed partial class ChannelFanoutQueue : IFanoutQueue, IDisposable
 
     private sealed class Worker
     {
-        public readonly Channel<FanoutItem> Queue;
+        public readonly Channel<EventDelivery> Queue;
         public int Pending;
         private readonly ChannelFanoutQueue _owner;
 
         public Worker(ChannelFanoutQueue owner, int capacity)
         {
             _owner = owner;
-            Queue = Channel.CreateBounded<FanoutItem>(new BoundedChannelOptions(capacity) { SingleReader = true, SingleWriter = true });
+            Queue = Channel.CreateBounded<EventDelivery>(new BoundedChannelOptions(capacity) { SingleReader = true, SingleWriter = true });
             _ = Task.Run(RunAsync);
         }
 

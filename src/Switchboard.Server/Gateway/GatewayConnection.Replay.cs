@@ -72,8 +72,8 @@ internal sealed partial class GatewayConnection
         {
             var store = _services.Store;
             var positions = new Dictionary<string, long>(StringComparer.Ordinal);
-            var cursors = store.GetDeviceCursors(User, Device);
-            var memberships = store.GetMemberships(User).ToDictionary(m => m.Conv, StringComparer.Ordinal);
+            var cursors = await store.GetDeviceCursorsAsync(User, Device);
+            var memberships = (await store.GetMembershipsAsync(User)).ToDictionary(m => m.Conv, StringComparer.Ordinal);
             IEnumerable<Membership> pass = memberships.Values;
             List<byte[]>? receipts = null;
             while (true)
@@ -86,7 +86,7 @@ internal sealed partial class GatewayConnection
                     }
                 }
 
-                receipts ??= ReceiptState(memberships.Values, lastActive);
+                receipts ??= await ReceiptStateAsync(memberships.Values, lastActive);
                 HashSet<string> missed;
                 lock (_lock)
                 {
@@ -108,7 +108,7 @@ internal sealed partial class GatewayConnection
                 }
 
                 // Reload (outside the lock: fanout takes it): the user may have joined, left or been re-added meanwhile.
-                memberships = store.GetMemberships(User).ToDictionary(m => m.Conv, StringComparer.Ordinal);
+                memberships = (await store.GetMembershipsAsync(User)).ToDictionary(m => m.Conv, StringComparer.Ordinal);
                 pass = missed.Where(memberships.ContainsKey).Select(conv => memberships[conv]).ToList();
             }
         }
@@ -135,13 +135,13 @@ internal sealed partial class GatewayConnection
                 return false;
             }
 
-            var page = _services.Store.ReadAfter(member.Conv, position, upTo, _options.ReplayPageSize);
+            var page = await _services.Store.ReadAfterAsync(member.Conv, position, upTo, _options.ReplayPageSize);
             foreach (var e in page)
             {
-                if (!(e.From == User && e.Dev == Device && e.Kind != EventKinds.System))
+                if (!(e.Sender == User && e.Dev == Device && e.Kind != EventKinds.System))
                 {
                     await WaitForRoomCoreAsync();
-                    Send(Frames.Serialize(e));
+                    Send(Frames.Event(e));
                 }
 
                 position = e.Seq;
@@ -165,11 +165,11 @@ internal sealed partial class GatewayConnection
     /// In a group: the user's own read cursor (for their other devices) and, when the members other than the user
     /// have passed one of the user's messages, the aggregated delivered and read receipts.
     /// </summary>
-    private void GroupReceiptState(Membership member, long lastActive, List<byte[]> frames)
+    private async Task GroupReceiptStateAsync(Membership member, long lastActive, List<byte[]> frames)
     {
         var store = _services.Store;
-        var cursors = store.GetMemberCursors(member.Conv);
-        if (!cursors.Any(c => c.Updated >= lastActive) || _services.Groups.Get(member.Conv) is not { } group)
+        var cursors = await store.GetMemberCursorsAsync(member.Conv);
+        if (!cursors.Any(c => c.Updated >= lastActive) || await _services.Groups.GetAsync(member.Conv) is not { } group)
         {
             return;
         }
@@ -180,7 +180,7 @@ internal sealed partial class GatewayConnection
             frames.Add(Frames.Serialize(new ReceiptFrame(member.Conv, User, ReceiptKinds.Read, own.Read)));
         }
 
-        if (store.NextOwnMessage(member.Conv, User, 0) is not { } firstOwn)
+        if (await store.NextOwnMessageAsync(member.Conv, User, 0) is not { } firstOwn)
         {
             return;
         }
@@ -209,11 +209,13 @@ internal sealed partial class GatewayConnection
         }
     }
 
-    private bool RemovesMe(MsgFrame e) =>
-        e.Kind == EventKinds.System && e.System is { Op: SystemOps.Removed or SystemOps.Left, Users: { } users } && users.Contains(User);
+    private bool RemovesMe(EventRecord e) =>
+        e.Kind == EventKinds.System && e.System is { } system
+        && System.Text.Json.JsonSerializer.Deserialize(system, SwitchboardJsonContext.Default.SystemInfo) is { Op: SystemOps.Removed or SystemOps.Left, Users: { } users }
+        && users.Contains(User);
 
     /// <summary>Receipts that moved while this device was away: the other party's cursors and the user's own read.</summary>
-    private List<byte[]> ReceiptState(IEnumerable<Membership> memberships, long lastActive)
+    private async Task<List<byte[]>> ReceiptStateAsync(IEnumerable<Membership> memberships, long lastActive)
     {
         var frames = new List<byte[]>();
         foreach (var member in memberships)
@@ -222,7 +224,7 @@ internal sealed partial class GatewayConnection
             {
                 if (member.IsCurrent)
                 {
-                    GroupReceiptState(member, lastActive, frames);
+                    await GroupReceiptStateAsync(member, lastActive, frames);
                 }
 
                 continue;
@@ -233,7 +235,7 @@ internal sealed partial class GatewayConnection
                 continue;
             }
 
-            foreach (var cursor in _services.Store.GetMemberCursors(member.Conv))
+            foreach (var cursor in await _services.Store.GetMemberCursorsAsync(member.Conv))
             {
                 if (cursor.Updated < lastActive)
                 {

@@ -4,8 +4,8 @@ using System.Net.WebSockets;
 using System.Text.Json;
 using System.Threading.Channels;
 using Switchboard.Protocol;
+using Switchboard.Server.Delivery;
 using Switchboard.Server.Messaging;
-using Switchboard.Server.Storage;
 
 namespace Switchboard.Server.Gateway;
 
@@ -13,8 +13,10 @@ namespace Switchboard.Server.Gateway;
 /// One WebSocket, from accept to close. <see cref="RunAsync"/> is its whole lifetime: a reader loop (this
 /// method), one writer loop draining a byte-bounded queue, and a replay that streams the backlog from the store.
 /// </summary>
-internal sealed partial class GatewayConnection : IClient
+internal sealed partial class GatewayConnection : IDeviceSession
 {
+    private static long _lastConnectionId;
+
     private readonly WebSocket _socket;
     private readonly GatewayServices _services;
     private readonly GatewayOptions _options;
@@ -31,7 +33,7 @@ internal sealed partial class GatewayConnection : IClient
     private int _closeCode;
     private volatile bool _flushBeforeClose;
     private string _closeReason = "";
-    private ClientState? _state;
+    private ConnectionContext? _context;
     private string? _token;
 
     /// <param name="closed">Called once the connection has ended and its socket is disposed.</param>
@@ -48,7 +50,7 @@ internal sealed partial class GatewayConnection : IClient
 
     public string User { get; private set; } = "";
     public int Device { get; private set; }
-    public ClientState State => _state!;
+    public long ConnectionId { get; } = Interlocked.Increment(ref _lastConnectionId);
 
     /// <summary>Milliseconds (Environment.TickCount64) of the last frame received.</summary>
     public long LastTraffic => Volatile.Read(ref _lastTraffic);
@@ -70,20 +72,22 @@ internal sealed partial class GatewayConnection : IClient
 
             User = identity.User;
             Device = identity.Device;
-            _state = new ClientState(_services.Rates.For(User), _options.MaxInFlightPerSocket);
-            var (replaced, _) = _services.Router.Register(this);
+            _context = new ConnectionContext(User, Device, ConnectionId, new ClientState(_services.Rates.For(User), _options.MaxInFlightPerSocket));
+            var replaced = _services.Connections.Register(this);
             registered = true;
             _services.Metrics.SocketOpened();
             replaced?.Close(CloseCodes.Replaced, "replaced by a newer socket of this device");
-            if (_services.Accounts.Unlinks != unlinks && _services.Accounts.Authenticate(_token!) is null)
+            await _services.Router.AddAsync(User, Device, ConnectionId);
+            if (_services.Accounts.Unlinks != unlinks && await _services.Accounts.AuthenticateAsync(_token!, CancellationToken.None) is null)
             {
                 // Unlinked between the handshake and registering: the unlink could not see this socket.
                 Refuse(ErrorCodes.Unauthorized, "device unlinked");
                 return;
             }
 
-            _services.Presence.Touch(User);
-            _ = _services.Store.SubmitAsync(new TouchCommand { Origin = new ServerOrigin(User, Device), Conv = "", User = User, Device = Device, Ts = _services.Time.GetUtcNow().ToUnixTimeMilliseconds() }, CancellationToken.None).AsTask();
+            await _services.Presence.TouchAsync(User);
+            // Bookkeeping, not a promise: written without an fsync of its own.
+            await _services.Accounts.TouchDeviceAsync(User, Device, CancellationToken.None);
             Send(Frames.Serialize(new WelcomeFrame(User, Device, _services.Time.GetUtcNow().ToUnixTimeMilliseconds(), _options.HeartbeatSeconds)));
             replay = ReplayAsync(identity.LastActive);
 
@@ -100,7 +104,12 @@ internal sealed partial class GatewayConnection : IClient
                 }
 
                 var receivedAt = Stopwatch.GetTimestamp();
-                _services.Presence.Touch(User);
+                var touched = _services.Presence.TouchAsync(User);
+                if (!touched.IsCompletedSuccessfully)
+                {
+                    await touched;
+                }
+
                 ClientFrame? frame;
                 try
                 {
@@ -124,7 +133,7 @@ internal sealed partial class GatewayConnection : IClient
 
                 try
                 {
-                    await _services.Messages.HandleAsync(this, frame, receivedAt, _abort.Token);
+                    await _services.Messages.HandleAsync(_context, frame, receivedAt, _abort.Token);
                 }
                 catch (OperationCanceledException)
                 {
@@ -158,7 +167,7 @@ internal sealed partial class GatewayConnection : IClient
             {
                 if (registered)
                 {
-                    Cleanup();
+                    await CleanupAsync();
                 }
             }
             finally
@@ -171,19 +180,25 @@ internal sealed partial class GatewayConnection : IClient
     }
 
     /// <summary>Each step on its own, so one failure cannot leave the user online or a watcher behind.</summary>
-    private void Cleanup()
+    private async Task CleanupAsync()
     {
         _services.Metrics.SocketClosed();
-        var last = _services.Router.Unregister(this);
-        Try(() => _services.Rates.Release(User));
-        Try(() => _services.Presence.Disconnected(this, last));
+        _services.Connections.Unregister(this);
+        var last = false;
+        await TryAsync(async () => last = await _services.Router.RemoveAsync(User, Device, ConnectionId));
+        await TryAsync(() =>
+        {
+            _services.Rates.Release(User);
+            return ValueTask.CompletedTask;
+        });
+        await TryAsync(() => _services.Presence.DisconnectedAsync(_context!, last));
     }
 
-    private void Try(Action step)
+    private async Task TryAsync(Func<ValueTask> step)
     {
         try
         {
-            step();
+            await step();
         }
         catch (Exception ex)
         {
@@ -278,7 +293,7 @@ internal sealed partial class GatewayConnection : IClient
             return null;
         }
 
-        if (string.IsNullOrEmpty(hello.Token) || _services.Accounts.Authenticate(hello.Token) is not { } identity)
+        if (string.IsNullOrEmpty(hello.Token) || await _services.Accounts.AuthenticateAsync(hello.Token) is not { } identity)
         {
             Refuse(ErrorCodes.Unauthorized, "bad or revoked token");
             return null;

@@ -11,9 +11,10 @@ namespace Switchboard.Server.Gateway;
 /// <summary>What every connection needs, gathered once so a connection holds one reference instead of ten.</summary>
 internal sealed partial class GatewayServices(
     IOptions<GatewayOptions> options,
-    AccountStore accounts,
+    AccountService accounts,
     IMessageStore store,
     ISessionRouter router,
+    ConnectionTable connections,
     MessageService messages,
     PresenceService presence,
     GroupDirectory groups,
@@ -23,9 +24,10 @@ internal sealed partial class GatewayServices(
     ILogger<GatewayConnection> logger)
 {
     public GatewayOptions Options { get; } = options.Value;
-    public AccountStore Accounts { get; } = accounts;
+    public AccountService Accounts { get; } = accounts;
     public IMessageStore Store { get; } = store;
     public ISessionRouter Router { get; } = router;
+    public ConnectionTable Connections { get; } = connections;
     public MessageService Messages { get; } = messages;
     public PresenceService Presence { get; } = presence;
     public GroupDirectory Groups { get; } = groups;

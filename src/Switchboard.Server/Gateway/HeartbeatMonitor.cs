@@ -1,13 +1,12 @@
 using Microsoft.Extensions.Options;
 using Switchboard.Protocol;
-using Switchboard.Server.Routing;
 
 namespace Switchboard.Server.Gateway;
 
 /// <summary>
 /// One sweep for all sockets (no timer per socket): a socket silent for three heartbeats is closed with 1001.
 /// </summary>
-internal sealed class HeartbeatMonitor(ISessionRouter router, IOptions<GatewayOptions> options) : BackgroundService
+internal sealed class HeartbeatMonitor(ConnectionTable connections, IOptions<GatewayOptions> options) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -17,9 +16,9 @@ internal sealed class HeartbeatMonitor(ISessionRouter router, IOptions<GatewayOp
         while (await timer.WaitForNextTickAsync(stoppingToken))
         {
             var now = Environment.TickCount64;
-            foreach (var session in router.All())
+            foreach (var connection in connections.All())
             {
-                if (session is GatewayConnection connection && now - connection.LastTraffic > 3 * heartbeatMs)
+                if (now - connection.LastTraffic > 3 * heartbeatMs)
                 {
                     connection.Close(CloseCodes.SilentTooLong, "silent for three heartbeats");
                 }

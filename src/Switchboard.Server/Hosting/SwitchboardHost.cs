@@ -3,6 +3,7 @@ using Microsoft.Extensions.Options;
 using Prometheus;
 using Switchboard.Protocol;
 using Switchboard.Server.Accounts;
+using Switchboard.Server.Delivery;
 using Switchboard.Server.Fanout;
 using Switchboard.Server.Gateway;
 using Switchboard.Server.Http;
@@ -15,7 +16,7 @@ namespace Switchboard.Server.Hosting;
 
 /// <summary>
 /// The one place that names concrete types: which implementation serves each seam, and in what order the
-/// endpoints are mapped. Embedded mode only, for now: SQLite, in-memory router and presence.
+/// endpoints are mapped. Embedded mode only, for now: RocksDB, in-memory router, presence and delivery.
 /// </summary>
 public static class SwitchboardHost
 {
@@ -60,26 +61,32 @@ public static class SwitchboardHost
         services.AddSingleton(new IdGenerator(server.NodeId));
         services.AddSingleton<SwitchboardMetrics>();
 
-        // Storage: embedded SQLite.
-        services.AddSingleton<SqliteDatabase>();
-        services.AddSingleton<GroupDirectory>();
-        services.AddSingleton<SqliteMessageStore>();
-        services.AddSingleton<IMessageStore>(sp => sp.GetRequiredService<SqliteMessageStore>());
+        // Storage: the embedded RocksDB, for messages and accounts.
+        services.AddSingleton<RocksDatabase>();
+        services.AddSingleton<IMessageStore, RocksMessageStore>();
+        services.AddSingleton<IAccountStore, RocksAccountStore>();
         services.AddHostedService<StoreLifetime>();
         services.AddHostedService<RetentionJob>();
 
         // Accounts.
-        services.AddSingleton<AccountStore>();
+        services.AddSingleton<AccountService>();
         services.AddSingleton<PasswordHasher>();
 
-        // Routing and presence: in memory.
+        // Routing, presence and delivery: in memory, every socket on this node.
         services.AddSingleton<ISessionRouter, InMemorySessionRouter>();
         services.AddSingleton<IPresenceStore, InMemoryPresenceStore>();
         services.AddSingleton<PresenceService>();
         services.AddHostedService<PresenceSweeper>();
-
-        // Message path and gateway.
+        services.AddSingleton<ConnectionTable>();
+        services.AddSingleton<ILocalSessions>(sp => sp.GetRequiredService<ConnectionTable>());
         services.AddSingleton<IFanoutQueue, ChannelFanoutQueue>();
+        services.AddSingleton<IDeliveryHub, LocalDeliveryHub>();
+
+        // The message path: rules and sequencer above the store, then the front that the gateway calls.
+        services.AddSingleton<GroupDirectory>();
+        services.AddSingleton<ConversationAccess>();
+        services.AddSingleton<MessageRules>();
+        services.AddSingleton<Sequencer>();
         services.AddSingleton<RateGates>();
         services.AddSingleton<GroupReceipts>();
         services.AddSingleton<MessageService>();
@@ -99,15 +106,19 @@ public static class SwitchboardHost
     {
         app.UseWebSockets();
         app.MapGet("/healthz", () => Results.Text("ok"));
-        app.MapGet("/readyz", (SqliteDatabase database) =>
+        app.MapGet("/readyz", async (IMessageStore store, Sequencer sequencer, CancellationToken cancellationToken) =>
         {
+            if (sequencer.Failing is { } failing)
+            {
+                return Results.Text($"store unavailable: the last group commit failed: {failing}", statusCode: 503);
+            }
+
             try
             {
-                using var connection = database.Open();
-                SqliteDatabase.Execute(connection, "SELECT 1");
+                await store.ProbeAsync(cancellationToken); // a synced write: ready means the store can commit
                 return Results.Text("ready");
             }
-            catch (Exception ex)
+            catch (Exception ex) when (ex is not OperationCanceledException)
             {
                 return Results.Text($"store unavailable: {ex.Message}", statusCode: 503);
             }
@@ -130,18 +141,22 @@ public static class SwitchboardHost
     }
 }
 
-/// <summary>Starts the group-commit writer with the message service as its observer, and drains it at stop.</summary>
-internal sealed class StoreLifetime(SqliteMessageStore store, MessageService messages) : IHostedService
+/// <summary>
+/// Opens the store (importing an earlier SQLite data dir on first start), starts the sequencer with the message
+/// service as its observer; at stop, lets the sequencer commit what it has queued, then closes the store.
+/// </summary>
+internal sealed class StoreLifetime(RocksDatabase database, Sequencer sequencer, MessageService messages) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        store.Start(messages);
+        sequencer.Start(messages);
         return Task.CompletedTask;
     }
 
     public Task StopAsync(CancellationToken cancellationToken)
     {
-        store.Dispose();
+        sequencer.Dispose();
+        database.Dispose();
         return Task.CompletedTask;
     }
 }
@@ -163,7 +178,7 @@ internal sealed partial class RetentionJob(IMessageStore store, IOptions<Storage
             // Small chunks keep each delete's write lock short, so the group commit is never held up for long.
             try
             {
-                while (!stoppingToken.IsCancellationRequested && store.Purge(cutoff, 1000) == 1000)
+                while (!stoppingToken.IsCancellationRequested && await store.PurgeAsync(cutoff, 1000, stoppingToken) >= 1000)
                 {
                     await Task.Delay(200, stoppingToken);
                 }

@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Options;
 using Switchboard.Protocol;
 using Switchboard.Server.Accounts;
-using Switchboard.Server.Routing;
+using Switchboard.Server.Delivery;
 using static Switchboard.Server.Http.HttpHelpers;
 
 namespace Switchboard.Server.Http;
@@ -17,7 +17,7 @@ internal static class AccountEndpoints
         app.MapDelete("/v1/devices/{device}", Unlink);
     }
 
-    private static async Task<IResult> RegisterAsync(HttpContext context, AccountStore accounts, PasswordHasher hasher, IOptions<AccountsOptions> options)
+    private static async Task<IResult> RegisterAsync(HttpContext context, AccountService accounts, PasswordHasher hasher, IOptions<AccountsOptions> options)
     {
         var (body, error) = await ReadAsync(context, SwitchboardJsonContext.Default.RegisterRequest, options.Value.MaxRequestBodyBytes);
         if (error is not null)
@@ -35,17 +35,17 @@ internal static class AccountEndpoints
             return Error(400, ErrorCodes.Invalid, $"password must have {Limits.MinPasswordLength} to {options.Value.MaxPasswordLength} characters");
         }
 
-        if (accounts.UserExists(body.User!))
+        if (await accounts.UserExistsAsync(body.User!, context.RequestAborted))
         {
             return Error(409, ErrorCodes.Conflict, "that user name is taken");
         }
 
-        return accounts.TryCreateUser(body.User!, hasher.Hash(password))
+        return await accounts.CreateUserAsync(body.User!, hasher.Hash(password), context.RequestAborted)
             ? Json(new RegisterResponse(body.User!), SwitchboardJsonContext.Default.RegisterResponse, 201)
             : Error(409, ErrorCodes.Conflict, "that user name is taken");
     }
 
-    private static async Task<IResult> LinkAsync(HttpContext context, AccountStore accounts, PasswordHasher hasher, IOptions<AccountsOptions> options)
+    private static async Task<IResult> LinkAsync(HttpContext context, AccountService accounts, PasswordHasher hasher, IOptions<AccountsOptions> options)
     {
         var (body, error) = await ReadAsync(context, SwitchboardJsonContext.Default.LinkDeviceRequest, options.Value.MaxRequestBodyBytes);
         if (error is not null)
@@ -64,7 +64,7 @@ internal static class AccountEndpoints
             return Error(400, ErrorCodes.Invalid, "name must have at most 64 characters");
         }
 
-        var stored = accounts.GetPassword(user);
+        var stored = await accounts.GetPasswordAsync(user, context.RequestAborted);
         // Unknown user and wrong password look the same, and cost the same (a hash is computed either way).
         if (stored is null)
         {
@@ -77,7 +77,7 @@ internal static class AccountEndpoints
         }
 
         var token = Tokens.Create();
-        if (accounts.LinkDevice(user, name, Tokens.HashOf(token), options.Value.MaxDevicesPerUser) is not { } device)
+        if (await accounts.LinkDeviceAsync(user, name, Tokens.HashOf(token), options.Value.MaxDevicesPerUser, context.RequestAborted) is not { } device)
         {
             return Error(409, ErrorCodes.Conflict, $"at most {options.Value.MaxDevicesPerUser} devices may be linked; unlink one first");
         }
@@ -85,29 +85,29 @@ internal static class AccountEndpoints
         return Json(new LinkDeviceResponse(user, device, token), SwitchboardJsonContext.Default.LinkDeviceResponse, 201);
     }
 
-    private static IResult List(HttpContext context, AccountStore accounts)
+    private static async Task<IResult> List(HttpContext context, AccountService accounts)
     {
-        if (Authenticate(context, accounts) is not { } me)
+        if (await AuthenticateAsync(context, accounts) is not { } me)
         {
             return Unauthorized();
         }
 
-        return Json(accounts.ListDevices(me.User, me.Device), SwitchboardJsonContext.Default.ListDeviceInfo);
+        return Json(await accounts.ListDevicesAsync(me.User, me.Device, context.RequestAborted), SwitchboardJsonContext.Default.ListDeviceInfo);
     }
 
-    private static IResult Unlink(HttpContext context, string device, AccountStore accounts, ISessionRouter router)
+    private static async Task<IResult> Unlink(HttpContext context, string device, AccountService accounts, IDeliveryHub delivery)
     {
-        if (Authenticate(context, accounts) is not { } me)
+        if (await AuthenticateAsync(context, accounts) is not { } me)
         {
             return Unauthorized();
         }
 
-        if (!int.TryParse(device, out var number) || !accounts.Unlink(me.User, number))
+        if (!int.TryParse(device, out var number) || !await accounts.UnlinkAsync(me.User, number, context.RequestAborted))
         {
             return Error(404, ErrorCodes.NotFound, "no such device");
         }
 
-        router.Find(me.User, number)?.Close(CloseCodes.Policy, "device unlinked");
+        await delivery.CloseDeviceAsync(me.User, number, CloseCodes.Policy, "device unlinked");
         return Results.NoContent();
     }
 }

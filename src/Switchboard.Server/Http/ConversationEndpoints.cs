@@ -2,6 +2,7 @@ using System.Globalization;
 using Microsoft.Extensions.Options;
 using Switchboard.Protocol;
 using Switchboard.Server.Accounts;
+using Switchboard.Server.Messaging;
 using Switchboard.Server.Presence;
 using Switchboard.Server.Storage;
 using static Switchboard.Server.Http.HttpHelpers;
@@ -19,39 +20,33 @@ internal static class ConversationEndpoints
         app.MapGet("/v1/presence/{user}", PresenceOf);
     }
 
-    private static IResult List(HttpContext context, AccountStore accounts, IMessageStore store)
+    private static async Task<IResult> List(HttpContext context, AccountService accounts, IMessageStore store)
     {
-        if (Authenticate(context, accounts) is not { } me)
+        if (await AuthenticateAsync(context, accounts) is not { } me)
         {
             return Unauthorized();
         }
 
-        var cursors = store.GetDeviceCursors(me.User, me.Device);
+        var ct = context.RequestAborted;
+        var cursors = await store.GetDeviceCursorsAsync(me.User, me.Device, ct);
         var list = new List<ConversationInfo>();
-        foreach (var member in store.GetMemberships(me.User))
+        foreach (var member in await store.GetMembershipsAsync(me.User, ct))
         {
             var last = member.LastVisible;
             // A member counts from their joining: what came before it is neither unread nor undelivered.
             var floor = Math.Min(member.FirstSeq - 1, last);
-            var read = floor;
-            foreach (var cursor in store.GetMemberCursors(member.Conv))
-            {
-                if (cursor.User == me.User)
-                {
-                    read = Math.Clamp(cursor.Read, floor, last);
-                }
-            }
-
+            var own = await store.GetMemberCursorAsync(new MemberCursorKey(member.Conv, me.User), ct);
+            var read = own is null ? floor : Math.Clamp(own.Read, floor, last);
             var delivered = Math.Clamp(cursors.GetValueOrDefault(member.Conv), floor, last);
-            list.Add(new ConversationInfo(member.Conv, member.ListKind, last, delivered, read, store.CountUnread(member.Conv, me.User, read, last)));
+            list.Add(new ConversationInfo(member.Conv, member.ListKind, last, delivered, read, await store.CountUnreadAsync(member.Conv, me.User, read, last, ct)));
         }
 
         return Json(list, SwitchboardJsonContext.Default.ListConversationInfo);
     }
 
-    private static IResult History(HttpContext context, string conv, AccountStore accounts, IMessageStore store, IOptions<StorageOptions> storage, TimeProvider time)
+    private static async Task<IResult> History(HttpContext context, string conv, AccountService accounts, ConversationAccess access, IMessageStore store, IOptions<StorageOptions> storage, TimeProvider time)
     {
-        if (Authenticate(context, accounts) is not { } me)
+        if (await AuthenticateAsync(context, accounts) is not { } me)
         {
             return Unauthorized();
         }
@@ -62,28 +57,28 @@ internal static class ConversationEndpoints
             return Error(400, ErrorCodes.Invalid, "before and limit must be positive integers");
         }
 
-        var access = store.ResolveAccess(conv, me.User);
-        if (access.Membership is not { } member)
+        var found = await access.ResolveAsync(conv, me.User, context.RequestAborted);
+        if (found.Membership is not { } member)
         {
-            return AccessError(access);
+            return AccessError(found);
         }
 
         var limit = (int)Math.Min(limitValue ?? Limits.DefaultHistoryLimit, Limits.MaxHistoryLimit);
         var end = Math.Min(before ?? long.MaxValue, member.LastVisible + 1);
         var minTs = time.GetUtcNow().ToUnixTimeMilliseconds() - (storage.Value.RetentionDays * 86_400_000L);
-        var page = store.ReadBefore(conv, end, member.FirstSeq, minTs, limit + 1);
+        var page = await store.ReadBeforeAsync(conv, end, member.FirstSeq, minTs, limit + 1, context.RequestAborted);
         var more = page.Count > limit;
         if (more)
         {
             page.RemoveAt(page.Count - 1);
         }
 
-        return Json(new HistoryPage(page, more), SwitchboardJsonContext.Default.HistoryPage);
+        return Json(new HistoryPage([.. page.Select(e => Frames.ToMsgFrame(e, null))], more), SwitchboardJsonContext.Default.HistoryPage);
     }
 
-    private static IResult Receipts(HttpContext context, string conv, AccountStore accounts, IMessageStore store, GroupDirectory groups)
+    private static async Task<IResult> Receipts(HttpContext context, string conv, AccountService accounts, ConversationAccess access, IMessageStore store, GroupDirectory groups)
     {
-        if (Authenticate(context, accounts) is not { } me)
+        if (await AuthenticateAsync(context, accounts) is not { } me)
         {
             return Unauthorized();
         }
@@ -93,10 +88,11 @@ internal static class ConversationEndpoints
             return Error(400, ErrorCodes.Invalid, "seq is required and must be a positive integer");
         }
 
-        var access = store.ResolveAccess(conv, me.User);
-        if (access.Membership is not { } self)
+        var ct = context.RequestAborted;
+        var found = await access.ResolveAsync(conv, me.User, ct);
+        if (found.Membership is not { } self)
         {
-            return AccessError(access);
+            return AccessError(found);
         }
 
         if (!self.IsCurrent)
@@ -104,10 +100,10 @@ internal static class ConversationEndpoints
             return Error(403, ErrorCodes.Forbidden, "no longer a member of this conversation");
         }
 
-        var cursors = store.GetMemberCursors(conv).ToDictionary(c => c.User, StringComparer.Ordinal);
-        var group = Names.IsGroup(conv) ? groups.Get(conv) : null;
+        var cursors = (await store.GetMemberCursorsAsync(conv, ct)).ToDictionary(c => c.User, StringComparer.Ordinal);
+        var group = Names.IsGroup(conv) ? await groups.GetAsync(conv, ct) : null;
         var rows = new List<ReceiptRow>();
-        foreach (var user in store.CurrentMembers(conv))
+        foreach (var user in await access.CurrentMembersAsync(conv, ct))
         {
             var cursor = cursors.GetValueOrDefault(user);
             // A member counts from their join: what came before it was never theirs to receive.
@@ -118,24 +114,24 @@ internal static class ConversationEndpoints
         return Json(rows, SwitchboardJsonContext.Default.ListReceiptRow);
     }
 
-    private static IResult PresenceOf(HttpContext context, string user, AccountStore accounts, PresenceService presence)
+    private static async Task<IResult> PresenceOf(HttpContext context, string user, AccountService accounts, PresenceService presence)
     {
-        if (Authenticate(context, accounts) is not { } me)
+        if (await AuthenticateAsync(context, accounts) is not { } me)
         {
             return Unauthorized();
         }
 
-        if (!Names.IsValidHandle(user) || !accounts.UserExists(user))
+        if (!Names.IsValidHandle(user) || !await accounts.UserExistsAsync(user, context.RequestAborted))
         {
             return Error(404, ErrorCodes.NotFound, "no such user");
         }
 
-        if (!presence.MayWatch(me.User, user))
+        if (!await presence.MayWatchAsync(me.User, user))
         {
             return Error(403, ErrorCodes.Forbidden, "you share no conversation with this user");
         }
 
-        var (online, lastSeen) = presence.Get(user);
+        var (online, lastSeen) = await presence.GetAsync(user);
         return Json(new PresenceInfo(user, online, lastSeen), SwitchboardJsonContext.Default.PresenceInfo);
     }
 

@@ -2,7 +2,7 @@ using Microsoft.Extensions.Options;
 using Switchboard.Protocol;
 using Switchboard.Server.Accounts;
 using Switchboard.Server.Fanout;
-using Switchboard.Server.Storage;
+using Switchboard.Server.Messaging;
 using static Switchboard.Server.Http.HttpHelpers;
 
 namespace Switchboard.Server.Http;
@@ -25,9 +25,9 @@ internal static class GroupEndpoints
         app.MapPut("/v1/groups/{conv}/members/{user}", SetRoleAsync);
     }
 
-    private static async Task<IResult> CreateAsync(HttpContext context, AccountStore accounts, IMessageStore store, IOptions<FanoutOptions> fanout, IOptions<AccountsOptions> limits)
+    private static async Task<IResult> CreateAsync(HttpContext context, AccountService accounts, Sequencer sequencer, IOptions<FanoutOptions> fanout, IOptions<AccountsOptions> limits)
     {
-        if (Authenticate(context, accounts) is not { } me)
+        if (await AuthenticateAsync(context, accounts) is not { } me)
         {
             return Unauthorized();
         }
@@ -59,17 +59,17 @@ internal static class GroupEndpoints
             MaxMembers = fanout.Value.MaxGroupMembers,
             Completion = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously),
         };
-        return await RunAsync(store, command, 201, context.RequestAborted);
+        return await RunAsync(sequencer, command, 201, context.RequestAborted);
     }
 
-    private static IResult Get(HttpContext context, string conv, AccountStore accounts, GroupDirectory groups)
+    private static async Task<IResult> Get(HttpContext context, string conv, AccountService accounts, GroupDirectory groups)
     {
-        if (Authenticate(context, accounts) is not { } me)
+        if (await AuthenticateAsync(context, accounts) is not { } me)
         {
             return Unauthorized();
         }
 
-        if (groups.Get(conv) is not { } group)
+        if (!Names.IsValidGroupId(conv) || await groups.GetAsync(conv, context.RequestAborted) is not { } group)
         {
             return Error(404, ErrorCodes.NotFound, "no such group");
         }
@@ -79,9 +79,9 @@ internal static class GroupEndpoints
             : Error(403, ErrorCodes.Forbidden, "not a member of this group");
     }
 
-    private static async Task<IResult> RenameAsync(HttpContext context, string conv, AccountStore accounts, IMessageStore store, IOptions<AccountsOptions> limits)
+    private static async Task<IResult> RenameAsync(HttpContext context, string conv, AccountService accounts, Sequencer sequencer, IOptions<AccountsOptions> limits)
     {
-        if (Authenticate(context, accounts) is not { } me)
+        if (await AuthenticateAsync(context, accounts) is not { } me)
         {
             return Unauthorized();
         }
@@ -97,12 +97,12 @@ internal static class GroupEndpoints
             return bad;
         }
 
-        return await RunAsync(store, Command(me, conv, GroupOp.Rename, name: body.Name!.Trim()), 200, context.RequestAborted);
+        return await RunAsync(sequencer, Command(me, conv, GroupOp.Rename, name: body.Name!.Trim()), 200, context.RequestAborted);
     }
 
-    private static async Task<IResult> AddAsync(HttpContext context, string conv, AccountStore accounts, IMessageStore store, IOptions<FanoutOptions> fanout, IOptions<AccountsOptions> limits)
+    private static async Task<IResult> AddAsync(HttpContext context, string conv, AccountService accounts, Sequencer sequencer, IOptions<FanoutOptions> fanout, IOptions<AccountsOptions> limits)
     {
-        if (Authenticate(context, accounts) is not { } me)
+        if (await AuthenticateAsync(context, accounts) is not { } me)
         {
             return Unauthorized();
         }
@@ -123,23 +123,23 @@ internal static class GroupEndpoints
             return Error(400, ErrorCodes.TooLarge, $"a group has at most {fanout.Value.MaxGroupMembers} members");
         }
 
-        return await RunAsync(store, Command(me, conv, GroupOp.Add, users, maxMembers: fanout.Value.MaxGroupMembers), 200, context.RequestAborted);
+        return await RunAsync(sequencer, Command(me, conv, GroupOp.Add, users, maxMembers: fanout.Value.MaxGroupMembers), 200, context.RequestAborted);
     }
 
-    private static async Task<IResult> RemoveAsync(HttpContext context, string conv, string user, AccountStore accounts, IMessageStore store)
+    private static async Task<IResult> RemoveAsync(HttpContext context, string conv, string user, AccountService accounts, Sequencer sequencer)
     {
-        if (Authenticate(context, accounts) is not { } me)
+        if (await AuthenticateAsync(context, accounts) is not { } me)
         {
             return Unauthorized();
         }
 
-        var result = await RunAsync(store, Command(me, conv, GroupOp.Remove, [user]), 200, context.RequestAborted);
+        var result = await RunAsync(sequencer, Command(me, conv, GroupOp.Remove, [user]), 200, context.RequestAborted);
         return result is IStatusCodeHttpResult { StatusCode: 200 } ? Results.NoContent() : result;
     }
 
-    private static async Task<IResult> SetRoleAsync(HttpContext context, string conv, string user, AccountStore accounts, IMessageStore store, IOptions<AccountsOptions> limits)
+    private static async Task<IResult> SetRoleAsync(HttpContext context, string conv, string user, AccountService accounts, Sequencer sequencer, IOptions<AccountsOptions> limits)
     {
-        if (Authenticate(context, accounts) is not { } me)
+        if (await AuthenticateAsync(context, accounts) is not { } me)
         {
             return Unauthorized();
         }
@@ -155,7 +155,7 @@ internal static class GroupEndpoints
             return Error(400, ErrorCodes.Invalid, "role must be admin or member");
         }
 
-        return await RunAsync(store, Command(me, conv, GroupOp.SetRole, [user], role: body.Role), 200, context.RequestAborted);
+        return await RunAsync(sequencer, Command(me, conv, GroupOp.SetRole, [user], role: body.Role), 200, context.RequestAborted);
     }
 
     private static GroupCommand Command(DeviceIdentity me, string conv, GroupOp op, string[]? users = null, string? name = null, string? role = null, int maxMembers = 0) => new()
@@ -176,14 +176,14 @@ internal static class GroupEndpoints
             : null;
 
     /// <summary>Submits the change, waits until it is durable, and answers as the writer decided.</summary>
-    private static async Task<IResult> RunAsync(IMessageStore store, GroupCommand command, int successStatus, CancellationToken cancellationToken)
+    private static async Task<IResult> RunAsync(Sequencer sequencer, GroupCommand command, int successStatus, CancellationToken cancellationToken)
     {
-        if (!Names.IsGroup(command.Conv) && command.Op != GroupOp.Create)
+        if (!Names.IsValidGroupId(command.Conv) && command.Op != GroupOp.Create)
         {
             return Error(404, ErrorCodes.NotFound, "no such group");
         }
 
-        await store.SubmitAsync(command, cancellationToken);
+        await sequencer.SubmitAsync(command, cancellationToken);
         await command.Completion!.Task.WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
         return command.ErrorCode switch
         {

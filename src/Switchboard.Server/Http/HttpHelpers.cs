@@ -45,7 +45,7 @@ internal static class HttpHelpers
         }
     }
 
-    public static DeviceIdentity? Authenticate(HttpContext context, AccountStore accounts)
+    public static async ValueTask<DeviceIdentity?> AuthenticateAsync(HttpContext context, AccountService accounts)
     {
         var header = context.Request.Headers.Authorization.ToString();
         const string prefix = "Bearer ";
@@ -54,7 +54,7 @@ internal static class HttpHelpers
             return null;
         }
 
-        return accounts.Authenticate(header[prefix.Length..].Trim());
+        return await accounts.AuthenticateAsync(header[prefix.Length..].Trim(), context.RequestAborted);
     }
 
     public static IResult Unauthorized() => Error(401, ErrorCodes.Unauthorized, "missing, bad or revoked token");

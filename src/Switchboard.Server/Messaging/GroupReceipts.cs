@@ -1,5 +1,5 @@
 using Switchboard.Protocol;
-using Switchboard.Server.Routing;
+using Switchboard.Server.Delivery;
 using Switchboard.Server.Storage;
 
 namespace Switchboard.Server.Messaging;
@@ -8,23 +8,26 @@ namespace Switchboard.Server.Messaging;
 /// The double and blue ticks of a group without a storm. Per group it keeps every current member's delivered and
 /// read cursor in an ordered set, so the minimum over the members other than an author is the first or second
 /// entry: O(log n) per cursor move, never a pass over the members. An author is sent one aggregated receipt
-/// (<c>user: "*"</c>) when that minimum passes one of their text or media events. Runs on the writer thread
-/// only, after commit, so it needs no locks.
+/// (<c>user: "*"</c>) when that minimum passes one of their text or media events. Runs on the sequencer's thread
+/// only, after commit, so it needs no locks. Bounded (<see cref="MessagingOptions.GroupReceiptCacheEntries"/>
+/// groups): an evicted group is loaded again from the store's cursors and events, which are the truth.
 /// </summary>
-internal sealed class GroupReceipts(IMessageStore store, GroupDirectory groups, ISessionRouter router)
+internal sealed class GroupReceipts(IMessageStore store, GroupDirectory groups, IDeliveryHub delivery, Microsoft.Extensions.Options.IOptions<MessagingOptions> options)
 {
-    private readonly Dictionary<string, Aggregate> _aggregates = new(StringComparer.Ordinal);
+    private readonly BoundedCache<string, Aggregate> _aggregates = new(options.Value.GroupReceiptCacheEntries, StringComparer.Ordinal);
+
+    public int Count => _aggregates.Count;
 
     /// <summary>A new event in a group: a text or media one is pending for its author until the members pass it.</summary>
-    public void Appended(MsgFrame stored)
+    public void Appended(EventRecord stored)
     {
         if (stored.Kind is not (EventKinds.Text or EventKinds.Media) || Load(stored.Conv) is not { } aggregate)
         {
             return;
         }
 
-        aggregate.Delivered.Pending.TryAdd(stored.From, stored.Seq);
-        aggregate.Read.Pending.TryAdd(stored.From, stored.Seq);
+        aggregate.Delivered.Pending.TryAdd(stored.Sender, stored.Seq);
+        aggregate.Read.Pending.TryAdd(stored.Sender, stored.Seq);
     }
 
     /// <summary>A member's cursor moved (values are the member's new cursors, or null when unchanged).</summary>
@@ -49,7 +52,7 @@ internal sealed class GroupReceipts(IMessageStore store, GroupDirectory groups, 
     /// <summary>Membership changed: leavers no longer hold the minimum back; newcomers count from their join.</summary>
     public void MembershipChanged(GroupSnapshot group, IReadOnlyList<string> departed)
     {
-        if (!_aggregates.TryGetValue(group.Conv, out var aggregate))
+        if (!_aggregates.TryGet(group.Conv, out var aggregate))
         {
             return;
         }
@@ -90,13 +93,13 @@ internal sealed class GroupReceipts(IMessageStore store, GroupDirectory groups, 
                 continue;
             }
 
-            var frame = Frames.Serialize(new ReceiptFrame(aggregate.Conv, "*", kind, min));
-            foreach (var session in router.Sessions(author))
+            var sent = delivery.SendToUserAsync(author, Frames.Serialize(new ReceiptFrame(aggregate.Conv, "*", kind, min)));
+            if (!sent.IsCompletedSuccessfully)
             {
-                session.Send(frame);
+                _ = sent.AsTask(); // a distributed hub's send is not waited for on this thread
             }
 
-            if (store.NextOwnMessage(aggregate.Conv, author, min) is { } next)
+            if (Wait(store.NextOwnMessageAsync(aggregate.Conv, author, min)) is { } next)
             {
                 track.Pending[author] = next;
             }
@@ -109,18 +112,18 @@ internal sealed class GroupReceipts(IMessageStore store, GroupDirectory groups, 
 
     private Aggregate? Load(string conv)
     {
-        if (_aggregates.TryGetValue(conv, out var aggregate))
+        if (_aggregates.TryGet(conv, out var aggregate))
         {
             return aggregate;
         }
 
-        if (groups.Get(conv) is not { } group)
+        if (Wait(groups.GetAsync(conv)) is not { } group)
         {
             return null;
         }
 
         aggregate = new Aggregate(conv);
-        var cursors = store.GetMemberCursors(conv).ToDictionary(c => c.User, StringComparer.Ordinal);
+        var cursors = Wait(store.GetMemberCursorsAsync(conv)).ToDictionary(c => c.User, StringComparer.Ordinal);
         foreach (var (user, member) in group.Current)
         {
             aggregate.Members.Add(user);
@@ -134,16 +137,19 @@ internal sealed class GroupReceipts(IMessageStore store, GroupDirectory groups, 
             foreach (var track in new[] { aggregate.Delivered, aggregate.Read })
             {
                 var min = track.MinExcluding(author);
-                if (min != long.MaxValue && store.NextOwnMessage(conv, author, min) is { } next)
+                if (min != long.MaxValue && Wait(store.NextOwnMessageAsync(conv, author, min)) is { } next)
                 {
                     track.Pending[author] = next;
                 }
             }
         }
 
-        _aggregates[conv] = aggregate;
+        _aggregates.Set(conv, aggregate);
         return aggregate;
     }
+
+    /// <summary>The embedded store answers at once; another is waited for on this thread.</summary>
+    private static T Wait<T>(ValueTask<T> pending) => pending.IsCompletedSuccessfully ? pending.Result : pending.AsTask().GetAwaiter().GetResult();
 
     private sealed class Aggregate(string conv)
     {

@@ -1,25 +1,24 @@
-using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Options;
 using Switchboard.Protocol;
-using Switchboard.Server.Fanout;
+using Switchboard.Server.Delivery;
 using Switchboard.Server.Hosting;
 using Switchboard.Server.Presence;
-using Switchboard.Server.Routing;
 using Switchboard.Server.Storage;
 
 namespace Switchboard.Server.Messaging;
 
 /// <summary>
-/// The message path: checks the shape of client frames, hands writes to the store's group commit, and once a
-/// batch is durable acks the senders and routes events and receipts to online devices.
+/// The front of the message path: checks the shape of client frames, hands writes to the sequencer, answers
+/// reads (<c>sync</c>), <c>typing</c>, <c>watch</c> and <c>ping</c>, and, once a batch is durable, sends acks,
+/// errors and receipts and hands events to delivery. Every frame out goes through <see cref="IDeliveryHub"/>.
 /// </summary>
 internal sealed partial class MessageService(
+    Sequencer sequencer,
     IMessageStore store,
-    ISessionRouter router,
-    IFanoutQueue fanout,
-    GroupDirectory groups,
+    IDeliveryHub delivery,
+    ConversationAccess access,
     GroupReceipts groupReceipts,
     PresenceService presence,
     IOptions<MessagingOptions> options,
@@ -30,7 +29,7 @@ internal sealed partial class MessageService(
     private readonly MessagingOptions _options = options.Value;
 
     /// <summary>Handles one parsed frame from an authenticated socket (not hello).</summary>
-    public ValueTask HandleAsync(IClient client, ClientFrame frame, long receivedAt, CancellationToken cancellationToken)
+    public ValueTask HandleAsync(ConnectionContext client, ClientFrame frame, long receivedAt, CancellationToken cancellationToken)
     {
         switch (frame.T)
         {
@@ -43,16 +42,13 @@ internal sealed partial class MessageService(
             case FrameTypes.Read:
                 return CursorAsync(client, frame, cancellationToken);
             case FrameTypes.Sync:
-                return SyncAsync(client, frame);
+                return SyncAsync(client, frame, cancellationToken);
             case FrameTypes.Typing:
-                Typing(client, frame);
-                return ValueTask.CompletedTask;
+                return TypingAsync(client, frame, cancellationToken);
             case FrameTypes.Watch:
-                Watch(client, frame);
-                return ValueTask.CompletedTask;
+                return WatchAsync(client, frame);
             case FrameTypes.Ping:
-                client.Send(Frames.Pong);
-                return ValueTask.CompletedTask;
+                return delivery.SendToConnectionAsync(client, Frames.Pong);
             case FrameTypes.Hello:
                 return BadFrame(client, "already said hello", null);
             default:
@@ -60,17 +56,19 @@ internal sealed partial class MessageService(
         }
     }
 
-    private static ValueTask BadFrame(IClient client, string message, string? reference)
-    {
-        client.Send(Frames.Error(ErrorCodes.BadFrame, message, reference));
-        return ValueTask.CompletedTask;
-    }
+    private ValueTask BadFrame(ConnectionContext client, string message, string? reference) =>
+        delivery.SendToConnectionAsync(client, Frames.Error(ErrorCodes.BadFrame, message, reference));
 
-    private ValueTask SendAsync(IClient client, ClientFrame frame, long receivedAt, CancellationToken cancellationToken)
+    private ValueTask SendAsync(ConnectionContext client, ClientFrame frame, long receivedAt, CancellationToken cancellationToken)
     {
-        if (CheckCid(client, frame) is not { } cid || CheckConv(client, frame, cid) is not { } conv)
+        if (frame.Cid is not { Length: > 0 and <= Limits.MaxCidLength } cid)
         {
-            return ValueTask.CompletedTask;
+            return BadFrame(client, $"cid must be a string of 1 to {Limits.MaxCidLength} characters", frame.Cid);
+        }
+
+        if (string.IsNullOrEmpty(frame.Conv))
+        {
+            return BadFrame(client, "missing conv", cid);
         }
 
         if (frame.Kind is not (EventKinds.Text or EventKinds.Media))
@@ -78,9 +76,9 @@ internal sealed partial class MessageService(
             return BadFrame(client, frame.Kind is null ? "missing kind" : $"kind must be text or media, not '{frame.Kind}'", cid);
         }
 
-        if (!CheckPayload(client, frame, cid, out var pendingCode, out var pendingMessage))
+        if (CheckPayload(frame) is { } shape)
         {
-            return ValueTask.CompletedTask;
+            return BadFrame(client, shape, cid);
         }
 
         if (frame.ReplyTo is < 1)
@@ -88,12 +86,13 @@ internal sealed partial class MessageService(
             return BadFrame(client, "reply_to must be a seq (≥ 1)", cid);
         }
 
+        var (pendingCode, pendingMessage) = CheckSize(frame);
         return SubmitAsync(
             client,
             new AppendCommand
             {
                 Origin = client,
-                Conv = conv,
+                Conv = frame.Conv,
                 Cid = cid,
                 Kind = frame.Kind,
                 Body = frame.Body,
@@ -107,11 +106,16 @@ internal sealed partial class MessageService(
             cancellationToken);
     }
 
-    private ValueTask ChangeAsync(IClient client, ClientFrame frame, long receivedAt, CancellationToken cancellationToken)
+    private ValueTask ChangeAsync(ConnectionContext client, ClientFrame frame, long receivedAt, CancellationToken cancellationToken)
     {
-        if (CheckCid(client, frame) is not { } cid || CheckConv(client, frame, cid) is not { } conv)
+        if (frame.Cid is not { Length: > 0 and <= Limits.MaxCidLength } cid)
         {
-            return ValueTask.CompletedTask;
+            return BadFrame(client, $"cid must be a string of 1 to {Limits.MaxCidLength} characters", frame.Cid);
+        }
+
+        if (string.IsNullOrEmpty(frame.Conv))
+        {
+            return BadFrame(client, "missing conv", cid);
         }
 
         if (frame.Target is not { } target || target < 1)
@@ -119,11 +123,16 @@ internal sealed partial class MessageService(
             return BadFrame(client, "target must be a seq (≥ 1)", cid);
         }
 
-        string? pendingCode = null, pendingMessage = null;
         var isEdit = frame.T == FrameTypes.Edit;
-        if (isEdit && !CheckPayload(client, frame, cid, out pendingCode, out pendingMessage))
+        string? pendingCode = null, pendingMessage = null;
+        if (isEdit)
         {
-            return ValueTask.CompletedTask;
+            if (CheckPayload(frame) is { } shape)
+            {
+                return BadFrame(client, shape, cid);
+            }
+
+            (pendingCode, pendingMessage) = CheckSize(frame);
         }
 
         return SubmitAsync(
@@ -131,7 +140,7 @@ internal sealed partial class MessageService(
             new AppendCommand
             {
                 Origin = client,
-                Conv = conv,
+                Conv = frame.Conv,
                 Cid = cid,
                 Kind = isEdit ? EventKinds.Edit : EventKinds.Delete,
                 Body = isEdit ? frame.Body : null,
@@ -145,28 +154,28 @@ internal sealed partial class MessageService(
             cancellationToken);
     }
 
-    private ValueTask CursorAsync(IClient client, ClientFrame frame, CancellationToken cancellationToken)
+    private ValueTask CursorAsync(ConnectionContext client, ClientFrame frame, CancellationToken cancellationToken)
     {
-        if (CheckConv(client, frame, null) is not { } conv)
+        if (string.IsNullOrEmpty(frame.Conv))
         {
-            return ValueTask.CompletedTask;
+            return BadFrame(client, "missing conv", null);
         }
 
         if (frame.Seq is not { } seq || seq < 0)
         {
-            return BadFrame(client, "seq must be a number ≥ 0", conv);
+            return BadFrame(client, "seq must be a number ≥ 0", frame.Conv);
         }
 
-        return SubmitAsync(client, new CursorCommand { Origin = client, Conv = conv, Seq = seq, IsRead = frame.T == FrameTypes.Read }, cancellationToken);
+        return SubmitAsync(client, new CursorCommand { Origin = client, Conv = frame.Conv, Seq = seq, IsRead = frame.T == FrameTypes.Read }, cancellationToken);
     }
 
-    /// <summary>Queues a write for the group commit, holding one of the socket's in-flight slots until it commits.</summary>
-    private async ValueTask SubmitAsync(IClient client, StoreCommand command, CancellationToken cancellationToken)
+    /// <summary>Queues a write for the sequencer, holding one of the socket's in-flight slots until it is done.</summary>
+    private async ValueTask SubmitAsync(ConnectionContext client, WriteCommand command, CancellationToken cancellationToken)
     {
         await client.State.InFlight.WaitAsync(cancellationToken);
         try
         {
-            await store.SubmitAsync(command, cancellationToken);
+            await sequencer.SubmitAsync(command, cancellationToken);
         }
         catch
         {
@@ -175,105 +184,84 @@ internal sealed partial class MessageService(
         }
     }
 
-    private static string? CheckCid(IClient client, ClientFrame frame)
+    /// <summary>Exactly one of body and e2ee, and e2ee an object; null when the shape is right.</summary>
+    private static string? CheckPayload(ClientFrame frame)
     {
-        if (frame.Cid is not { Length: > 0 and <= Limits.MaxCidLength } cid)
-        {
-            client.Send(Frames.Error(ErrorCodes.BadFrame, $"cid must be a string of 1 to {Limits.MaxCidLength} characters", frame.Cid));
-            return null;
-        }
-
-        return cid;
-    }
-
-    private static string? CheckConv(IClient client, ClientFrame frame, string? reference)
-    {
-        if (string.IsNullOrEmpty(frame.Conv))
-        {
-            client.Send(Frames.Error(ErrorCodes.BadFrame, "missing conv", reference));
-            return null;
-        }
-
-        return frame.Conv;
-    }
-
-    /// <summary>
-    /// Exactly one of body and e2ee (bad_frame otherwise). Size problems are not answered here: the writer
-    /// answers them only if the cid is not a duplicate, as the protocol orders the checks.
-    /// </summary>
-    private bool CheckPayload(IClient client, ClientFrame frame, string cid, out string? pendingCode, out string? pendingMessage)
-    {
-        pendingCode = pendingMessage = null;
         var hasE2ee = frame.E2ee is { ValueKind: not JsonValueKind.Null };
         if ((frame.Body is null) == !hasE2ee)
         {
-            client.Send(Frames.Error(ErrorCodes.BadFrame, "exactly one of body and e2ee is required", cid));
-            return false;
+            return "exactly one of body and e2ee is required";
         }
 
-        if (hasE2ee && frame.E2ee!.Value.ValueKind != JsonValueKind.Object)
-        {
-            client.Send(Frames.Error(ErrorCodes.BadFrame, "e2ee must be an object", cid));
-            return false;
-        }
-
-        if (frame.Body is { } body && Encoding.UTF8.GetByteCount(body) > _options.MaxBodyBytes)
-        {
-            pendingCode = ErrorCodes.TooLarge;
-            pendingMessage = $"body is over {_options.MaxBodyBytes} bytes";
-        }
-        else if (hasE2ee && Encoding.UTF8.GetByteCount(frame.E2ee!.Value.GetRawText()) > _options.MaxE2eeBytes)
-        {
-            pendingCode = ErrorCodes.TooLarge;
-            pendingMessage = $"e2ee is over {_options.MaxE2eeBytes} bytes";
-        }
-
-        return true;
+        return hasE2ee && frame.E2ee!.Value.ValueKind != JsonValueKind.Object ? "e2ee must be an object" : null;
     }
 
-    private async ValueTask SyncAsync(IClient client, ClientFrame frame)
+    /// <summary>
+    /// Size problems are not answered here: the sequencer answers them only if the cid is not a duplicate, as the
+    /// protocol orders the checks.
+    /// </summary>
+    private (string? Code, string? Message) CheckSize(ClientFrame frame)
     {
-        if (CheckConv(client, frame, null) is not { } conv)
+        if (frame.Body is { } body && Encoding.UTF8.GetByteCount(body) > _options.MaxBodyBytes)
         {
+            return (ErrorCodes.TooLarge, $"body is over {_options.MaxBodyBytes} bytes");
+        }
+
+        if (frame.E2ee is { ValueKind: JsonValueKind.Object } e2ee && Encoding.UTF8.GetByteCount(e2ee.GetRawText()) > _options.MaxE2eeBytes)
+        {
+            return (ErrorCodes.TooLarge, $"e2ee is over {_options.MaxE2eeBytes} bytes");
+        }
+
+        return (null, null);
+    }
+
+    private async ValueTask SyncAsync(ConnectionContext client, ClientFrame frame, CancellationToken cancellationToken)
+    {
+        if (string.IsNullOrEmpty(frame.Conv))
+        {
+            await BadFrame(client, "missing conv", null);
             return;
         }
 
+        var conv = frame.Conv;
         if (frame.After is not { } after || after < 0 || frame.Limit is < 1)
         {
-            client.Send(Frames.Error(ErrorCodes.BadFrame, "sync needs after ≥ 0 and, if given, limit ≥ 1", conv));
+            await BadFrame(client, "sync needs after ≥ 0 and, if given, limit ≥ 1", conv);
             return;
         }
 
-        var access = store.ResolveAccess(conv, client.User);
-        if (access.Membership is not { } member)
+        var found = await access.ResolveAsync(conv, client.User, cancellationToken);
+        if (found.Membership is not { } member)
         {
-            client.Send(Frames.Error(access.ErrorCode!, access.ErrorMessage!, conv));
+            await delivery.SendToConnectionAsync(client, Frames.Error(found.ErrorCode!, found.ErrorMessage!, conv));
             return;
         }
 
         var limit = Math.Min(frame.Limit ?? Limits.MaxSyncLimit, Limits.MaxSyncLimit);
         var from = Math.Max(after, member.FirstSeq - 1);
-        var events = from < member.LastVisible ? store.ReadAfter(conv, from, member.LastVisible, limit) : [];
+        var events = from < member.LastVisible ? await store.ReadAfterAsync(conv, from, member.LastVisible, limit, cancellationToken) : [];
         foreach (var e in events)
         {
-            await client.WaitForRoomAsync(); // a big page streams as the socket drains, never over its budget
-            client.Send(Frames.Serialize(e));
+            await delivery.WaitForRoomAsync(client); // a big page streams as the socket drains, never over its budget
+            await delivery.SendToConnectionAsync(client, Frames.Event(e));
         }
 
         var upto = events.Count > 0 ? events[^1].Seq : Math.Min(after, member.LastVisible);
-        client.Send(Frames.Serialize(new SyncedFrame(conv, upto, upto < member.LastVisible)));
+        await delivery.SendToConnectionAsync(client, Frames.Serialize(new SyncedFrame(conv, upto, upto < member.LastVisible)));
     }
 
-    private void Typing(IClient client, ClientFrame frame)
+    private async ValueTask TypingAsync(ConnectionContext client, ClientFrame frame, CancellationToken cancellationToken)
     {
-        if (CheckConv(client, frame, null) is not { } conv)
+        if (string.IsNullOrEmpty(frame.Conv))
         {
+            await BadFrame(client, "missing conv", null);
             return;
         }
 
+        var conv = frame.Conv;
         if (frame.On is not { } on)
         {
-            client.Send(Frames.Error(ErrorCodes.BadFrame, "typing needs on: true or false", conv));
+            await BadFrame(client, "typing needs on: true or false", conv);
             return;
         }
 
@@ -295,73 +283,43 @@ internal sealed partial class MessageService(
             forwarded[(conv, on)] = now;
         }
 
-        IReadOnlyList<string> members;
-        if (Names.IsGroup(conv))
+        var found = await access.ResolveAsync(conv, client.User, cancellationToken);
+        if (found.Membership is not { IsCurrent: true })
         {
-            if (groups.Get(conv) is not { } group)
-            {
-                client.Send(Frames.Error(ErrorCodes.NotFound, "no such conversation", conv));
-                return;
-            }
-
-            if (!group.Current.ContainsKey(client.User))
-            {
-                client.Send(Frames.Error(ErrorCodes.Forbidden, "not a member of this conversation", conv));
-                return;
-            }
-
-            members = group.Users;
-        }
-        else
-        {
-            var access = store.ResolveAccess(conv, client.User);
-            if (access.Membership is null)
-            {
-                client.Send(Frames.Error(access.ErrorCode!, access.ErrorMessage!, conv));
-                return;
-            }
-
-            members = store.CurrentMembers(conv);
-        }
-
-        var bytes = Frames.Serialize(new TypingFrame(conv, client.User, on));
-        foreach (var member in members)
-        {
-            if (member == client.User)
-            {
-                continue;
-            }
-
-            foreach (var session in router.Sessions(member))
-            {
-                session.Send(bytes);
-            }
-        }
-    }
-
-    private void Watch(IClient client, ClientFrame frame)
-    {
-        if (frame.Users is not { } users || users.Length > 1024)
-        {
-            client.Send(Frames.Error(ErrorCodes.BadFrame, "watch needs users: a list of at most 1024 handles", null));
+            await delivery.SendToConnectionAsync(client, Frames.Error(found.ErrorCode ?? ErrorCodes.Forbidden, found.ErrorMessage ?? "no longer a member of this conversation", conv));
             return;
         }
 
-        presence.Watch(client, users);
+        var members = await access.CurrentMembersAsync(conv, cancellationToken);
+        await delivery.SendToUsersAsync(members, Frames.Serialize(new TypingFrame(conv, client.User, on)), exceptUser: client.User);
     }
 
-    public void OnCommitted(IReadOnlyList<StoreCommand> batch)
+    private ValueTask WatchAsync(ConnectionContext client, ClientFrame frame)
+    {
+        if (frame.Users is not { } users || users.Length > 1024)
+        {
+            return BadFrame(client, "watch needs users: a list of at most 1024 handles", null);
+        }
+
+        return presence.WatchAsync(client, users);
+    }
+
+    public void OnCommitted(IReadOnlyList<WriteCommand> batch)
     {
         foreach (var command in batch)
         {
-            var origin = command.Origin as IClient;
+            var origin = command.Origin as ConnectionContext;
             try
             {
                 if (command.ErrorCode is { } code)
                 {
                     metrics.Rejected.Inc();
                     var reference = command is AppendCommand a ? a.Cid : command.Conv;
-                    origin?.Send(Frames.Serialize(new ErrorFrame(code, command.ErrorMessage ?? code, reference, command.RetryAfterMs > 0 ? command.RetryAfterMs : null)));
+                    if (origin is not null)
+                    {
+                        Done(delivery.SendToConnectionAsync(origin, Frames.Serialize(new ErrorFrame(code, command.ErrorMessage ?? code, reference, command.RetryAfterMs > 0 ? command.RetryAfterMs : null))));
+                    }
+
                     continue;
                 }
 
@@ -384,7 +342,7 @@ internal sealed partial class MessageService(
             }
             finally
             {
-                origin?.State.InFlight.Release();
+                origin?.WriteDone();
                 command.Completion?.TrySetResult();
             }
         }
@@ -401,14 +359,14 @@ internal sealed partial class MessageService(
         groupReceipts.MembershipChanged(command.Group!, command.Departed);
         // The acting device gets the event too (an HTTP call has no ack), and so does whoever just left.
         var recipients = command.Departed.Count == 0 ? command.Members : [.. command.Members, .. command.Departed];
-        fanout.Deliver(new FanoutItem(stored.Conv, stored.Seq, Frames.Serialize(stored), recipients, null, 0, 0));
+        Done(delivery.SendEventAsync(new EventDelivery(stored.Conv, stored.Seq, Frames.Event(stored), recipients, null, 0, 0)));
     }
 
-    private void Committed(AppendCommand command, IClient? origin)
+    private void Committed(AppendCommand command, ConnectionContext? origin)
     {
-        if (command.Ack is { } ack)
+        if (command.Ack is { } ack && origin is not null)
         {
-            origin?.Send(Frames.Serialize(ack));
+            Done(delivery.SendToConnectionAsync(origin, Frames.Serialize(ack)));
         }
 
         if (command.Event is not { } stored)
@@ -424,25 +382,19 @@ internal sealed partial class MessageService(
         }
 
         // Everyone's devices but the sending one, which has its ack.
-        fanout.Deliver(new FanoutItem(stored.Conv, stored.Seq, Frames.Serialize(stored), command.Members, stored.From, stored.Dev, command.ReceivedAt));
+        Done(delivery.SendEventAsync(new EventDelivery(stored.Conv, stored.Seq, Frames.Event(stored), command.Members, stored.Sender, stored.Dev, command.ReceivedAt)));
     }
 
     private void Committed(CursorCommand command)
     {
         var user = command.Origin.User;
+        var device = command.Origin.Device;
         if (Names.IsGroup(command.Conv))
         {
             // No per-member receipt to the group: the reader's own devices learn the read, authors get aggregates.
             if (command.ReadAdvancedTo is { } ownRead)
             {
-                var frame = Frames.Serialize(new ReceiptFrame(command.Conv, user, ReceiptKinds.Read, ownRead));
-                foreach (var session in router.Sessions(user))
-                {
-                    if (session.Device != command.Origin.Device)
-                    {
-                        session.Send(frame);
-                    }
-                }
+                Done(delivery.SendToUserAsync(user, Frames.Serialize(new ReceiptFrame(command.Conv, user, ReceiptKinds.Read, ownRead)), exceptDevice: device));
             }
 
             groupReceipts.CursorMoved(command.Conv, user, command.DeliveredAdvancedTo, command.ReadAdvancedTo);
@@ -451,39 +403,44 @@ internal sealed partial class MessageService(
 
         if (command.DeliveredAdvancedTo is { } delivered)
         {
-            ToOthers(command, Frames.Serialize(new ReceiptFrame(command.Conv, user, ReceiptKinds.Delivered, delivered)), includeOwnDevices: false);
+            // The other member's devices; the mover's own devices keep their own delivered state.
+            Done(delivery.SendToUsersAsync(command.Members, Frames.Serialize(new ReceiptFrame(command.Conv, user, ReceiptKinds.Delivered, delivered)), exceptUser: user));
         }
 
         if (command.ReadAdvancedTo is { } read)
         {
-            ToOthers(command, Frames.Serialize(new ReceiptFrame(command.Conv, user, ReceiptKinds.Read, read)), includeOwnDevices: true);
+            var frame = Frames.Serialize(new ReceiptFrame(command.Conv, user, ReceiptKinds.Read, read));
+            Done(delivery.SendToUsersAsync(command.Members, frame, exceptUser: user));
+            Done(delivery.SendToUserAsync(user, frame, exceptDevice: device));
         }
     }
 
-    private void ToOthers(CursorCommand command, byte[] bytes, bool includeOwnDevices)
+    /// <summary>Delivery calls on the sequencer's thread complete at once in process; a distributed hub's are not waited for.</summary>
+    private void Done(ValueTask sent)
     {
-        foreach (var member in command.Members)
+        if (!sent.IsCompletedSuccessfully)
         {
-            var own = member == command.Origin.User;
-            if (own && !includeOwnDevices)
-            {
-                continue;
-            }
+            _ = ObserveAsync(sent);
+        }
+    }
 
-            foreach (var session in router.Sessions(member))
-            {
-                if (own && session.Device == command.Origin.Device)
-                {
-                    continue;
-                }
-
-                session.Send(bytes);
-            }
+    private async Task ObserveAsync(ValueTask sent)
+    {
+        try
+        {
+            await sent;
+        }
+        catch (Exception ex)
+        {
+            LogDeliveryFailed(ex);
         }
     }
 
     [LoggerMessage(EventId = 2002, Level = LogLevel.Error, Message = "Acking or delivering a committed command in {Conv} failed")]
     private partial void LogCommitHandlingFailed(Exception exception, string conv);
+
+    [LoggerMessage(EventId = 2003, Level = LogLevel.Error, Message = "A delivery failed; receivers recover it from the store")]
+    private partial void LogDeliveryFailed(Exception exception);
 
     private ILogger Logger => logger;
 }

@@ -33,8 +33,34 @@ public sealed class MessagingOptions
     /// <summary>Typing frames forwarded at most once per this many milliseconds per device, conversation and state.</summary>
     public int TypingThrottleMs { get; set; } = 1000;
 
+    /// <summary>
+    /// Conversations whose last seq the sequencer keeps in memory (about 150 bytes each). A miss costs one store
+    /// read; hot conversations stay, the long tail of rarely touched ones is read when it comes back.
+    /// </summary>
+    public int ConversationCacheEntries { get; set; } = 200_000;
+
+    /// <summary>Device and member cursors the sequencer keeps in memory, each (about 150 bytes an entry).</summary>
+    public int CursorCacheEntries { get; set; } = 200_000;
+
+    /// <summary>Users known to exist, kept by the sequencer to check a first message's recipient without a read.</summary>
+    public int UserCacheEntries { get; set; } = 100_000;
+
+    /// <summary>Group memberships kept in memory (a snapshot per group: about 100 bytes per member).</summary>
+    public int GroupCacheEntries { get; set; } = 10_000;
+
+    /// <summary>
+    /// Groups whose receipt aggregates are kept (about 200 bytes per member: two ordered cursor sets). An evicted
+    /// group's aggregate is rebuilt from the stored cursors when it is next needed.
+    /// </summary>
+    public int GroupReceiptCacheEntries { get; set; } = 2_048;
+
     internal void Validate()
     {
+        if (ConversationCacheEntries < 2 || CursorCacheEntries < 2 || UserCacheEntries < 2 || GroupCacheEntries < 2 || GroupReceiptCacheEntries < 2)
+        {
+            throw new InvalidOperationException("Switchboard:Messaging: cache sizes must be at least 2.");
+        }
+
         if (MaxBodyBytes < 1 || MaxE2eeBytes < 1)
         {
             throw new InvalidOperationException("Switchboard:Messaging: body limits must be positive.");

@@ -1,9 +1,7 @@
-using Switchboard.Server.Storage;
-
 namespace Switchboard.Server.Messaging;
 
 /// <summary>
-/// A token bucket. Only the group-commit writer calls <see cref="TryTake"/>, one command at a time, so it needs
+/// A token bucket. Only the sequencer calls <see cref="TryTake"/>, one command at a time, so it needs
 /// no lock.
 /// </summary>
 internal sealed class TokenBucket(int burst, int perSecond)
@@ -30,7 +28,7 @@ internal sealed class TokenBucket(int burst, int perSecond)
 }
 
 /// <summary>A device's bucket and its user's shared bucket; a send needs a token from both.</summary>
-internal sealed class RateGate(TokenBucket device, TokenBucket user) : IRateGate
+internal sealed class RateGate(TokenBucket device, TokenBucket user)
 {
     public long TryTake(long nowMs)
     {

@@ -18,7 +18,9 @@ internal sealed class InMemoryPresenceStore(IOptions<GatewayOptions> gateway) : 
     private readonly ConcurrentDictionary<long, ConcurrentQueue<string>> _buckets = new();
     private long _sweptUpTo = -1;
 
-    public bool Refresh(string user, long nowMs)
+    public ValueTask<bool> RefreshAsync(string user, long nowMs) => ValueTask.FromResult(Refresh(user, nowMs));
+
+    private bool Refresh(string user, long nowMs)
     {
         var expires = nowMs + _ttlMs;
         while (true)
@@ -59,12 +61,14 @@ internal sealed class InMemoryPresenceStore(IOptions<GatewayOptions> gateway) : 
         }
     }
 
-    public bool Remove(string user) => _entries.TryRemove(user, out _);
+    public ValueTask<bool> RemoveAsync(string user) => ValueTask.FromResult(_entries.TryRemove(user, out _));
 
-    public bool IsOnline(string user, long nowMs) =>
-        _entries.TryGetValue(user, out var entry) && Volatile.Read(ref entry.ExpiresAt) > nowMs;
+    public ValueTask<bool> IsOnlineAsync(string user, long nowMs) =>
+        ValueTask.FromResult(_entries.TryGetValue(user, out var entry) && Volatile.Read(ref entry.ExpiresAt) > nowMs);
 
-    public IReadOnlyList<(string User, long LastRefresh)> Expire(long nowMs)
+    public ValueTask<IReadOnlyList<(string User, long LastRefresh)>> ExpireAsync(long nowMs) => ValueTask.FromResult(Expire(nowMs));
+
+    private IReadOnlyList<(string User, long LastRefresh)> Expire(long nowMs)
     {
         var expired = new List<(string, long)>();
         var due = nowMs / 1000;

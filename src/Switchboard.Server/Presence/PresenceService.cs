@@ -1,71 +1,85 @@
 using System.Collections.Concurrent;
 using Switchboard.Protocol;
 using Switchboard.Server.Accounts;
+using Switchboard.Server.Delivery;
 using Switchboard.Server.Messaging;
 using Switchboard.Server.Routing;
-using Switchboard.Server.Storage;
 
 namespace Switchboard.Server.Presence;
 
 /// <summary>
 /// Online while the user's TTL lives: refreshed by any frame from any of their sockets, ended at once when their
-/// last socket closes, or by the sweep when a client vanished without closing. <c>last_seen</c> is written at
-/// that moment. Watchers (a socket's open chats) get the current state, then a delta on each change, for as
-/// long as they share a conversation with the user.
+/// last device anywhere goes (the router says, not this node's sockets), or by the sweep when a client vanished
+/// without closing. <c>last_seen</c> is written at that moment. Watchers (a socket's open chats) get the current
+/// state, then a delta on each change, for as long as they share a conversation with the user; every frame goes
+/// out through the delivery hub.
 /// </summary>
 internal sealed class PresenceService(
     IPresenceStore store,
     ISessionRouter router,
-    IMessageStore messages,
-    AccountStore accounts,
+    IDeliveryHub hub,
+    ConversationAccess access,
+    AccountService accounts,
     TimeProvider time)
 {
-    private readonly ConcurrentDictionary<string, HashSet<IClient>> _watchers = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, HashSet<ConnectionContext>> _watchers = new(StringComparer.Ordinal);
 
-    // Transitions of one user are serialised by one of these (striped: no lock object per user).
-    private readonly Lock[] _stripes = [.. Enumerable.Range(0, 64).Select(_ => new Lock())];
+    // Transitions of one user are serialised by one of these (striped: no lock object per user). Async, because
+    // a transition reads the router and the store.
+    private readonly SemaphoreSlim[] _stripes = [.. Enumerable.Range(0, 64).Select(_ => new SemaphoreSlim(1, 1))];
 
     private long Now => time.GetUtcNow().ToUnixTimeMilliseconds();
 
-    private Lock Stripe(string user) => _stripes[(uint)StringComparer.Ordinal.GetHashCode(user) % (uint)_stripes.Length];
+    private SemaphoreSlim Stripe(string user) => _stripes[(uint)StringComparer.Ordinal.GetHashCode(user) % (uint)_stripes.Length];
 
-    /// <summary>last_seen values written but perhaps not yet committed; small (one per user who went offline).</summary>
-    private readonly ConcurrentDictionary<string, long> _pendingLastSeen = new(StringComparer.Ordinal);
+    public async ValueTask<(bool Online, long? LastSeen)> GetAsync(string user) =>
+        await store.IsOnlineAsync(user, Now) ? (true, null) : (false, await accounts.GetLastSeenAsync(user));
 
-    public (bool Online, long? LastSeen) Get(string user) =>
-        store.IsOnline(user, Now) ? (true, null) : (false, _pendingLastSeen.TryGetValue(user, out var seen) ? seen : accounts.GetLastSeen(user));
+    public ValueTask<bool> MayWatchAsync(string watcher, string user) => access.SharesConversationAsync(watcher, user);
 
-    public bool MayWatch(string watcher, string user) => messages.SharesConversation(watcher, user);
-
-    /// <summary>Traffic from one of the user's sockets: extends the TTL; tells watchers if they came online.</summary>
-    public void Touch(string user)
+    /// <summary>Traffic from one of the user's sockets: extends the TTL; tells watchers if it made them online.</summary>
+    public ValueTask TouchAsync(string user)
     {
-        if (!store.Refresh(user, Now))
+        var refreshed = store.RefreshAsync(user, Now);
+        if (refreshed.IsCompletedSuccessfully)
         {
-            return;
+            return refreshed.Result ? CameOnlineAsync() : ValueTask.CompletedTask;
         }
 
-        lock (Stripe(user))
+        return RefreshedAsync(refreshed);
+
+        async ValueTask RefreshedAsync(ValueTask<bool> pending)
         {
-            if (store.IsOnline(user, Now))
+            if (await pending)
             {
-                Notify(user, Frames.Serialize(new PresenceFrame(user, true, null)));
+                await CameOnlineAsync();
+            }
+        }
+
+        async ValueTask CameOnlineAsync()
+        {
+            var stripe = Stripe(user);
+            await stripe.WaitAsync();
+            try
+            {
+                if (await store.IsOnlineAsync(user, Now))
+                {
+                    await NotifyAsync(user, Messaging.Frames.Serialize(new PresenceFrame(user, true, null)));
+                }
+            }
+            finally
+            {
+                stripe.Release();
             }
         }
     }
 
-    /// <summary>A socket closed; <paramref name="last"/> when it was the user's last one.</summary>
-    public void Disconnected(IClient client, bool last)
+    /// <summary>A socket closed; <paramref name="last"/> when the router says it was the user's last device anywhere.</summary>
+    public async ValueTask DisconnectedAsync(ConnectionContext client, bool last)
     {
         foreach (var user in client.State.Watching)
         {
-            lock (Stripe(user))
-            {
-                if (_watchers.TryGetValue(user, out var set) && set.Remove(client) && set.Count == 0)
-                {
-                    _watchers.TryRemove(user, out _);
-                }
-            }
+            await Unwatch(client, user);
         }
 
         if (!last)
@@ -73,38 +87,49 @@ internal sealed class PresenceService(
             return;
         }
 
-        var user0 = client.User;
-        lock (Stripe(user0))
+        var stripe = Stripe(client.User);
+        await stripe.WaitAsync();
+        try
         {
-            // Another device may have connected meanwhile: only the truly last goes offline.
-            if (router.Sessions(user0).Count == 0 && store.Remove(user0))
+            // Another device may have come online meanwhile: only the truly last one ends the presence.
+            if (!await router.IsOnlineAsync(client.User) && await store.RemoveAsync(client.User))
             {
-                WentOffline(user0, Now);
+                await WentOfflineAsync(client.User, Now);
             }
+        }
+        finally
+        {
+            stripe.Release();
         }
     }
 
     /// <summary>Ends the presence of users whose TTL lapsed (clients that vanished without closing).</summary>
-    public void Sweep()
+    public async Task SweepAsync()
     {
-        foreach (var (user, lastRefresh) in store.Expire(Now))
+        foreach (var (user, lastRefresh) in await store.ExpireAsync(Now))
         {
-            lock (Stripe(user))
+            var stripe = Stripe(user);
+            await stripe.WaitAsync();
+            try
             {
-                WentOffline(user, lastRefresh);
+                await WentOfflineAsync(user, lastRefresh);
+            }
+            finally
+            {
+                stripe.Release();
             }
         }
     }
 
-    public void Watch(IClient client, string[] users)
+    public async ValueTask WatchAsync(ConnectionContext client, string[] users)
     {
         var wanted = new HashSet<string>(StringComparer.Ordinal);
         foreach (var user in users)
         {
-            if (!Names.IsValidHandle(user) || !accounts.UserExists(user) || !MayWatch(client.User, user))
+            if (!Names.IsValidHandle(user) || !await accounts.UserExistsAsync(user) || !await MayWatchAsync(client.User, user))
             {
                 // One answer for unknown and unshared users, so watch cannot probe who exists.
-                client.Send(Frames.Error(ErrorCodes.Forbidden, "you share no conversation with this user", user));
+                await hub.SendToConnectionAsync(client, Messaging.Frames.Error(ErrorCodes.Forbidden, "you share no conversation with this user", user));
                 continue;
             }
 
@@ -117,41 +142,53 @@ internal sealed class PresenceService(
         {
             if (!wanted.Contains(user))
             {
-                lock (Stripe(user))
-                {
-                    if (_watchers.TryGetValue(user, out var set) && set.Remove(client) && set.Count == 0)
-                    {
-                        _watchers.TryRemove(user, out _);
-                    }
-                }
+                await Unwatch(client, user);
             }
         }
 
         foreach (var user in wanted)
         {
-            lock (Stripe(user))
+            var stripe = Stripe(user);
+            await stripe.WaitAsync();
+            try
             {
                 _watchers.GetOrAdd(user, static _ => []).Add(client);
-                var (online, lastSeen) = Get(user);
-                client.Send(Frames.Serialize(new PresenceFrame(user, online, lastSeen)));
+                var (online, lastSeen) = await GetAsync(user);
+                await hub.SendToConnectionAsync(client, Messaging.Frames.Serialize(new PresenceFrame(user, online, lastSeen)));
+            }
+            finally
+            {
+                stripe.Release();
             }
         }
     }
 
-    private void WentOffline(string user, long lastSeen)
+    private async ValueTask Unwatch(ConnectionContext client, string user)
     {
-        // Through the group commit: a storm of disconnects shares fsyncs. Pulls meanwhile read it from here.
-        _pendingLastSeen[user] = lastSeen;
-        var committed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _ = committed.Task.ContinueWith(
-            _ => _pendingLastSeen.TryRemove(new KeyValuePair<string, long>(user, lastSeen)),
-            CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-        _ = messages.SubmitAsync(new TouchCommand { Origin = new ServerOrigin(user, 0), Conv = "", User = user, Ts = lastSeen, Completion = committed }, CancellationToken.None).AsTask();
-        Notify(user, Frames.Serialize(new PresenceFrame(user, false, lastSeen)));
+        var stripe = Stripe(user);
+        await stripe.WaitAsync();
+        try
+        {
+            if (_watchers.TryGetValue(user, out var set) && set.Remove(client) && set.Count == 0)
+            {
+                _watchers.TryRemove(user, out _);
+            }
+        }
+        finally
+        {
+            stripe.Release();
+        }
+    }
+
+    /// <summary>Writes last_seen and tells the watchers. Caller holds the user's stripe.</summary>
+    private async ValueTask WentOfflineAsync(string user, long lastSeen)
+    {
+        await accounts.SetLastSeenAsync(user, lastSeen);
+        await NotifyAsync(user, Messaging.Frames.Serialize(new PresenceFrame(user, false, lastSeen)));
     }
 
     /// <summary>Sends a delta to the user's watchers; one who no longer shares a conversation is dropped. Caller holds the stripe.</summary>
-    private void Notify(string user, byte[] frame)
+    private async ValueTask NotifyAsync(string user, byte[] frame)
     {
         if (!_watchers.TryGetValue(user, out var set))
         {
@@ -160,9 +197,9 @@ internal sealed class PresenceService(
 
         foreach (var watcher in set.ToArray())
         {
-            if (MayWatch(watcher.User, user))
+            if (await MayWatchAsync(watcher.User, user))
             {
-                watcher.Send(frame);
+                await hub.SendToConnectionAsync(watcher, frame);
             }
             else
             {
@@ -182,7 +219,7 @@ internal sealed class PresenceSweeper(PresenceService presence) : BackgroundServ
         {
             try
             {
-                presence.Sweep();
+                await presence.SweepAsync();
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {

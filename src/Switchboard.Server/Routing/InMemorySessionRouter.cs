@@ -1,99 +1,79 @@
-using System.Collections.Concurrent;
-
 namespace Switchboard.Server.Routing;
 
 /// <summary>
-/// The embedded router: a dictionary of small copy-on-write arrays, so delivery reads without locks. Connects and
-/// disconnects take one lock, which makes "first device" and "last device" exact even when they race.
+/// The embedded router: every device is on this node. A dictionary from user to a small array of (device,
+/// connection) pairs; adds and removes take one lock, which makes "first device" and "last device" exact when
+/// connects and disconnects race.
 /// </summary>
 internal sealed class InMemorySessionRouter : ISessionRouter
 {
-    private readonly ConcurrentDictionary<string, ISession[]> _byUser = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (int Device, long Connection)[]> _byUser = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
     private int _count;
 
     public int Count => Volatile.Read(ref _count);
 
-    public (ISession? Replaced, bool First) Register(ISession session)
+    public ValueTask<bool> AddAsync(string user, int device, long connectionId)
     {
         lock (_gate)
         {
-            var current = _byUser.TryGetValue(session.User, out var found) ? found : [];
-            ISession? replaced = null;
-            var next = new List<ISession>(current.Length + 1);
-            foreach (var existing in current)
+            var current = _byUser.GetValueOrDefault(user) ?? [];
+            var next = new List<(int, long)>(current.Length + 1) { (device, connectionId) };
+            var replaced = false;
+            foreach (var entry in current)
             {
-                if (existing.Device == session.Device)
+                if (entry.Device == device)
                 {
-                    replaced = existing;
+                    replaced = true; // a newer connection of the same device takes the entry over
                 }
                 else
                 {
-                    next.Add(existing);
+                    next.Add(entry);
                 }
             }
 
-            next.Add(session);
-            _byUser[session.User] = [.. next];
-            if (replaced is null)
+            _byUser[user] = [.. next];
+            if (!replaced)
             {
                 _count++;
             }
 
-            return (replaced, current.Length == 0);
+            return ValueTask.FromResult(current.Length == 0);
         }
     }
 
-    public bool Unregister(ISession session)
+    public ValueTask<bool> RemoveAsync(string user, int device, long connectionId)
     {
         lock (_gate)
         {
-            var current = _byUser.TryGetValue(session.User, out var found) ? found : [];
-            var index = Array.IndexOf(current, session);
+            if (!_byUser.TryGetValue(user, out var current))
+            {
+                return ValueTask.FromResult(false);
+            }
+
+            var index = Array.IndexOf(current, (device, connectionId));
             if (index < 0)
             {
-                return false; // already replaced by a newer socket of the same device
+                return ValueTask.FromResult(false); // already replaced by a newer connection of the same device
             }
 
             _count--;
             if (current.Length == 1)
             {
-                _byUser.TryRemove(session.User, out _);
-                return true;
+                _byUser.Remove(user);
+                return ValueTask.FromResult(true);
             }
 
-            var next = new ISession[current.Length - 1];
-            Array.Copy(current, 0, next, 0, index);
-            Array.Copy(current, index + 1, next, index, current.Length - index - 1);
-            _byUser[session.User] = next;
-            return false;
+            _byUser[user] = [.. current[..index], .. current[(index + 1)..]];
+            return ValueTask.FromResult(false);
         }
     }
 
-    public IReadOnlyList<ISession> Sessions(string user) =>
-        _byUser.TryGetValue(user, out var sessions) ? sessions : [];
-
-    public ISession? Find(string user, int device)
+    public ValueTask<bool> IsOnlineAsync(string user)
     {
-        foreach (var session in Sessions(user))
+        lock (_gate)
         {
-            if (session.Device == device)
-            {
-                return session;
-            }
+            return ValueTask.FromResult(_byUser.ContainsKey(user));
         }
-
-        return null;
-    }
-
-    public IReadOnlyList<ISession> All()
-    {
-        var all = new List<ISession>(Count);
-        foreach (var (_, sessions) in _byUser)
-        {
-            all.AddRange(sessions);
-        }
-
-        return all;
     }
 }

@@ -1,41 +1,67 @@
-using Switchboard.Protocol;
-
 namespace Switchboard.Server.Storage;
 
 /// <summary>
-/// The durable log of conversations. Writes go through <see cref="SubmitAsync"/> to a group-commit writer that
-/// checks, sequences and persists them, then tells the <see cref="ICommitObserver"/>; reads go straight to the store.
+/// The storage port: persists and reads records, and knows no rules. The domain (<c>Messaging/</c>) decides what
+/// may be written and in what order, and assigns every seq; a store only keeps its promises:
+/// <list type="bullet">
+/// <item>a committed batch is whole and durable (fsync'd) when <see cref="CommitAsync"/> completes, and a failed one
+/// left nothing behind;</item>
+/// <item>events come back per conversation in seq order, and a committed event is found by its (sender, cid) until
+/// it is purged;</item>
+/// <item>a conversation's last seq never goes back, purges included, so seqs are never reused;</item>
+/// <item>nothing read is newer than what was committed.</item>
+/// </list>
+/// Every method may complete synchronously (the embedded store does); a networked store completes them later.
+/// The contract is stated as tests in <c>MessageStoreContract</c>.
 /// </summary>
 internal interface IMessageStore
 {
-    /// <summary>Queues a command for the next group commit; waits only when the writer's queue is full.</summary>
-    ValueTask SubmitAsync(StoreCommand command, CancellationToken cancellationToken);
+    /// <summary>Applies a batch atomically and durably. Throws when it could not be made durable; then nothing of it is stored.</summary>
+    ValueTask CommitAsync(StoreBatch batch, CancellationToken cancellationToken);
 
-    AccessResult ResolveAccess(string conv, string user);
+    /// <summary>The conversation's last seq, or null when it has never had an event.</summary>
+    ValueTask<long?> GetLastSeqAsync(string conv, CancellationToken cancellationToken = default);
+
+    /// <summary>Where the sender's event with this cid was stored, or null.</summary>
+    ValueTask<CidRecord?> FindCidAsync(string sender, string cid, CancellationToken cancellationToken = default);
+
+    ValueTask<EventRecord?> GetEventAsync(string conv, long seq, CancellationToken cancellationToken = default);
+
+    /// <summary>Whether a delete event naming <paramref name="target"/> is stored.</summary>
+    ValueTask<bool> IsDeletedAsync(string conv, long target, CancellationToken cancellationToken = default);
 
     /// <summary>Events with <c>after &lt; seq ≤ upTo</c>, oldest first, at most <paramref name="limit"/>.</summary>
-    List<MsgFrame> ReadAfter(string conv, long after, long upTo, int limit);
+    ValueTask<List<EventRecord>> ReadAfterAsync(string conv, long after, long upTo, int limit, CancellationToken cancellationToken = default);
 
     /// <summary>Events with <c>minSeq ≤ seq &lt; before</c> and <c>ts ≥ minTs</c>, newest first, at most <paramref name="limit"/>.</summary>
-    List<MsgFrame> ReadBefore(string conv, long before, long minSeq, long minTs, int limit);
-
-    List<Membership> GetMemberships(string user);
-
-    List<string> CurrentMembers(string conv);
+    ValueTask<List<EventRecord>> ReadBeforeAsync(string conv, long before, long minSeq, long minTs, int limit, CancellationToken cancellationToken = default);
 
     /// <summary>The first text or media event of <paramref name="author"/> after <paramref name="after"/>, if any.</summary>
-    long? NextOwnMessage(string conv, string author, long after);
-
-    /// <summary>A direct conversation with at least one event, or current membership of the same group.</summary>
-    bool SharesConversation(string a, string b);
-
-    Dictionary<string, long> GetDeviceCursors(string user, int device);
-
-    List<MemberCursor> GetMemberCursors(string conv);
+    ValueTask<long?> NextOwnMessageAsync(string conv, string author, long after, CancellationToken cancellationToken = default);
 
     /// <summary>Others' text and media events in <c>(after, upTo]</c>.</summary>
-    long CountUnread(string conv, string user, long after, long upTo);
+    ValueTask<long> CountUnreadAsync(string conv, string user, long after, long upTo, CancellationToken cancellationToken = default);
 
-    /// <summary>Deletes events older than <paramref name="olderThanTs"/>; returns how many.</summary>
-    int Purge(long olderThanTs, int maxRows);
+    /// <summary>Every conversation the user is or was a member of, with each one's last seq.</summary>
+    ValueTask<List<Membership>> GetMembershipsAsync(string user, CancellationToken cancellationToken = default);
+
+    ValueTask<GroupRecord?> GetGroupAsync(string conv, CancellationToken cancellationToken = default);
+
+    /// <summary>A device's replay positions, by conversation.</summary>
+    ValueTask<Dictionary<string, long>> GetDeviceCursorsAsync(string user, int device, CancellationToken cancellationToken = default);
+
+    ValueTask<long?> GetDeviceCursorAsync(DeviceCursorKey key, CancellationToken cancellationToken = default);
+
+    ValueTask<List<MemberCursor>> GetMemberCursorsAsync(string conv, CancellationToken cancellationToken = default);
+
+    ValueTask<MemberCursor?> GetMemberCursorAsync(MemberCursorKey key, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Deletes events older than <paramref name="olderThanTs"/>, about <paramref name="maxEvents"/> at a time (with
+    /// their cid entries); returns how many. Conversations keep their last seq.
+    /// </summary>
+    ValueTask<int> PurgeAsync(long olderThanTs, int maxEvents, CancellationToken cancellationToken = default);
+
+    /// <summary>Proves the store can make a write durable now (for readiness); throws when it cannot.</summary>
+    ValueTask ProbeAsync(CancellationToken cancellationToken = default);
 }

@@ -5,12 +5,12 @@ public sealed class StorageOptions
 {
     /// <summary>
     /// Most commands one group commit takes. Large enough that one fsync (about 150 µs here) is shared by
-    /// thousands of messages at peak, small enough that one transaction stays a few milliseconds.
+    /// thousands of messages at peak, small enough that one batch stays a few milliseconds.
     /// </summary>
     public int MaxBatch { get; set; } = 2048;
 
     /// <summary>
-    /// Commands waiting for the writer before senders are made to wait (backpressure instead of memory).
+    /// Commands waiting for the sequencer before senders are made to wait (backpressure instead of memory).
     /// </summary>
     public int QueueCapacity { get; set; } = 16384;
 
@@ -18,10 +18,19 @@ public sealed class StorageOptions
     public int RetentionDays { get; set; } = 30;
 
     /// <summary>
-    /// Seconds a write waits while someone else holds the database's write lock (an operator's sqlite3 shell) before
-    /// it fails; a failed group commit answers its senders <c>unavailable</c> and they retry with the same cid.
+    /// The store's read cache in MiB (RocksDB's block cache, shared by all data, filters and indexes included).
+    /// Recent events, cursors and the bloom filters of the cid index live here; the OS page cache holds more.
     /// </summary>
-    public int LockTimeoutSeconds { get; set; } = 5;
+    public int BlockCacheMegabytes { get; set; } = 32;
+
+    /// <summary>
+    /// MiB of memtables, all column families together, before they are flushed to disk. Larger means fewer, larger
+    /// flushes and less compaction (fewer bytes written per message), at the cost of memory.
+    /// </summary>
+    public int WriteBufferMegabytes { get; set; } = 64;
+
+    /// <summary>Files the store keeps open; the rest of the process's 20,000 descriptors are sockets.</summary>
+    public int MaxOpenFiles { get; set; } = 1024;
 
     /// <summary>How often the purge job runs.</summary>
     public int PurgeIntervalMinutes { get; set; } = 60;
@@ -43,9 +52,14 @@ public sealed class StorageOptions
             throw new InvalidOperationException("Switchboard:Storage:RetentionDays must be at least 1.");
         }
 
-        if (LockTimeoutSeconds is < 1 or > 600)
+        if (BlockCacheMegabytes is < 1 or > 65_536 || WriteBufferMegabytes is < 8 or > 65_536)
         {
-            throw new InvalidOperationException("Switchboard:Storage:LockTimeoutSeconds must be between 1 and 600.");
+            throw new InvalidOperationException("Switchboard:Storage: BlockCacheMegabytes must be 1–65536 and WriteBufferMegabytes 8–65536.");
+        }
+
+        if (MaxOpenFiles is < 64 and not -1)
+        {
+            throw new InvalidOperationException("Switchboard:Storage:MaxOpenFiles must be at least 64 (or -1: no limit).");
         }
 
         if (PurgeIntervalMinutes < 1)

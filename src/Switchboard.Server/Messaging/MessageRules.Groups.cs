@@ -1,25 +1,26 @@
 using System.Globalization;
 using System.Text.Json;
 using Switchboard.Protocol;
+using Switchboard.Server.Storage;
 
-namespace Switchboard.Server.Storage;
+namespace Switchboard.Server.Messaging;
 
-internal sealed partial class SqliteMessageStore
+internal sealed partial class MessageRules
 {
     /// <summary>
-    /// Applies a group change inside the batch: checks who may do it, appends the <c>system</c> event that tells
-    /// every member, and updates the members rows. A call that changes nothing appends nothing.
+    /// A group change: checks who may do it, appends the <c>system</c> event that tells every member, and writes
+    /// the member records. A call that changes nothing appends nothing.
     /// </summary>
-    private void ChangeGroup(WriterStatements statements, GroupCommand command, long now)
+    private async ValueTask ChangeGroupAsync(GroupCommand command, long now)
     {
         var actor = command.Origin.User;
         if (command.Op == GroupOp.Create)
         {
-            CreateGroup(statements, command, now);
+            await CreateGroupAsync(command, now);
             return;
         }
 
-        if (Group(command.Conv) is not { } group)
+        if (!Names.IsValidGroupId(command.Conv) || await GroupAsync(command.Conv) is not { } group)
         {
             command.Fail(ErrorCodes.NotFound, "no such group");
             return;
@@ -32,7 +33,7 @@ internal sealed partial class SqliteMessageStore
         }
 
         var isAdmin = me.Role == Roles.Admin;
-        var seq = NextSeq(command.Conv);
+        var seq = (await LastSeqAsync(command.Conv) ?? 0) + 1;
         switch (command.Op)
         {
             case GroupOp.Add:
@@ -43,7 +44,7 @@ internal sealed partial class SqliteMessageStore
                     return;
                 }
 
-                if (FirstUnknown(statements, command.Users) is { } unknown)
+                if (await FirstUnknownAsync(command.Users) is { } unknown)
                 {
                     command.Fail(ErrorCodes.NotFound, $"no such user: {unknown}");
                     return;
@@ -65,10 +66,10 @@ internal sealed partial class SqliteMessageStore
                 var joined = added.Select(u => new GroupMember(u, Roles.Member, seq, now)).ToList();
                 foreach (var member in joined)
                 {
-                    statements.SetGroupMember(command.Conv, member);
+                    _batch.Members.Add(new MemberRecord(command.Conv, member.User, member.Role, seq, null, now));
                 }
 
-                Commit(statements, command, group.With(set: joined), seq, now, new SystemInfo(SystemOps.Added, Users: added));
+                AppendSystem(command, group.With(set: joined), seq, now, new SystemInfo(SystemOps.Added, Users: added));
                 return;
             }
 
@@ -88,20 +89,20 @@ internal sealed partial class SqliteMessageStore
                     return;
                 }
 
-                statements.RemoveGroupMember(command.Conv, target, seq);
+                _batch.Members.Add(new MemberRecord(command.Conv, target, removed.Role, removed.JoinedSeq, seq, removed.JoinedTs));
                 var after = group.With(remove: [new FormerMember(target, removed.JoinedSeq, seq)]);
                 string[]? promoted = null;
                 if (removed.Role == Roles.Admin && after.Current.Count > 0 && !after.Current.Values.Any(m => m.Role == Roles.Admin))
                 {
                     // The last admin went: the longest-standing member takes over, so the group stays manageable.
                     var heir = after.Current.Values.OrderBy(m => m.JoinedSeq).ThenBy(m => m.JoinedTs).ThenBy(m => m.User, StringComparer.Ordinal).First();
-                    statements.SetRole(command.Conv, heir.User, Roles.Admin);
+                    _batch.Members.Add(new MemberRecord(command.Conv, heir.User, Roles.Admin, heir.JoinedSeq, null, heir.JoinedTs));
                     after = after.With(set: [heir with { Role = Roles.Admin }]);
                     promoted = [heir.User];
                 }
 
                 command.Departed = [target];
-                Commit(statements, command, after, seq, now, new SystemInfo(leaving ? SystemOps.Left : SystemOps.Removed, Users: [target], Promoted: promoted));
+                AppendSystem(command, after, seq, now, new SystemInfo(leaving ? SystemOps.Left : SystemOps.Removed, Users: [target], Promoted: promoted));
                 return;
             }
 
@@ -113,8 +114,8 @@ internal sealed partial class SqliteMessageStore
                     return;
                 }
 
-                statements.RenameGroup(command.Conv, command.Name!);
-                Commit(statements, command, group.With(name: command.Name), seq, now, new SystemInfo(SystemOps.Renamed, Name: command.Name));
+                _batch.Groups.Add((command.Conv, command.Name!, group.Created));
+                AppendSystem(command, group.With(name: command.Name), seq, now, new SystemInfo(SystemOps.Renamed, Name: command.Name));
                 return;
             }
 
@@ -145,14 +146,14 @@ internal sealed partial class SqliteMessageStore
                     return;
                 }
 
-                statements.SetRole(command.Conv, target, command.Role!);
-                Commit(statements, command, group.With(set: [member with { Role = command.Role! }]), seq, now, new SystemInfo(SystemOps.Role, Users: [target], Role: command.Role));
+                _batch.Members.Add(new MemberRecord(command.Conv, target, command.Role!, member.JoinedSeq, null, member.JoinedTs));
+                AppendSystem(command, group.With(set: [member with { Role = command.Role! }]), seq, now, new SystemInfo(SystemOps.Role, Users: [target], Role: command.Role));
                 return;
             }
         }
     }
 
-    private void CreateGroup(WriterStatements statements, GroupCommand command, long now)
+    private async ValueTask CreateGroupAsync(GroupCommand command, long now)
     {
         var actor = command.Origin.User;
         var others = command.Users.Distinct(StringComparer.Ordinal).Where(u => u != actor).ToArray();
@@ -162,71 +163,54 @@ internal sealed partial class SqliteMessageStore
             return;
         }
 
-        if (FirstUnknown(statements, others) is { } unknown)
+        if (await FirstUnknownAsync(others) is { } unknown)
         {
             command.Fail(ErrorCodes.NotFound, $"no such user: {unknown}");
             return;
         }
 
         var conv = Names.GroupPrefix + _ids.Next().ToString(CultureInfo.InvariantCulture);
-        statements.InsertGroup(conv, command.Name!, now);
-        _lastSeq[conv] = 0;
         var members = new List<GroupMember> { new(actor, Roles.Admin, 1, now) };
         members.AddRange(others.Select(u => new GroupMember(u, Roles.Member, 1, now)));
+        _batch.Groups.Add((conv, command.Name!, now));
         foreach (var member in members)
         {
-            statements.SetGroupMember(conv, member);
+            _batch.Members.Add(new MemberRecord(conv, member.User, member.Role, 1, null, now));
         }
 
-        var group = new GroupSnapshot(conv, command.Name!, members.ToDictionary(m => m.User, StringComparer.Ordinal), []);
+        var group = new GroupSnapshot(conv, command.Name!, now, members.ToDictionary(m => m.User, StringComparer.Ordinal), []);
         command.CreatedConv = conv;
-        Commit(statements, command, group, 1, now, new SystemInfo(SystemOps.Created, Users: others, Name: command.Name));
-    }
-
-    private long NextSeq(string conv)
-    {
-        if (!_lastSeq.TryGetValue(conv, out var last))
-        {
-            using var connection = _database.Open();
-            last = ConversationAccess.LastSeq(connection, null, conv) ?? 0;
-        }
-
-        return last + 1;
+        AppendSystem(command, group, 1, now, new SystemInfo(SystemOps.Created, Users: others, Name: command.Name));
     }
 
     /// <summary>Appends the system event and stages the new membership for publication after commit.</summary>
-    private void Commit(WriterStatements statements, GroupCommand command, GroupSnapshot group, long seq, long now, SystemInfo system)
+    private void AppendSystem(GroupCommand command, GroupSnapshot group, long seq, long now, SystemInfo system)
     {
-        var conv = group.Conv;
         var id = _ids.Next();
-        var cid = "system:" + id.ToString(CultureInfo.InvariantCulture); // unique per event, so (sender, cid) never collides
-        var systemJson = JsonSerializer.Serialize(system, SwitchboardJsonContext.Default.SystemInfo);
-        statements.InsertEvent(conv, seq, id, now, command.Origin.User, command.Origin.Device, EventKinds.System, cid, null, null, null, null, systemJson);
-        _lastSeq[conv] = seq;
-        _touched[conv] = "group";
-        _pendingGroups[conv] = group;
-        command.Group = group;
-        command.Members = group.Users;
-        command.Event = new MsgFrame
+        var stored = new EventRecord
         {
-            T = FrameTypes.Msg,
-            Conv = conv,
+            Conv = group.Conv,
             Seq = seq,
-            Id = id.ToString(CultureInfo.InvariantCulture),
+            Id = id,
             Ts = now,
-            From = command.Origin.User,
+            Sender = command.Origin.User,
             Dev = command.Origin.Device,
             Kind = EventKinds.System,
-            Cid = cid,
-            System = system,
+            Cid = "system:" + id.ToString(CultureInfo.InvariantCulture), // unique per event, so (sender, cid) never collides
+            System = JsonSerializer.Serialize(system, SwitchboardJsonContext.Default.SystemInfo),
         };
+        Append(stored);
+        _pendingGroups[group.Conv] = group;
+        command.Group = group;
+        command.Members = group.Users;
+        command.Event = stored;
     }
 
-    private static string? FirstUnknown(WriterStatements statements, IEnumerable<string> users)
+    private async ValueTask<string?> FirstUnknownAsync(IEnumerable<string> users)
     {
         foreach (var user in users)
         {
-            if (!Names.IsValidHandle(user) || !statements.UserExists(user))
+            if (!await UserExistsAsync(user))
             {
                 return user;
             }

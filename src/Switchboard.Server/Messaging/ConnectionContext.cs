@@ -1,17 +1,22 @@
-using Switchboard.Server.Routing;
-using Switchboard.Server.Storage;
-
 namespace Switchboard.Server.Messaging;
 
-/// <summary>A connected, authenticated device as the message path sees it.</summary>
-internal interface IClient : Routing.ISession, ICommandOrigin
+/// <summary>
+/// A connected device as the message path sees it: who it is, which connection it is (answers go to that one and
+/// not to a newer socket of the same device), and its message-path state. It holds no socket: everything sent to
+/// the device goes through <see cref="Delivery.IDeliveryHub"/>.
+/// </summary>
+internal sealed class ConnectionContext(string user, int device, long connectionId, ClientState state) : ICommandOrigin
 {
-    new string User { get; }
-    new int Device { get; }
-    ClientState State { get; }
+    public string User { get; } = user;
+    public int Device { get; } = device;
 
-    /// <summary>Waits until the socket's outbound queue has room, so a large answer streams instead of piling up.</summary>
-    ValueTask WaitForRoomAsync();
+    /// <summary>Unique per connection on this node, so an answer never reaches a socket that replaced this one.</summary>
+    public long ConnectionId { get; } = connectionId;
+
+    public ClientState State { get; } = state;
+
+    /// <summary>Called by the sequencer when one of this connection's writes is done (committed or refused).</summary>
+    public void WriteDone() => State.InFlight.Release();
 }
 
 /// <summary>Per-socket message-path state, small and bounded.</summary>
@@ -21,7 +26,7 @@ internal sealed class ClientState(RateGate rate, int maxInFlight)
 
     /// <summary>
     /// Writes this socket has queued and not yet seen committed. A socket at the limit is simply not read until
-    /// one commits, so one pipelining client can neither fill the writer's queue nor grow memory.
+    /// one commits, so one pipelining client can neither fill the sequencer's queue nor grow memory.
     /// </summary>
     /// <remarks>Made on the first write: an idle socket holds none.</remarks>
     public SemaphoreSlim InFlight => LazyInitializer.EnsureInitialized(ref _inFlight, () => new SemaphoreSlim(maxInFlight, maxInFlight));

@@ -1,0 +1,90 @@
+using Switchboard.Server.Storage;
+
+namespace Switchboard.Server.Accounts;
+
+/// <summary>
+/// The rules of accounts: what a link takes (a free device number, the device limit, first replay positions at
+/// each conversation's end), authenticating a token, unlinking. Records are kept by <see cref="IAccountStore"/>.
+/// </summary>
+internal sealed class AccountService(IAccountStore store, IMessageStore messages, TimeProvider time)
+{
+    private readonly SemaphoreSlim _links = new(1, 1);
+    private long _unlinks;
+
+    public ValueTask<bool> CreateUserAsync(string user, PasswordHash password, CancellationToken cancellationToken = default) =>
+        store.CreateUserAsync(new UserRecord(user, password.Hash, password.Salt, password.Parameters, time.GetUtcNow().ToUnixTimeMilliseconds()), cancellationToken);
+
+    public async ValueTask<PasswordHash?> GetPasswordAsync(string user, CancellationToken cancellationToken = default) =>
+        await store.GetUserAsync(user, cancellationToken) is { } found ? new PasswordHash(found.Hash, found.Salt, found.Parameters) : null;
+
+    public ValueTask<bool> UserExistsAsync(string user, CancellationToken cancellationToken = default) => store.UserExistsAsync(user, cancellationToken);
+
+    public ValueTask<long?> GetLastSeenAsync(string user, CancellationToken cancellationToken = default) => store.GetLastSeenAsync(user, cancellationToken);
+
+    /// <summary>
+    /// Links a new device. Its replay positions start at each conversation's last seq (or the user's removal), so
+    /// it is not flooded with old events; those come from the history API. Null when the user already has the
+    /// most devices.
+    /// </summary>
+    public async ValueTask<int?> LinkDeviceAsync(string user, string name, byte[] tokenHash, int maxDevices, CancellationToken cancellationToken = default)
+    {
+        // One link at a time, so two links of one user cannot both pass the limit or take the same number.
+        await _links.WaitAsync(cancellationToken);
+        try
+        {
+            var devices = await store.GetDevicesAsync(user, cancellationToken);
+            if (devices.Count(d => !d.Revoked) >= maxDevices)
+            {
+                return null;
+            }
+
+            var next = devices.Count == 0 ? 1 : devices.Max(d => d.Device) + 1; // numbers are never reused
+            var cursors = new Dictionary<string, long>(StringComparer.Ordinal);
+            foreach (var membership in await messages.GetMembershipsAsync(user, cancellationToken))
+            {
+                cursors[membership.Conv] = membership.LastVisible;
+            }
+
+            var record = new DeviceRecord(user, next, name, tokenHash, time.GetUtcNow().ToUnixTimeMilliseconds(), false);
+            return await store.AddDeviceAsync(record, cursors, cancellationToken) ? next : throw new InvalidOperationException($"device {user}/{next} exists");
+        }
+        finally
+        {
+            _links.Release();
+        }
+    }
+
+    public ValueTask<DeviceIdentity?> AuthenticateAsync(string token, CancellationToken cancellationToken = default) =>
+        store.FindByTokenAsync(Tokens.HashOf(token), cancellationToken);
+
+    public async ValueTask<List<Protocol.DeviceInfo>> ListDevicesAsync(string user, int current, CancellationToken cancellationToken = default) =>
+        [.. (await store.GetDevicesAsync(user, cancellationToken)).Where(d => !d.Revoked).Select(d => new Protocol.DeviceInfo(d.Device, d.Name, d.Created, d.Device == current))];
+
+    /// <summary>
+    /// Counts unlinks, each counted after its revocation is committed and before its socket is looked up. A
+    /// connect that reads the same count before its token check and after registering its socket knows no unlink
+    /// ran in between, so it need not check its token again; otherwise the unlink either found the socket or
+    /// changed the count.
+    /// </summary>
+    public long Unlinks => Interlocked.Read(ref _unlinks);
+
+    /// <summary>Revokes a device's token. False when there is no such linked device.</summary>
+    public async ValueTask<bool> UnlinkAsync(string user, int device, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            return await store.RevokeDeviceAsync(user, device, cancellationToken);
+        }
+        finally
+        {
+            Interlocked.Increment(ref _unlinks);
+        }
+    }
+
+    /// <summary>When a device's connection opened; bookkeeping for the next connection's receipt state.</summary>
+    public ValueTask TouchDeviceAsync(string user, int device, CancellationToken cancellationToken = default) =>
+        store.TouchDeviceAsync(user, device, time.GetUtcNow().ToUnixTimeMilliseconds(), cancellationToken);
+
+    public ValueTask SetLastSeenAsync(string user, long ts, CancellationToken cancellationToken = default) =>
+        store.SetLastSeenAsync(user, ts, cancellationToken);
+}

@@ -1,0 +1,47 @@
+namespace Switchboard.Server.Accounts;
+
+/// <summary>A user as stored: the password's Argon2id hash, its salt and the parameters it was made with.</summary>
+internal sealed record UserRecord(string User, byte[] Hash, byte[] Salt, string Parameters, long Created);
+
+/// <summary>A linked device as stored; a revoked one keeps its number (never reused) and loses its token.</summary>
+internal sealed record DeviceRecord(string User, int Device, string Name, byte[]? TokenHash, long Created, bool Revoked);
+
+/// <summary>An authenticated device, with when its previous connection opened.</summary>
+internal sealed record DeviceIdentity(string User, int Device, long LastActive);
+
+/// <summary>
+/// The storage port for accounts: users, devices and their tokens, and the bookkeeping times. Like the message
+/// store it keeps records and no rules (<see cref="AccountService"/> has those). Writes that matter are durable
+/// when they complete; <see cref="TouchDeviceAsync"/> and <see cref="SetLastSeenAsync"/> are bookkeeping and may
+/// be made durable later, with the next write that is.
+/// </summary>
+internal interface IAccountStore
+{
+    /// <summary>Stores a new user; false when the name is taken.</summary>
+    ValueTask<bool> CreateUserAsync(UserRecord user, CancellationToken cancellationToken = default);
+
+    ValueTask<UserRecord?> GetUserAsync(string user, CancellationToken cancellationToken = default);
+
+    ValueTask<bool> UserExistsAsync(string user, CancellationToken cancellationToken = default);
+
+    /// <summary>Every device the user ever linked, revoked ones included, by number.</summary>
+    ValueTask<List<DeviceRecord>> GetDevicesAsync(string user, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Stores a new device with its token and its first replay positions, all at once; false when the device
+    /// number is taken.
+    /// </summary>
+    ValueTask<bool> AddDeviceAsync(DeviceRecord device, IReadOnlyDictionary<string, long> cursors, CancellationToken cancellationToken = default);
+
+    /// <summary>The device whose token has this hash, unless revoked.</summary>
+    ValueTask<DeviceIdentity?> FindByTokenAsync(byte[] tokenHash, CancellationToken cancellationToken = default);
+
+    /// <summary>Revokes a device and forgets its token; false when there is no such linked device.</summary>
+    ValueTask<bool> RevokeDeviceAsync(string user, int device, CancellationToken cancellationToken = default);
+
+    ValueTask TouchDeviceAsync(string user, int device, long ts, CancellationToken cancellationToken = default);
+
+    ValueTask SetLastSeenAsync(string user, long ts, CancellationToken cancellationToken = default);
+
+    ValueTask<long?> GetLastSeenAsync(string user, CancellationToken cancellationToken = default);
+}

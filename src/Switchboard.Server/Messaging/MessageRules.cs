@@ -1,0 +1,413 @@
+using System.Globalization;
+using Microsoft.Extensions.Options;
+using Switchboard.Protocol;
+using Switchboard.Server.Accounts;
+using Switchboard.Server.Storage;
+
+namespace Switchboard.Server.Messaging;
+
+/// <summary>
+/// Every rule of the message path, in the protocol's order, for one command at a time: duplicate, size, access,
+/// reply and target visibility, the edit and delete windows, the rate, then the next seq. What a command writes
+/// goes into the sequencer's <see cref="StoreBatch"/>; what it answers goes onto the command. The rules see their
+/// own batch (a reply to, or a duplicate of, an event earlier in the same batch) through batch-local state that
+/// is promoted to the caches only once the batch is durable (<see cref="Committed"/>), and dropped if it is not
+/// (<see cref="Failed"/>), so the caches only ever hold committed state. Runs on the sequencer's thread only.
+/// </summary>
+internal sealed partial class MessageRules
+{
+    private readonly IMessageStore _store;
+    private readonly IAccountStore _accounts;
+    private readonly GroupDirectory _groups;
+    private readonly MessagingOptions _options;
+    private readonly IdGenerator _ids;
+
+    // Committed state, bounded; the store answers a miss.
+    private readonly BoundedCache<string, long> _lastSeq;
+    private readonly BoundedCache<DeviceCursorKey, long> _deviceCursors;
+    private readonly BoundedCache<MemberCursorKey, MemberCursor> _memberCursors;
+    private readonly BoundedCache<string, bool> _knownUsers;
+
+    // This batch's state, uncommitted.
+    private readonly Dictionary<string, long> _batchSeqs = new(StringComparer.Ordinal);
+    private readonly Dictionary<(string Sender, string Cid), AckFrame> _batchCids = [];
+    private readonly Dictionary<(string Conv, long Seq), EventRecord> _batchEvents = [];
+    private readonly HashSet<(string Conv, long Target)> _batchDeletes = [];
+    private readonly Dictionary<string, GroupSnapshot> _pendingGroups = new(StringComparer.Ordinal);
+    private StoreBatch _batch = new();
+
+    public MessageRules(IMessageStore store, IAccountStore accounts, GroupDirectory groups, IOptions<MessagingOptions> options, IdGenerator ids)
+    {
+        _store = store;
+        _accounts = accounts;
+        _groups = groups;
+        _options = options.Value;
+        _ids = ids;
+        _lastSeq = new BoundedCache<string, long>(_options.ConversationCacheEntries, StringComparer.Ordinal);
+        _deviceCursors = new BoundedCache<DeviceCursorKey, long>(_options.CursorCacheEntries);
+        _memberCursors = new BoundedCache<MemberCursorKey, MemberCursor>(_options.CursorCacheEntries);
+        _knownUsers = new BoundedCache<string, bool>(_options.UserCacheEntries, StringComparer.Ordinal);
+    }
+
+    /// <summary>Entries held by the caches, for the metrics.</summary>
+    public int CachedEntries => _lastSeq.Count + _deviceCursors.Count + _memberCursors.Count + _knownUsers.Count;
+
+    public void Begin(StoreBatch batch)
+    {
+        _batch = batch;
+        _batchSeqs.Clear();
+        _batchCids.Clear();
+        _batchEvents.Clear();
+        _batchDeletes.Clear();
+        _pendingGroups.Clear();
+    }
+
+    public ValueTask ApplyAsync(WriteCommand command, long now) => command switch
+    {
+        AppendCommand append => AppendAsync(append, now),
+        CursorCommand cursor => MoveCursorAsync(cursor, now),
+        GroupCommand group => ChangeGroupAsync(group, now),
+        _ => throw new ArgumentException($"unknown command {command.GetType().Name}", nameof(command)),
+    };
+
+    /// <summary>The batch is durable: its seqs, cursors and group changes become the committed state.</summary>
+    public void Committed()
+    {
+        foreach (var (conv, seq) in _batchSeqs)
+        {
+            _lastSeq.Set(conv, seq);
+        }
+
+        foreach (var (key, delivered) in _batch.DeviceCursors)
+        {
+            _deviceCursors.Set(key, delivered);
+        }
+
+        foreach (var (key, cursor) in _batch.MemberCursors)
+        {
+            _memberCursors.Set(key, cursor);
+        }
+
+        foreach (var (_, group) in _pendingGroups)
+        {
+            _groups.Publish(group);
+        }
+    }
+
+    /// <summary>
+    /// The batch failed. The batch-local state goes; the caches never held it. But a write whose fsync failed may
+    /// still have reached the log and be there after a reopen, so every cached value that batch could have moved
+    /// (last seqs, cursors, the groups it changed) is dropped and read again from the store.
+    /// </summary>
+    public void Failed()
+    {
+        _lastSeq.Clear();
+        _deviceCursors.Clear();
+        _memberCursors.Clear();
+        foreach (var conv in _pendingGroups.Keys)
+        {
+            _groups.Forget(conv);
+        }
+    }
+
+    private async ValueTask AppendAsync(AppendCommand command, long now)
+    {
+        var user = command.Origin.User;
+        if (_batchCids.TryGetValue((user, command.Cid), out var earlier))
+        {
+            command.Ack = earlier with { Dup = true };
+            return;
+        }
+
+        if (await _store.FindCidAsync(user, command.Cid) is { } original)
+        {
+            command.Ack = new AckFrame(command.Cid, original.Conv, original.Seq, original.Id.ToString(CultureInfo.InvariantCulture), original.Ts, true);
+            return;
+        }
+
+        if (command.PendingErrorCode is not null)
+        {
+            command.Fail(command.PendingErrorCode, command.PendingErrorMessage ?? command.PendingErrorCode);
+            return;
+        }
+
+        if (await AccessAsync(command) is not { } member)
+        {
+            return;
+        }
+
+        if (!member.IsCurrent)
+        {
+            command.Fail(ErrorCodes.Forbidden, "no longer a member of this conversation");
+            return;
+        }
+
+        if (command.ReplyTo is { } replyTo && (replyTo < member.FirstSeq || replyTo > member.LastSeq || await EventAsync(command.Conv, replyTo) is null))
+        {
+            command.Fail(ErrorCodes.NotFound, "reply_to is not an event you can see");
+            return;
+        }
+
+        if (command.Target is { } target && !await CheckTargetAsync(command, member, target, now))
+        {
+            return;
+        }
+
+        if (command.Rate?.TryTake(now) is > 0 and var retryAfter)
+        {
+            command.RetryAfterMs = retryAfter;
+            command.Fail(ErrorCodes.RateLimited, "too many sends; retry later");
+            return;
+        }
+
+        var seq = member.LastSeq + 1;
+        var stored = new EventRecord
+        {
+            Conv = command.Conv,
+            Seq = seq,
+            Id = _ids.Next(),
+            Ts = now,
+            Sender = user,
+            Dev = command.Origin.Device,
+            Kind = command.Kind,
+            Cid = command.Cid,
+            Body = command.Body,
+            E2ee = command.E2ee?.GetRawText(),
+            ReplyTo = command.ReplyTo,
+            Target = command.Target,
+        };
+        Append(stored);
+        if (seq == 1 && member.Kind == "direct" && Names.TryParseDirect(command.Conv, out var a, out var b))
+        {
+            // A direct conversation is listed for its two users from its first event on; nothing more is
+            // written per message.
+            _batch.Members.Add(new MemberRecord(command.Conv, a, Roles.Member, 1, null, now));
+            _batch.Members.Add(new MemberRecord(command.Conv, b, Roles.Member, 1, null, now));
+        }
+
+        command.Ack = new AckFrame(command.Cid, command.Conv, seq, stored.Id.ToString(CultureInfo.InvariantCulture), now, false);
+        _batchCids[(user, command.Cid)] = command.Ack;
+        command.Event = stored;
+        command.Members = member.Kind == "direct" ? DirectMembers(command.Conv) : (await GroupAsync(command.Conv))!.Users;
+    }
+
+    /// <summary>Adds an event to the batch at the seq the caller assigned, and remembers it for later commands of the batch.</summary>
+    private void Append(EventRecord stored)
+    {
+        _batch.Events.Add(stored);
+        _batchSeqs[stored.Conv] = stored.Seq;
+        _batchEvents[(stored.Conv, stored.Seq)] = stored;
+        if (stored.Kind == EventKinds.Delete && stored.Target is { } target)
+        {
+            _batchDeletes.Add((stored.Conv, target));
+        }
+    }
+
+    private async ValueTask<bool> CheckTargetAsync(AppendCommand command, Membership member, long target, long now)
+    {
+        if (target < member.FirstSeq || target > member.LastSeq || await EventAsync(command.Conv, target) is not { } head)
+        {
+            command.Fail(ErrorCodes.NotFound, "no such target");
+            return false;
+        }
+
+        if (head.Kind is not (EventKinds.Text or EventKinds.Media) || _batchDeletes.Contains((command.Conv, target)) || await _store.IsDeletedAsync(command.Conv, target))
+        {
+            command.Fail(ErrorCodes.NotFound, "the target is not a message that can be changed");
+            return false;
+        }
+
+        var isAuthor = head.Sender == command.Origin.User;
+        if (command.Kind == EventKinds.Edit)
+        {
+            if (!isAuthor)
+            {
+                command.Fail(ErrorCodes.Forbidden, "only the author may edit a message");
+                return false;
+            }
+
+            if (now - head.Ts > _options.EditWindowMinutes * 60_000L)
+            {
+                command.Fail(ErrorCodes.Forbidden, "the edit window has passed");
+                return false;
+            }
+
+            return true;
+        }
+
+        if (isAuthor && now - head.Ts <= _options.DeleteWindowHours * 3_600_000L)
+        {
+            return true;
+        }
+
+        if (!isAuthor && member.Kind == "group" && member.Role == Roles.Admin)
+        {
+            return true;
+        }
+
+        command.Fail(ErrorCodes.Forbidden, isAuthor ? "the delete window has passed" : "only the author or a group admin may delete a message");
+        return false;
+    }
+
+    private async ValueTask MoveCursorAsync(CursorCommand command, long now)
+    {
+        if (await AccessAsync(command) is not { } member)
+        {
+            return;
+        }
+
+        // Clamp to what the member can see; a lower seq than before is ignored (cursors never move back).
+        var seq = Math.Min(command.Seq, member.LastVisible);
+        if (seq < member.FirstSeq)
+        {
+            return;
+        }
+
+        var user = command.Origin.User;
+        var deviceKey = new DeviceCursorKey(user, command.Origin.Device, command.Conv);
+        if (seq > await DeviceCursorAsync(deviceKey))
+        {
+            _batch.DeviceCursors[deviceKey] = seq;
+        }
+
+        var memberKey = new MemberCursorKey(command.Conv, user);
+        var current = await MemberCursorAsync(memberKey);
+        var delivered = Math.Max(current.Delivered, seq);
+        var read = command.IsRead ? Math.Max(current.Read, seq) : current.Read;
+        if (delivered == current.Delivered && read == current.Read)
+        {
+            return;
+        }
+
+        _batch.MemberCursors[memberKey] = new MemberCursor(user, delivered, read, now);
+        if (delivered != current.Delivered)
+        {
+            command.DeliveredAdvancedTo = delivered;
+        }
+
+        if (read != current.Read)
+        {
+            command.ReadAdvancedTo = read;
+        }
+
+        command.Members = member.Kind == "direct" ? DirectMembers(command.Conv) : (await GroupAsync(command.Conv))!.Users;
+    }
+
+    /// <summary>
+    /// Who may see what: a direct conversation belongs to its two handles (it exists once both users do); a group
+    /// to its members, current and former (a former member sees up to their removal). Refuses with
+    /// <c>not_found</c> or <c>forbidden</c> on the command.
+    /// </summary>
+    private async ValueTask<Membership?> AccessAsync(WriteCommand command)
+    {
+        var conv = command.Conv;
+        var user = command.Origin.User;
+        if (Names.TryParseDirect(conv, out var a, out var b))
+        {
+            var last = await LastSeqAsync(conv);
+            if (last is null && (!await UserExistsAsync(a) || !await UserExistsAsync(b)))
+            {
+                command.Fail(ErrorCodes.NotFound, "no such conversation");
+                return null;
+            }
+
+            if (user != a && user != b)
+            {
+                command.Fail(ErrorCodes.Forbidden, "not a member of this conversation");
+                return null;
+            }
+
+            return new Membership(conv, "direct", Roles.Member, 1, null, last ?? 0);
+        }
+
+        if (!Names.IsValidGroupId(conv) || await GroupAsync(conv) is not { } group)
+        {
+            command.Fail(ErrorCodes.NotFound, "no such conversation");
+            return null;
+        }
+
+        var groupLast = await LastSeqAsync(conv) ?? 0;
+        if (group.Current.TryGetValue(user, out var current))
+        {
+            return new Membership(conv, "group", current.Role, current.JoinedSeq, null, groupLast);
+        }
+
+        if (group.Former.TryGetValue(user, out var former))
+        {
+            return new Membership(conv, "group", Roles.Member, former.JoinedSeq, former.RemovedSeq, groupLast);
+        }
+
+        command.Fail(ErrorCodes.Forbidden, "not a member of this conversation");
+        return null;
+    }
+
+    /// <summary>The conversation's last seq as this batch sees it; null when it has never had an event.</summary>
+    private async ValueTask<long?> LastSeqAsync(string conv)
+    {
+        if (_batchSeqs.TryGetValue(conv, out var pending) || _lastSeq.TryGet(conv, out pending))
+        {
+            return pending;
+        }
+
+        var stored = await _store.GetLastSeqAsync(conv);
+        if (stored is { } last)
+        {
+            _lastSeq.Set(conv, last);
+        }
+
+        return stored;
+    }
+
+    private async ValueTask<EventRecord?> EventAsync(string conv, long seq) =>
+        _batchEvents.TryGetValue((conv, seq), out var pending) ? pending : await _store.GetEventAsync(conv, seq);
+
+    private async ValueTask<long> DeviceCursorAsync(DeviceCursorKey key)
+    {
+        if (_batch.DeviceCursors.TryGetValue(key, out var value) || _deviceCursors.TryGet(key, out value))
+        {
+            return value;
+        }
+
+        value = await _store.GetDeviceCursorAsync(key) ?? 0;
+        _deviceCursors.Set(key, value);
+        return value;
+    }
+
+    private async ValueTask<MemberCursor> MemberCursorAsync(MemberCursorKey key)
+    {
+        if (_batch.MemberCursors.TryGetValue(key, out var value) || _memberCursors.TryGet(key, out value))
+        {
+            return value;
+        }
+
+        value = await _store.GetMemberCursorAsync(key) ?? new MemberCursor(key.User, 0, 0, 0);
+        _memberCursors.Set(key, value);
+        return value;
+    }
+
+    private async ValueTask<bool> UserExistsAsync(string user)
+    {
+        if (_knownUsers.TryGet(user, out _))
+        {
+            return true;
+        }
+
+        if (!Names.IsValidHandle(user) || !await _accounts.UserExistsAsync(user))
+        {
+            return false;
+        }
+
+        _knownUsers.Set(user, true); // users are never deleted, so only existence is cached
+        return true;
+    }
+
+    /// <summary>The sequencer's view of a group: this batch's uncommitted change if any, else the committed one.</summary>
+    private async ValueTask<GroupSnapshot?> GroupAsync(string conv) =>
+        _pendingGroups.TryGetValue(conv, out var pending) ? pending : await _groups.GetAsync(conv);
+
+    private static string[] DirectMembers(string conv)
+    {
+        _ = Names.TryParseDirect(conv, out var a, out var b);
+        return [a, b];
+    }
+}
