@@ -45,4 +45,10 @@ internal interface IDeliveryHub
 
     /// <summary>Closes the socket of a device with a WebSocket close code (unlinked, replaced).</summary>
     ValueTask CloseDeviceAsync(string user, int device, int code, string reason);
+
+    /// <summary>
+    /// Starts a batch of sends on this thread: frames sent until the returned scope is disposed may be held and
+    /// go out together then (one write per socket for an ack, a message and a receipt of the same commit).
+    /// </summary>
+    IDisposable BeginBatch();
 }

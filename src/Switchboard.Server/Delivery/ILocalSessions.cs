@@ -31,4 +31,7 @@ internal interface ILocalSessions
 {
     /// <summary>The user's sessions on this node; empty when none.</summary>
     IReadOnlyList<IDeviceSession> Sessions(string user);
+
+    /// <summary>Until disposed, sockets given frames on this thread are written at the end, on this thread.</summary>
+    IDisposable BeginDrainBatch();
 }

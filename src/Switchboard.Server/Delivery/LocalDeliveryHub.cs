@@ -69,6 +69,8 @@ internal sealed class LocalDeliveryHub(ILocalSessions sessions, IFanoutQueue fan
         return ValueTask.CompletedTask;
     }
 
+    public IDisposable BeginBatch() => sessions.BeginDrainBatch();
+
     private IDeviceSession? Find(ConnectionContext connection)
     {
         foreach (var session in sessions.Sessions(connection.User))

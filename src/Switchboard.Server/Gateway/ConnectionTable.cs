@@ -73,6 +73,8 @@ internal sealed class ConnectionTable : ILocalSessions
 
     public IReadOnlyList<IDeviceSession> Sessions(string user) => _byUser.GetValueOrDefault(user) ?? None;
 
+    public IDisposable BeginDrainBatch() => GatewayConnection.DeferDrains();
+
     /// <summary>A snapshot of every connection, for sweeps (heartbeats).</summary>
     public List<GatewayConnection> All()
     {

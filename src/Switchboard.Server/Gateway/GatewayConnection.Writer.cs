@@ -45,7 +45,10 @@ internal sealed partial class GatewayConnection
         Kick(inline);
     }
 
-    /// <summary>Makes sure someone drains the queue: this thread if <paramref name="inline"/>, else the pool.</summary>
+    /// <summary>
+    /// Makes sure someone drains the queue: this thread if <paramref name="inline"/>, the end of this thread's
+    /// drain batch if one is open (<see cref="DeferDrains"/>), else the pool.
+    /// </summary>
     private void Kick(bool inline)
     {
         if (Volatile.Read(ref _writing) != 0)
@@ -57,9 +60,56 @@ internal sealed partial class GatewayConnection
         {
             Pump();
         }
+        else if (_deferred is { } batch)
+        {
+            batch.Add(this);
+        }
         else
         {
             ThreadPool.UnsafeQueueUserWorkItem(static c => c.Pump(), this, preferLocal: false);
+        }
+    }
+
+    [ThreadStatic]
+    private static DrainBatch? _deferred;
+
+    /// <summary>
+    /// Until disposed, sockets given frames on this thread are drained once each at the end, by the thread pool: a
+    /// commit's ack, message and receipt for one socket leave in one write and cost one hop, and the sends (on
+    /// loopback the receiver's TCP work runs in the sender's call) are spread over the pool's threads instead of
+    /// holding up the thread that commits.
+    /// </summary>
+    public static IDisposable DeferDrains() => _deferred is null ? _deferred = new DrainBatch() : NoBatch.Instance;
+
+    private sealed class DrainBatch : IDisposable
+    {
+        private readonly List<GatewayConnection> _connections = [];
+        private readonly HashSet<GatewayConnection> _seen = [];
+
+        public void Add(GatewayConnection connection)
+        {
+            if (_seen.Add(connection))
+            {
+                _connections.Add(connection);
+            }
+        }
+
+        public void Dispose()
+        {
+            _deferred = null;
+            foreach (var connection in _connections)
+            {
+                ThreadPool.UnsafeQueueUserWorkItem(static c => c.Pump(), connection, preferLocal: false);
+            }
+        }
+    }
+
+    private sealed class NoBatch : IDisposable
+    {
+        public static readonly NoBatch Instance = new();
+
+        public void Dispose()
+        {
         }
     }
 

@@ -66,7 +66,7 @@ internal sealed partial class MessageRules
                 var joined = added.Select(u => new GroupMember(u, Roles.Member, seq, now)).ToList();
                 foreach (var member in joined)
                 {
-                    _batch.Members.Add(new MemberRecord(command.Conv, member.User, member.Role, seq, null, now));
+                    _current.Writes.Members.Add(new MemberRecord(command.Conv, member.User, member.Role, seq, null, now));
                 }
 
                 AppendSystem(command, group.With(set: joined), seq, now, new SystemInfo(SystemOps.Added, Users: added));
@@ -89,14 +89,14 @@ internal sealed partial class MessageRules
                     return;
                 }
 
-                _batch.Members.Add(new MemberRecord(command.Conv, target, removed.Role, removed.JoinedSeq, seq, removed.JoinedTs));
+                _current.Writes.Members.Add(new MemberRecord(command.Conv, target, removed.Role, removed.JoinedSeq, seq, removed.JoinedTs));
                 var after = group.With(remove: [new FormerMember(target, removed.JoinedSeq, seq)]);
                 string[]? promoted = null;
                 if (removed.Role == Roles.Admin && after.Current.Count > 0 && !after.Current.Values.Any(m => m.Role == Roles.Admin))
                 {
                     // The last admin went: the longest-standing member takes over, so the group stays manageable.
                     var heir = after.Current.Values.OrderBy(m => m.JoinedSeq).ThenBy(m => m.JoinedTs).ThenBy(m => m.User, StringComparer.Ordinal).First();
-                    _batch.Members.Add(new MemberRecord(command.Conv, heir.User, Roles.Admin, heir.JoinedSeq, null, heir.JoinedTs));
+                    _current.Writes.Members.Add(new MemberRecord(command.Conv, heir.User, Roles.Admin, heir.JoinedSeq, null, heir.JoinedTs));
                     after = after.With(set: [heir with { Role = Roles.Admin }]);
                     promoted = [heir.User];
                 }
@@ -114,7 +114,7 @@ internal sealed partial class MessageRules
                     return;
                 }
 
-                _batch.Groups.Add((command.Conv, command.Name!, group.Created));
+                _current.Writes.Groups.Add((command.Conv, command.Name!, group.Created));
                 AppendSystem(command, group.With(name: command.Name), seq, now, new SystemInfo(SystemOps.Renamed, Name: command.Name));
                 return;
             }
@@ -146,7 +146,7 @@ internal sealed partial class MessageRules
                     return;
                 }
 
-                _batch.Members.Add(new MemberRecord(command.Conv, target, command.Role!, member.JoinedSeq, null, member.JoinedTs));
+                _current.Writes.Members.Add(new MemberRecord(command.Conv, target, command.Role!, member.JoinedSeq, null, member.JoinedTs));
                 AppendSystem(command, group.With(set: [member with { Role = command.Role! }]), seq, now, new SystemInfo(SystemOps.Role, Users: [target], Role: command.Role));
                 return;
             }
@@ -172,10 +172,10 @@ internal sealed partial class MessageRules
         var conv = Names.GroupPrefix + _ids.Next().ToString(CultureInfo.InvariantCulture);
         var members = new List<GroupMember> { new(actor, Roles.Admin, 1, now) };
         members.AddRange(others.Select(u => new GroupMember(u, Roles.Member, 1, now)));
-        _batch.Groups.Add((conv, command.Name!, now));
+        _current.Writes.Groups.Add((conv, command.Name!, now));
         foreach (var member in members)
         {
-            _batch.Members.Add(new MemberRecord(conv, member.User, member.Role, 1, null, now));
+            _current.Writes.Members.Add(new MemberRecord(conv, member.User, member.Role, 1, null, now));
         }
 
         var group = new GroupSnapshot(conv, command.Name!, now, members.ToDictionary(m => m.User, StringComparer.Ordinal), []);
@@ -200,7 +200,7 @@ internal sealed partial class MessageRules
             System = JsonSerializer.Serialize(system, SwitchboardJsonContext.Default.SystemInfo),
         };
         Append(stored);
-        _pendingGroups[group.Conv] = group;
+        _current.Groups[group.Conv] = group;
         command.Group = group;
         command.Members = group.Users;
         command.Event = stored;

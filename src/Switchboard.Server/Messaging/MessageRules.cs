@@ -9,10 +9,11 @@ namespace Switchboard.Server.Messaging;
 /// <summary>
 /// Every rule of the message path, in the protocol's order, for one command at a time: duplicate, size, access,
 /// reply and target visibility, the edit and delete windows, the rate, then the next seq. What a command writes
-/// goes into the sequencer's <see cref="StoreBatch"/>; what it answers goes onto the command. The rules see their
-/// own batch (a reply to, or a duplicate of, an event earlier in the same batch) through batch-local state that
-/// is promoted to the caches only once the batch is durable (<see cref="Committed"/>), and dropped if it is not
-/// (<see cref="Failed"/>), so the caches only ever hold committed state. Runs on the sequencer's thread only.
+/// goes into the batch's <see cref="StoreBatch"/>; what it answers goes onto the command. The rules see their
+/// own batch and the batches still being written (a reply to, or a duplicate of, an event earlier in the same
+/// batch) through batch-local state (<see cref="BatchState"/>) that is promoted to the caches only once its batch
+/// is durable (<see cref="Committed"/>), and dropped if it is not (<see cref="Failed"/>), so the caches only ever
+/// hold committed state. Runs on the sequencer's thread only.
 /// </summary>
 internal sealed partial class MessageRules
 {
@@ -28,13 +29,10 @@ internal sealed partial class MessageRules
     private readonly BoundedCache<MemberCursorKey, MemberCursor> _memberCursors;
     private readonly BoundedCache<string, bool> _knownUsers;
 
-    // This batch's state, uncommitted.
-    private readonly Dictionary<string, long> _batchSeqs = new(StringComparer.Ordinal);
-    private readonly Dictionary<(string Sender, string Cid), AckFrame> _batchCids = [];
-    private readonly Dictionary<(string Conv, long Seq), EventRecord> _batchEvents = [];
-    private readonly HashSet<(string Conv, long Target)> _batchDeletes = [];
-    private readonly Dictionary<string, GroupSnapshot> _pendingGroups = new(StringComparer.Ordinal);
-    private StoreBatch _batch = new();
+    // The batch being decided, and the batches decided before it that are not yet known to be durable: later
+    // commands see them, as they would see committed state.
+    private BatchState _current = new(0);
+    private readonly List<BatchState> _inFlight = [];
 
     public MessageRules(IMessageStore store, IAccountStore accounts, GroupDirectory groups, IOptions<MessagingOptions> options, IdGenerator ids)
     {
@@ -52,15 +50,11 @@ internal sealed partial class MessageRules
     /// <summary>Entries held by the caches, for the metrics.</summary>
     public int CachedEntries => _lastSeq.Count + _deviceCursors.Count + _memberCursors.Count + _knownUsers.Count;
 
-    public void Begin(StoreBatch batch)
-    {
-        _batch = batch;
-        _batchSeqs.Clear();
-        _batchCids.Clear();
-        _batchEvents.Clear();
-        _batchDeletes.Clear();
-        _pendingGroups.Clear();
-    }
+    /// <summary>Starts deciding a new batch into <paramref name="state"/>.</summary>
+    public void Begin(BatchState state) => _current = state;
+
+    /// <summary>The current batch is decided and handed to be written: later batches see it until it completes.</summary>
+    public void Seal() => _inFlight.Add(_current);
 
     public ValueTask ApplyAsync(WriteCommand command, long now) => command switch
     {
@@ -70,50 +64,58 @@ internal sealed partial class MessageRules
         _ => throw new ArgumentException($"unknown command {command.GetType().Name}", nameof(command)),
     };
 
-    /// <summary>The batch is durable: its seqs, cursors and group changes become the committed state.</summary>
-    public void Committed()
+    /// <summary>The oldest batch in flight is durable: its seqs and cursors become the committed state.</summary>
+    /// <remarks>Its group changes were published by whoever committed it, before anything was delivered.</remarks>
+    public void Committed(BatchState state)
     {
-        foreach (var (conv, seq) in _batchSeqs)
+        if (_inFlight.Count == 0 || _inFlight[0] != state)
+        {
+            throw new InvalidOperationException("batches complete in the order they were sealed");
+        }
+
+        _inFlight.RemoveAt(0);
+        foreach (var (conv, seq) in state.Seqs)
         {
             _lastSeq.Set(conv, seq);
         }
 
-        foreach (var (key, delivered) in _batch.DeviceCursors)
+        foreach (var (key, delivered) in state.Writes.DeviceCursors)
         {
             _deviceCursors.Set(key, delivered);
         }
 
-        foreach (var (key, cursor) in _batch.MemberCursors)
+        foreach (var (key, cursor) in state.Writes.MemberCursors)
         {
             _memberCursors.Set(key, cursor);
-        }
-
-        foreach (var (_, group) in _pendingGroups)
-        {
-            _groups.Publish(group);
         }
     }
 
     /// <summary>
-    /// The batch failed. The batch-local state goes; the caches never held it. But a write whose fsync failed may
-    /// still have reached the log and be there after a reopen, so every cached value that batch could have moved
-    /// (last seqs, cursors, the groups it changed) is dropped and read again from the store.
+    /// A batch failed, and with it every batch decided after it (they may build on its seqs). Their state goes;
+    /// the caches never held it. But a write whose fsync failed may still have reached the log and be there after
+    /// a reopen, so every cached value such a batch could have moved (last seqs, cursors, the groups it changed)
+    /// is dropped and read again from the store.
     /// </summary>
     public void Failed()
     {
+        foreach (var state in _inFlight)
+        {
+            foreach (var conv in state.Groups.Keys)
+            {
+                _groups.Forget(conv);
+            }
+        }
+
+        _inFlight.Clear();
         _lastSeq.Clear();
         _deviceCursors.Clear();
         _memberCursors.Clear();
-        foreach (var conv in _pendingGroups.Keys)
-        {
-            _groups.Forget(conv);
-        }
     }
 
     private async ValueTask AppendAsync(AppendCommand command, long now)
     {
         var user = command.Origin.User;
-        if (_batchCids.TryGetValue((user, command.Cid), out var earlier))
+        if (Pending((user, command.Cid), static (b, key) => b.Cids.TryGetValue(key, out var ack) ? ack : null) is { } earlier)
         {
             command.Ack = earlier with { Dup = true };
             return;
@@ -181,12 +183,12 @@ internal sealed partial class MessageRules
         {
             // A direct conversation is listed for its two users from its first event on; nothing more is
             // written per message.
-            _batch.Members.Add(new MemberRecord(command.Conv, a, Roles.Member, 1, null, now));
-            _batch.Members.Add(new MemberRecord(command.Conv, b, Roles.Member, 1, null, now));
+            _current.Writes.Members.Add(new MemberRecord(command.Conv, a, Roles.Member, 1, null, now));
+            _current.Writes.Members.Add(new MemberRecord(command.Conv, b, Roles.Member, 1, null, now));
         }
 
         command.Ack = new AckFrame(command.Cid, command.Conv, seq, stored.Id.ToString(CultureInfo.InvariantCulture), now, false);
-        _batchCids[(user, command.Cid)] = command.Ack;
+        _current.Cids[(user, command.Cid)] = command.Ack;
         command.Event = stored;
         command.Members = member.Kind == "direct" ? DirectMembers(command.Conv) : (await GroupAsync(command.Conv))!.Users;
     }
@@ -194,13 +196,50 @@ internal sealed partial class MessageRules
     /// <summary>Adds an event to the batch at the seq the caller assigned, and remembers it for later commands of the batch.</summary>
     private void Append(EventRecord stored)
     {
-        _batch.Events.Add(stored);
-        _batchSeqs[stored.Conv] = stored.Seq;
-        _batchEvents[(stored.Conv, stored.Seq)] = stored;
+        _current.Writes.Events.Add(stored);
+        _current.Seqs[stored.Conv] = stored.Seq;
+        _current.Events[(stored.Conv, stored.Seq)] = stored;
         if (stored.Kind == EventKinds.Delete && stored.Target is { } target)
         {
-            _batchDeletes.Add((stored.Conv, target));
+            _current.Deletes.Add((stored.Conv, target));
         }
+    }
+
+    /// <summary>What the current batch, or else the newest batch in flight that knows, says about a key.</summary>
+    private TValue? Pending<TKey, TValue>(TKey key, Func<BatchState, TKey, TValue?> lookup)
+    {
+        if (lookup(_current, key) is { } found)
+        {
+            return found;
+        }
+
+        for (var i = _inFlight.Count - 1; i >= 0; i--)
+        {
+            if (lookup(_inFlight[i], key) is { } earlier)
+            {
+                return earlier;
+            }
+        }
+
+        return default;
+    }
+
+    private bool PendingDelete(string conv, long target)
+    {
+        if (_current.Deletes.Contains((conv, target)))
+        {
+            return true;
+        }
+
+        foreach (var state in _inFlight)
+        {
+            if (state.Deletes.Contains((conv, target)))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     private async ValueTask<bool> CheckTargetAsync(AppendCommand command, Membership member, long target, long now)
@@ -211,7 +250,7 @@ internal sealed partial class MessageRules
             return false;
         }
 
-        if (head.Kind is not (EventKinds.Text or EventKinds.Media) || _batchDeletes.Contains((command.Conv, target)) || await _store.IsDeletedAsync(command.Conv, target))
+        if (head.Kind is not (EventKinds.Text or EventKinds.Media) || PendingDelete(command.Conv, target) || await _store.IsDeletedAsync(command.Conv, target))
         {
             command.Fail(ErrorCodes.NotFound, "the target is not a message that can be changed");
             return false;
@@ -267,7 +306,7 @@ internal sealed partial class MessageRules
         var deviceKey = new DeviceCursorKey(user, command.Origin.Device, command.Conv);
         if (seq > await DeviceCursorAsync(deviceKey))
         {
-            _batch.DeviceCursors[deviceKey] = seq;
+            _current.Writes.DeviceCursors[deviceKey] = seq;
         }
 
         var memberKey = new MemberCursorKey(command.Conv, user);
@@ -279,7 +318,7 @@ internal sealed partial class MessageRules
             return;
         }
 
-        _batch.MemberCursors[memberKey] = new MemberCursor(user, delivered, read, now);
+        _current.Writes.MemberCursors[memberKey] = new MemberCursor(user, delivered, read, now);
         if (delivered != current.Delivered)
         {
             command.DeliveredAdvancedTo = delivered;
@@ -344,9 +383,14 @@ internal sealed partial class MessageRules
     /// <summary>The conversation's last seq as this batch sees it; null when it has never had an event.</summary>
     private async ValueTask<long?> LastSeqAsync(string conv)
     {
-        if (_batchSeqs.TryGetValue(conv, out var pending) || _lastSeq.TryGet(conv, out pending))
+        if (Pending(conv, static (b, c) => b.Seqs.TryGetValue(c, out var seq) ? seq : (long?)null) is { } pending)
         {
             return pending;
+        }
+
+        if (_lastSeq.TryGet(conv, out var cached))
+        {
+            return cached;
         }
 
         var stored = await _store.GetLastSeqAsync(conv);
@@ -359,11 +403,16 @@ internal sealed partial class MessageRules
     }
 
     private async ValueTask<EventRecord?> EventAsync(string conv, long seq) =>
-        _batchEvents.TryGetValue((conv, seq), out var pending) ? pending : await _store.GetEventAsync(conv, seq);
+        Pending((conv, seq), static (b, key) => b.Events.TryGetValue(key, out var e) ? e : null) ?? await _store.GetEventAsync(conv, seq);
 
     private async ValueTask<long> DeviceCursorAsync(DeviceCursorKey key)
     {
-        if (_batch.DeviceCursors.TryGetValue(key, out var value) || _deviceCursors.TryGet(key, out value))
+        if (Pending(key, static (b, k) => b.Writes.DeviceCursors.TryGetValue(k, out var v) ? v : (long?)null) is { } pending)
+        {
+            return pending;
+        }
+
+        if (_deviceCursors.TryGet(key, out var value))
         {
             return value;
         }
@@ -375,7 +424,12 @@ internal sealed partial class MessageRules
 
     private async ValueTask<MemberCursor> MemberCursorAsync(MemberCursorKey key)
     {
-        if (_batch.MemberCursors.TryGetValue(key, out var value) || _memberCursors.TryGet(key, out value))
+        if (Pending(key, static (b, k) => b.Writes.MemberCursors.TryGetValue(k, out var v) ? v : null) is { } pending)
+        {
+            return pending;
+        }
+
+        if (_memberCursors.TryGet(key, out var value))
         {
             return value;
         }
@@ -403,7 +457,7 @@ internal sealed partial class MessageRules
 
     /// <summary>The sequencer's view of a group: this batch's uncommitted change if any, else the committed one.</summary>
     private async ValueTask<GroupSnapshot?> GroupAsync(string conv) =>
-        _pendingGroups.TryGetValue(conv, out var pending) ? pending : await _groups.GetAsync(conv);
+        Pending(conv, static (b, c) => b.Groups.TryGetValue(c, out var g) ? g : null) ?? await _groups.GetAsync(conv);
 
     private static string[] DirectMembers(string conv)
     {

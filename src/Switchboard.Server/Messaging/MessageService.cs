@@ -306,6 +306,7 @@ internal sealed partial class MessageService(
 
     public void OnCommitted(IReadOnlyList<WriteCommand> batch)
     {
+        using var sends = delivery.BeginBatch(); // one write per socket for everything this batch sends it
         foreach (var command in batch)
         {
             var origin = command.Origin as ConnectionContext;

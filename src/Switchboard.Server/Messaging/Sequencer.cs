@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Threading.Channels;
 using Microsoft.Extensions.Options;
@@ -7,28 +8,43 @@ using Switchboard.Server.Storage;
 namespace Switchboard.Server.Messaging;
 
 /// <summary>
-/// The group commit, and the one place seqs are assigned. One thread drains a bounded queue: it takes every
-/// waiting command (up to <see cref="StorageOptions.MaxBatch"/>), runs each through <see cref="MessageRules"/> in
-/// queue order, hands what they write to the store as one batch (one fsync), and only then tells the observer,
-/// which acks and delivers. Because commands of one socket are queued one at a time, seqs follow frame order per
-/// socket; because one thread assigns them, they are gap-free per conversation.
+/// The group commit, and the one place seqs are assigned. Two threads in a pipeline:
+/// <list type="number">
+/// <item><b>Deciding</b> (<c>switchboard-sequencer</c>): takes every waiting command (up to
+/// <see cref="StorageOptions.MaxBatch"/>), runs each through <see cref="MessageRules"/> in queue order, and hands
+/// the batch on. While the batch before it is still being written, it is already deciding the next one.</item>
+/// <item><b>Committing</b> (<c>switchboard-commit</c>): writes each batch to the store (one fsync), publishes its
+/// group changes, and only then tells the observer, which acks and delivers; batches complete in order.</item>
+/// </list>
+/// Commands of one socket are queued one at a time, so seqs follow frame order per socket; one thread assigns
+/// them, so they are gap-free per conversation. A failed batch fails the batches decided after it too (they may
+/// build on its seqs), and the caches are read again from the store.
 /// </summary>
 internal sealed partial class Sequencer : IDisposable
 {
     private readonly IMessageStore _store;
     private readonly MessageRules _rules;
+    private readonly GroupDirectory _groups;
     private readonly StorageOptions _options;
     private readonly TimeProvider _time;
     private readonly SwitchboardMetrics _metrics;
     private readonly ILogger<Sequencer> _logger;
     private readonly Channel<WriteCommand> _queue;
-    private readonly Thread _thread;
-    private ICommitObserver? _observer;
 
-    public Sequencer(IMessageStore store, MessageRules rules, IOptions<StorageOptions> options, TimeProvider time, SwitchboardMetrics metrics, ILogger<Sequencer> logger)
+    // One batch waits while one is written: deciding never runs further ahead than that.
+    private readonly Channel<Decided> _decided = Channel.CreateBounded<Decided>(new BoundedChannelOptions(1) { SingleReader = true, SingleWriter = true });
+    private readonly ConcurrentQueue<Decided> _completed = new();
+    private readonly Thread _deciding;
+    private readonly Thread _committing;
+    private ICommitObserver? _observer;
+    private int _epoch;
+    private int _failedEpoch = -1;
+
+    public Sequencer(IMessageStore store, MessageRules rules, GroupDirectory groups, IOptions<StorageOptions> options, TimeProvider time, SwitchboardMetrics metrics, ILogger<Sequencer> logger)
     {
         _store = store;
         _rules = rules;
+        _groups = groups;
         _options = options.Value;
         _time = time;
         _metrics = metrics;
@@ -38,18 +54,20 @@ internal sealed partial class Sequencer : IDisposable
             SingleReader = true,
             FullMode = BoundedChannelFullMode.Wait,
         });
-        _thread = new Thread(Run) { IsBackground = true, Name = "switchboard-sequencer" };
-    }
-
-    /// <summary>Sets who hears of committed batches and starts the thread.</summary>
-    public void Start(ICommitObserver observer)
-    {
-        _observer = observer;
-        _thread.Start();
+        _deciding = new Thread(Decide) { IsBackground = true, Name = "switchboard-sequencer" };
+        _committing = new Thread(Commit) { IsBackground = true, Name = "switchboard-commit" };
     }
 
     /// <summary>Why the last batch could not be committed, until one is again; null while commits succeed.</summary>
     public string? Failing { get; private set; }
+
+    /// <summary>Sets who hears of committed batches and starts the threads.</summary>
+    public void Start(ICommitObserver observer)
+    {
+        _observer = observer;
+        _committing.Start();
+        _deciding.Start();
+    }
 
     /// <summary>Queues a command for the next batch; waits only while the queue is full.</summary>
     public ValueTask SubmitAsync(WriteCommand command, CancellationToken cancellationToken) =>
@@ -59,80 +77,159 @@ internal sealed partial class Sequencer : IDisposable
     public void Dispose()
     {
         _queue.Writer.TryComplete();
-        if (_thread.IsAlive)
+        foreach (var thread in new[] { _deciding, _committing })
         {
-            _thread.Join(TimeSpan.FromSeconds(10));
+            if (thread.IsAlive)
+            {
+                thread.Join(TimeSpan.FromSeconds(10));
+            }
         }
     }
 
-    private void Run()
+    private void Decide()
     {
         var reader = _queue.Reader;
-        var batch = new List<WriteCommand>(_options.MaxBatch);
-        var writes = new StoreBatch();
+        try
+        {
+            while (true)
+            {
+                if (!reader.TryPeek(out _))
+                {
+                    var more = reader.WaitToReadAsync();
+                    if (!(more.IsCompleted ? more.Result : more.AsTask().GetAwaiter().GetResult()))
+                    {
+                        return;
+                    }
+                }
+
+                var batch = new List<WriteCommand>(Math.Min(_options.MaxBatch, 256));
+                while (batch.Count < _options.MaxBatch && reader.TryRead(out var command))
+                {
+                    batch.Add(command);
+                }
+
+                TakeCompletions();
+                var state = new BatchState(_epoch);
+                _rules.Begin(state);
+                Exception? broken = null;
+                try
+                {
+                    var now = _time.GetUtcNow().ToUnixTimeMilliseconds(); // one time for the whole batch
+                    foreach (var command in batch)
+                    {
+                        Wait(_rules.ApplyAsync(command, now));
+                    }
+                }
+                catch (Exception ex)
+                {
+                    broken = ex; // a read failed half way: the batch is not written
+                }
+
+                _rules.Seal();
+                var decided = new Decided(batch, state, broken);
+                var handed = _decided.Writer.WriteAsync(decided);
+                if (!handed.IsCompletedSuccessfully)
+                {
+                    handed.AsTask().GetAwaiter().GetResult(); // the batch before the previous one is still being written
+                }
+            }
+        }
+        finally
+        {
+            _decided.Writer.TryComplete();
+        }
+    }
+
+    /// <summary>Moves what completed into the caches, in order; after a failure, starts a new epoch.</summary>
+    private void TakeCompletions()
+    {
+        while (_completed.TryDequeue(out var done))
+        {
+            if (done.Failed)
+            {
+                if (done.State.Epoch == _epoch)
+                {
+                    _rules.Failed();
+                    _epoch++;
+                }
+            }
+            else if (done.State.Epoch == _epoch)
+            {
+                _rules.Committed(done.State);
+            }
+        }
+    }
+
+    private void Commit()
+    {
+        var reader = _decided.Reader;
         while (true)
         {
-            if (!reader.TryPeek(out _))
+            if (!reader.TryRead(out var decided))
             {
                 var more = reader.WaitToReadAsync();
                 if (!(more.IsCompleted ? more.Result : more.AsTask().GetAwaiter().GetResult()))
                 {
                     return;
                 }
-            }
 
-            batch.Clear();
-            while (batch.Count < _options.MaxBatch && reader.TryRead(out var command))
-            {
-                batch.Add(command);
+                continue;
             }
 
             var started = Stopwatch.GetTimestamp();
-            Commit(batch, writes);
+            var state = decided.State;
+            if (decided.Broken is not null || state.Epoch <= Volatile.Read(ref _failedEpoch))
+            {
+                Fail(decided, decided.Broken ?? new InvalidOperationException("an earlier batch this one builds on failed"));
+            }
+            else
+            {
+                try
+                {
+                    Wait(_store.CommitAsync(state.Writes, CancellationToken.None));
+                    foreach (var (_, group) in state.Groups)
+                    {
+                        _groups.Publish(group); // before anything is delivered, so readers never see older groups
+                    }
+
+                    if (!state.Writes.IsEmpty)
+                    {
+                        Failing = null;
+                    }
+                }
+                catch (Exception ex)
+                {
+                    Fail(decided, ex);
+                }
+            }
+
             _metrics.PersistLatency.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
-            _metrics.BatchSize.Observe(batch.Count);
+            _metrics.BatchSize.Observe(decided.Commands.Count);
             try
             {
-                _observer!.OnCommitted(batch);
+                _observer!.OnCommitted(decided.Commands);
             }
             catch (Exception ex)
             {
                 LogObserverFailed(ex);
             }
+
+            _completed.Enqueue(decided);
         }
     }
 
-    private void Commit(List<WriteCommand> batch, StoreBatch writes)
+    /// <summary>Nothing of this batch is known to be durable: every sender is told to retry with the same cid.</summary>
+    private void Fail(Decided decided, Exception ex)
     {
-        writes.Clear();
-        _rules.Begin(writes);
-        try
+        decided.Failed = true;
+        Volatile.Write(ref _failedEpoch, Math.Max(Volatile.Read(ref _failedEpoch), decided.State.Epoch));
+        Failing = ex.Message;
+        LogBatchFailed(ex, decided.Commands.Count);
+        foreach (var command in decided.Commands)
         {
-            var now = _time.GetUtcNow().ToUnixTimeMilliseconds(); // one time for the whole batch
-            foreach (var command in batch)
+            if (command.ErrorCode is null)
             {
-                Wait(_rules.ApplyAsync(command, now));
-            }
-
-            Wait(_store.CommitAsync(writes, CancellationToken.None));
-            _rules.Committed();
-            if (!writes.IsEmpty)
-            {
-                Failing = null;
-            }
-        }
-        catch (Exception ex)
-        {
-            Failing = ex.Message;
-            // Nothing of this batch is known to be durable: every sender is told to retry with the same cid.
-            LogBatchFailed(ex, batch.Count);
-            _rules.Failed();
-            foreach (var command in batch)
-            {
-                if (command.ErrorCode is null)
-                {
-                    command.Unwind();
-                }
+                command.Unwind();
             }
         }
     }
@@ -146,6 +243,15 @@ internal sealed partial class Sequencer : IDisposable
         }
 
         task.AsTask().GetAwaiter().GetResult();
+    }
+
+    /// <summary>A decided batch on its way to the store.</summary>
+    private sealed class Decided(List<WriteCommand> commands, BatchState state, Exception? broken)
+    {
+        public List<WriteCommand> Commands { get; } = commands;
+        public BatchState State { get; } = state;
+        public Exception? Broken { get; } = broken;
+        public bool Failed { get; set; }
     }
 
     [LoggerMessage(EventId = 1001, Level = LogLevel.Error, Message = "Group commit of {Count} commands failed; all were refused as unavailable")]

@@ -17,7 +17,7 @@ namespace Switchboard.Server.Storage;
 ///          'G' conv 0 user                   → member record    (a group's members, one scan per group)
 ///          'M' user 0 conv                   → member record    (a user's conversations, one scan per user)
 ///          'x' conv 0 target                 → (a delete event names this target)
-///          'b' hour conv                     → (the conversation had events in that hour: what the purge visits)
+///          'b' day conv                      → (the conversation had events that day: what the purge visits)
 ///          'u' user, 'v' user 0 device, 'k' token hash, 'a' user 0 device, 's' user   → accounts
 ///          '!' name                          → the store's own facts (schema version, import done)
 /// </code>
@@ -31,7 +31,7 @@ internal static class RocksKeys
     public const byte GroupMember = (byte)'G';
     public const byte UserMember = (byte)'M';
     public const byte Deleted = (byte)'x';
-    public const byte HourBucket = (byte)'b';
+    public const byte DayBucket = (byte)'b';
     public const byte User = (byte)'u';
     public const byte Device = (byte)'v';
     public const byte Token = (byte)'k';
@@ -144,7 +144,7 @@ internal static class RocksKeys
 
     public static Builder DeletedPrefix(this Builder b, string conv) => b.Start(Deleted).Name(conv);
 
-    public static Builder HourBucketOf(this Builder b, long hour, string conv) => b.Start(HourBucket).Int64(hour).Text(conv);
+    public static Builder DayBucketOf(this Builder b, long day, string conv) => b.Start(DayBucket).Int64(day).Text(conv);
 
     public static Builder UserOf(this Builder b, string user) => b.Start(User).Text(user);
 

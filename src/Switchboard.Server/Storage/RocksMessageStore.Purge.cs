@@ -5,30 +5,30 @@ namespace Switchboard.Server.Storage;
 internal sealed partial class RocksMessageStore
 {
     /// <summary>
-    /// Visits the hour buckets up to the cutoff's hour, oldest first; for each conversation named there, deletes
+    /// Visits the day buckets up to the cutoff's day, oldest first; for each conversation named there, deletes
     /// its events older than the cutoff (one range delete, and the cid entry and delete marker of each) and then
-    /// the bucket, once its whole hour is past the cutoff. The work is the old events and one bucket key per
-    /// conversation and hour: never a pass over the whole store. Conversations keep their last seq.
+    /// the bucket, once its whole day is past the cutoff. The work is the old events and one bucket key per
+    /// conversation and day: never a pass over the whole store. Conversations keep their last seq.
     /// </summary>
     public ValueTask<int> PurgeAsync(long olderThanTs, int maxEvents, CancellationToken cancellationToken = default)
     {
         var keys = new RocksKeys.Builder();
-        var cutoffHour = olderThanTs / HourMs;
+        var cutoffDay = olderThanTs / DayMs;
         var purged = 0;
         using var lease = database.Enter();
         var h = lease.Handles;
-        var bucketPrefix = new[] { RocksKeys.HourBucket };
+        var bucketPrefix = new[] { RocksKeys.DayBucket };
         using var buckets = lease.Db.NewIterator(h.Meta, ReadDefaults);
         for (buckets.Seek(bucketPrefix); buckets.Valid() && purged < maxEvents && !cancellationToken.IsCancellationRequested; buckets.Next())
         {
             var bucketKey = buckets.GetKeySpan();
-            if (bucketKey.Length < 9 || bucketKey[0] != RocksKeys.HourBucket)
+            if (bucketKey.Length < 9 || bucketKey[0] != RocksKeys.DayBucket)
             {
                 break;
             }
 
-            var hour = System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(bucketKey[1..]);
-            if (hour > cutoffHour)
+            var day = System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(bucketKey[1..]);
+            if (day > cutoffDay)
             {
                 break;
             }
@@ -36,9 +36,9 @@ internal sealed partial class RocksMessageStore
             var conv = RocksKeys.TextAfter(bucketKey, 9);
             using var write = new WriteBatch();
             purged += PurgeConversation(lease, keys, write, conv, olderThanTs);
-            if (hour < cutoffHour)
+            if (day < cutoffDay)
             {
-                write.Delete(bucketKey, h.Meta); // the whole hour is past the cutoff: nothing of it is left
+                write.Delete(bucketKey, h.Meta); // the whole day is past the cutoff: nothing of it is left
             }
 
             // Not synced: a purge lost to a crash is done again by the next run.

@@ -175,9 +175,9 @@ internal static partial class SqliteImport
                 Put(h.Meta);
             }
 
-            if (buckets.Add((e.Ts / 3_600_000, e.Conv)))
+            if (buckets.Add((e.Ts / 86_400_000, e.Conv)))
             {
-                keys.HourBucketOf(e.Ts / 3_600_000, e.Conv);
+                keys.DayBucketOf(e.Ts / 86_400_000, e.Conv);
                 Put(h.Meta);
             }
 
