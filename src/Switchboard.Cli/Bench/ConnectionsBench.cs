@@ -20,8 +20,8 @@ internal sealed class ConnectionsBench(ConnectionsOptions options)
     private const int ReceiveBufferBytes = 2 * 1024;
 
     // Lets the server finish what the sign-ups or the connects started (pooled buffers returned, a GC) before its
-    // memory is read.
-    private static readonly TimeSpan Settle = TimeSpan.FromSeconds(2);
+    // memory is read: 5 s, as an operator reading ps after a storm would.
+    private static readonly TimeSpan Settle = TimeSpan.FromSeconds(5);
 
     // The pinger looks for due sockets this often, and pings a sweep early so no socket goes past its heartbeat.
     private static readonly TimeSpan PingSweep = TimeSpan.FromSeconds(1);
@@ -44,6 +44,7 @@ internal sealed class ConnectionsBench(ConnectionsOptions options)
 
         using var http = options.Target.CreateHttpClient(TimeSpan.FromSeconds(120));
         var parallel = new ParallelOptions { MaxDegreeOfParallelism = options.Parallel, CancellationToken = cancellationToken };
+        var serverAtStart = options.ServerPid is { } startPid ? ServerMetrics.RssBytes(startPid) : null;
         Console.Error.WriteLine($"creating {options.Clients} accounts…");
         var accounts = new BenchAccounts(http);
         var tokens = new string[options.Clients];
@@ -140,9 +141,12 @@ internal sealed class ConnectionsBench(ConnectionsOptions options)
         report["server_sockets"] = serverSockets;
         if (serverBefore is { } before && serverAfter is { } after)
         {
+            report["server_rss_start_bytes"] = serverAtStart;
             report["server_rss_before_bytes"] = before;
             report["server_rss_after_bytes"] = after;
             report["server_rss_per_connection_bytes"] = opened > 0 ? (after - before) / opened : 0;
+            // What a user of ps sees: everything the run added since the server's start (sign-ups included) per socket.
+            report["server_rss_per_connection_since_start_bytes"] = opened > 0 && serverAtStart is { } start ? (after - start) / opened : null;
         }
 
         if (clientBefore is { } clientFrom && clientAfter is { } clientTo)

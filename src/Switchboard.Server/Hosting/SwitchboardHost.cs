@@ -26,6 +26,7 @@ public static class SwitchboardHost
     /// <summary>Builds the whole server from command-line arguments and the usual configuration sources.</summary>
     public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
     {
+        NativeMemory.TuneAllocator();
         var builder = WebApplication.CreateBuilder(args);
         if (string.IsNullOrEmpty(builder.Configuration["urls"]))
         {
@@ -145,11 +146,21 @@ public static class SwitchboardHost
 /// Opens the store (importing an earlier SQLite data dir on first start), starts the sequencer with the message
 /// service as its observer; at stop, lets the sequencer commit what it has queued, then closes the store.
 /// </summary>
-internal sealed class StoreLifetime(RocksDatabase database, Sequencer sequencer, MessageService messages) : IHostedService
+internal sealed class StoreLifetime(RocksDatabase database, Sequencer sequencer, MessageService messages, MessageRules rules, GroupDirectory groups, GroupReceipts receipts, SwitchboardMetrics metrics) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
         sequencer.Start(messages);
+        metrics.Observe("switchboard_storage_wal_written_bytes", "Bytes the store wrote to its log since it opened.", () => database.WrittenBytes().Wal);
+        metrics.Observe("switchboard_storage_flush_written_bytes", "Bytes the store wrote flushing memtables to table files since it opened.", () => database.WrittenBytes().Flush);
+        metrics.Observe("switchboard_storage_compaction_written_bytes", "Bytes the store wrote compacting table files since it opened.", () => database.WrittenBytes().Compaction);
+        metrics.Observe("switchboard_storage_memtable_bytes", "Memory in the store's memtables.", () => database.Usage().Memtables);
+        metrics.Observe("switchboard_storage_block_cache_bytes", "Memory in the store's block cache.", () => database.Usage().BlockCache);
+        metrics.Observe("switchboard_storage_table_readers_bytes", "Memory of the store's open table files (indexes and filters).", () => database.Usage().TableReaders);
+        metrics.Observe("switchboard_storage_files_bytes", "Size of the store's table files on disk.", () => database.Usage().Files);
+        metrics.Observe("switchboard_messaging_cached_entries", "Entries in the sequencer's caches (last seqs, cursors, known users).", () => rules.CachedEntries);
+        metrics.Observe("switchboard_messaging_groups_cached", "Group memberships in the group directory.", () => groups.Count);
+        metrics.Observe("switchboard_messaging_group_receipts_cached", "Groups whose receipt aggregates are in memory.", () => receipts.Count);
         return Task.CompletedTask;
     }
 

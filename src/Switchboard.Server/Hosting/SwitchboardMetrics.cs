@@ -27,6 +27,7 @@ internal sealed class SwitchboardMetrics
         PersistLatency = factory.CreateHistogram("switchboard_storage_persist_seconds", "Time from BEGIN to durable COMMIT of one group commit.", new HistogramConfiguration { Buckets = LatencyBuckets });
         DeliveryLatency = factory.CreateHistogram("switchboard_messaging_delivery_seconds", "Time from a send frame's arrival to its msg frame being written to a recipient socket.", new HistogramConfiguration { Buckets = LatencyBuckets });
         SlowClosed = factory.CreateCounter("switchboard_gateway_slow_closed_total", "Sockets closed with 4002 because their outbound queue filled.");
+        _factory = factory;
         var diskWrites = factory.CreateGauge("switchboard_process_disk_write_bytes", "Bytes this process caused to be written to storage (write_bytes of /proc/self/io): log, flushes and compactions.");
         Registry.AddBeforeCollectCallback(() =>
         {
@@ -34,7 +35,32 @@ internal sealed class SwitchboardMetrics
             {
                 diskWrites.Set(bytes);
             }
+
+            foreach (var observe in _observed)
+            {
+                try
+                {
+                    observe();
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                    // a reading that fails (the store closing) is skipped this time
+                }
+            }
         });
+    }
+
+    private readonly MetricFactory _factory;
+    private readonly List<Action> _observed = [];
+
+    /// <summary>A gauge read when /metrics is scraped (sizes of caches, the store's memory and bytes written).</summary>
+    public void Observe(string name, string help, Func<double> read)
+    {
+        var gauge = _factory.CreateGauge(name, help);
+        lock (_observed)
+        {
+            _observed.Add(() => gauge.Set(read()));
+        }
     }
 
     /// <summary>write_bytes of /proc/self/io; null where there is no such file.</summary>

@@ -168,6 +168,30 @@ internal sealed partial class RocksDatabase : IDisposable
         return (Counter("rocksdb.wal.bytes"), Counter("rocksdb.flush.write.bytes"), Counter("rocksdb.compact.write.bytes"));
     }
 
+    /// <summary>Memory the store holds outside the managed heap, and its files on disk (RocksDB properties, all families).</summary>
+    public (long Memtables, long BlockCache, long TableReaders, long Files) Usage()
+    {
+        using var lease = TryEnter();
+        if (lease.Handles is not { } h)
+        {
+            return default;
+        }
+
+        long Sum(string property)
+        {
+            long total = 0;
+            foreach (var family in new[] { h.Events, h.Cids, h.Cursors, h.Meta })
+            {
+                total += long.TryParse(h.Db.GetProperty(property, family), NumberStyles.None, CultureInfo.InvariantCulture, out var value) ? value : 0;
+            }
+
+            return total;
+        }
+
+        var cache = long.TryParse(h.Db.GetProperty("rocksdb.block-cache-usage", h.Events), NumberStyles.None, CultureInfo.InvariantCulture, out var used) ? used : 0;
+        return (Sum("rocksdb.cur-size-all-mem-tables"), cache, Sum("rocksdb.estimate-table-readers-mem"), Sum("rocksdb.total-sst-files-size"));
+    }
+
     /// <summary>A lease that may be empty (the store is closed), for side readings that must not throw.</summary>
     private Lease TryEnter()
     {
