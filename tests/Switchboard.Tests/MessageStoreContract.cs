@@ -343,7 +343,7 @@ public abstract class MessageStoreContract : IAsyncLifetime
         await path.CursorAsync(bob, conv, 2, read: true); // an older recv after a newer one
         await path.CursorAsync(bob, conv, 99, read: false); // beyond the end: clamped
         var cursor = await Current.Store.GetMemberCursorAsync(new MemberCursorKey(conv, bob));
-        Assert.Equal((5L, 2L), (cursor!.Delivered, cursor.Read));
+        Assert.Equal((5L, 2L), (cursor!.Value.Delivered, cursor.Value.Read));
         Assert.Equal(5, (await Current.Store.GetDeviceCursorsAsync(bob, 1))[conv]);
     }
 

@@ -357,9 +357,9 @@ internal sealed class UsersBench(UsersOptions options)
         public void Send(long k, string conv, string body, CancellationToken cancellationToken)
         {
             _window.Wait(cancellationToken);
-            var frame = Encoding.UTF8.GetBytes($"{{\"t\":\"send\",\"cid\":\"{k.ToString(CultureInfo.InvariantCulture)}\",\"conv\":\"{conv}\",\"kind\":\"text\",\"body\":\"{body}\"}}");
+            var frame = FrameText.Send(k, conv, body);
             bench._sentAt.Set(k, Stopwatch.GetTimestamp());
-            var send = _connection!.SendAsync(frame, cancellationToken);
+            var send = _connection!.SendAsync(frame, cancellationToken); // copied (masked) before it returns
             if (!send.IsCompletedSuccessfully)
             {
                 send.AsTask().GetAwaiter().GetResult();
@@ -369,11 +369,12 @@ internal sealed class UsersBench(UsersOptions options)
         private void OnFrame(ReadOnlyMemory<byte> frame)
         {
             var now = Stopwatch.GetTimestamp();
-            switch (BenchConnection.FrameType(frame.Span))
+            var fields = FrameText.Read(frame.Span);
+            switch (fields.Type)
             {
                 case "ack":
                 {
-                    var k = NumberOf(BenchConnection.StringField(frame.Span, "cid"u8));
+                    var k = fields.Cid;
                     if (k >= 0)
                     {
                         var sentAt = bench._sentAt.Get(k);
@@ -403,16 +404,16 @@ internal sealed class UsersBench(UsersOptions options)
 
                     break;
                 case "msg":
-                    Received(frame.Span, now);
+                    Received(fields, now);
                     break;
             }
         }
 
-        private void Received(ReadOnlySpan<byte> frame, long now)
+        private void Received(FrameText.Fields fields, long now)
         {
-            var k = NumberOf(BenchConnection.StringField(frame, "cid"u8));
-            var conv = BenchConnection.StringField(frame, "conv"u8);
-            var seq = BenchConnection.NumberField(frame, "seq"u8) ?? 0;
+            var k = fields.Cid;
+            var conv = fields.Conv;
+            var seq = fields.Seq;
             if (k < 0 || conv is null)
             {
                 return;
@@ -466,17 +467,26 @@ internal sealed class UsersBench(UsersOptions options)
                 if (recv > 0)
                 {
                     Interlocked.Increment(ref bench._recvFrames);
-                    _ = _connection!.SendAsync(Encoding.UTF8.GetBytes($"{{\"t\":\"recv\",\"conv\":\"{conv}\",\"seq\":{recv.ToString(CultureInfo.InvariantCulture)}}}"), CancellationToken.None).AsTask();
+                    Forget(_connection!.SendAsync(FrameText.Cursor("recv"u8, conv, recv), CancellationToken.None));
                 }
 
                 if (read > 0)
                 {
                     Interlocked.Increment(ref bench._readFrames);
-                    _ = _connection!.SendAsync(Encoding.UTF8.GetBytes($"{{\"t\":\"read\",\"conv\":\"{conv}\",\"seq\":{read.ToString(CultureInfo.InvariantCulture)}}}"), CancellationToken.None).AsTask();
+                    Forget(_connection!.SendAsync(FrameText.Cursor("read"u8, conv, read), CancellationToken.None));
                 }
             }
 
             _owed.Clear();
+        }
+
+        /// <summary>A send not waited for: done at once unless the socket is full, then left to finish.</summary>
+        private static void Forget(ValueTask send)
+        {
+            if (!send.IsCompletedSuccessfully)
+            {
+                _ = send.AsTask();
+            }
         }
 
         public async ValueTask DisposeAsync()
@@ -521,6 +531,109 @@ internal sealed class UsersBench(UsersOptions options)
                 report["disk_bytes_per_msg"] = Math.Round((double)(a - b) / messages);
                 report["disk_source"] = _source;
             }
+        }
+    }
+
+    /// <summary>
+    /// The generator's frames, written and read without building strings or documents: it shares the machine with
+    /// the server, so what it spends per message is taken from the server's share.
+    /// </summary>
+    private static class FrameText
+    {
+        [ThreadStatic]
+        private static byte[]? _buffer;
+
+        /// <summary>A send frame in a buffer of this thread's, valid until the next call on it.</summary>
+        public static ReadOnlyMemory<byte> Send(long k, string conv, string body)
+        {
+            var buffer = Buffer(64 + conv.Length + (body.Length * 3));
+            var w = 0;
+            Append(buffer, ref w, "{\"t\":\"send\",\"cid\":\""u8);
+            k.TryFormat(buffer.AsSpan(w), out var n, default, CultureInfo.InvariantCulture);
+            w += n;
+            Append(buffer, ref w, "\",\"conv\":\""u8);
+            w += Encoding.UTF8.GetBytes(conv, buffer.AsSpan(w));
+            Append(buffer, ref w, "\",\"kind\":\"text\",\"body\":\""u8);
+            w += Encoding.UTF8.GetBytes(body, buffer.AsSpan(w));
+            Append(buffer, ref w, "\"}"u8);
+            return buffer.AsMemory(0, w);
+        }
+
+        /// <summary>A recv or read frame in a buffer of this thread's, valid until the next call on it.</summary>
+        public static ReadOnlyMemory<byte> Cursor(ReadOnlySpan<byte> type, string conv, long seq)
+        {
+            var buffer = Buffer(64 + conv.Length);
+            var w = 0;
+            Append(buffer, ref w, "{\"t\":\""u8);
+            Append(buffer, ref w, type);
+            Append(buffer, ref w, "\",\"conv\":\""u8);
+            w += Encoding.UTF8.GetBytes(conv, buffer.AsSpan(w));
+            Append(buffer, ref w, "\",\"seq\":"u8);
+            seq.TryFormat(buffer.AsSpan(w), out var n, default, CultureInfo.InvariantCulture);
+            w += n;
+            Append(buffer, ref w, "}"u8);
+            return buffer.AsMemory(0, w);
+        }
+
+        private static byte[] Buffer(int size) => _buffer is { } b && b.Length >= size ? b : _buffer = new byte[Math.Max(size, 1024)];
+
+        private static void Append(byte[] buffer, ref int at, ReadOnlySpan<byte> bytes)
+        {
+            bytes.CopyTo(buffer.AsSpan(at));
+            at += bytes.Length;
+        }
+
+        /// <summary>What the generator needs of a server frame, in one pass.</summary>
+        public readonly record struct Fields(string? Type, string? Conv, long Seq, long Cid);
+
+        public static Fields Read(ReadOnlySpan<byte> json)
+        {
+            string? type = null, conv = null;
+            long seq = 0, cid = -1;
+            var reader = new System.Text.Json.Utf8JsonReader(json);
+            try
+            {
+                if (!reader.Read() || reader.TokenType != System.Text.Json.JsonTokenType.StartObject)
+                {
+                    return default;
+                }
+
+                while (reader.Read() && reader.TokenType == System.Text.Json.JsonTokenType.PropertyName)
+                {
+                    if (reader.ValueTextEquals("t"u8))
+                    {
+                        reader.Read();
+                        type = reader.ValueTextEquals("msg"u8) ? "msg" : reader.ValueTextEquals("ack"u8) ? "ack" : reader.GetString();
+                    }
+                    else if (reader.ValueTextEquals("conv"u8))
+                    {
+                        reader.Read();
+                        conv = reader.GetString();
+                    }
+                    else if (reader.ValueTextEquals("seq"u8))
+                    {
+                        reader.Read();
+                        seq = reader.TryGetInt64(out var s) ? s : 0;
+                    }
+                    else if (reader.ValueTextEquals("cid"u8))
+                    {
+                        reader.Read();
+                        cid = reader.TokenType == System.Text.Json.JsonTokenType.String
+                            && System.Buffers.Text.Utf8Parser.TryParse(reader.ValueSpan, out long c, out var used) && used == reader.ValueSpan.Length ? c : -1;
+                    }
+                    else
+                    {
+                        reader.Read();
+                        reader.Skip();
+                    }
+                }
+            }
+            catch (System.Text.Json.JsonException)
+            {
+                return default;
+            }
+
+            return new Fields(type, conv, seq, cid);
         }
     }
 

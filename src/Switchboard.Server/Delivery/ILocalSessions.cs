@@ -29,8 +29,8 @@ internal interface IDeviceSession
 /// <summary>The sockets this node holds, by user. The gateway registers them; in-process delivery reads them.</summary>
 internal interface ILocalSessions
 {
-    /// <summary>The user's sessions on this node; empty when none.</summary>
-    IReadOnlyList<IDeviceSession> Sessions(string user);
+    /// <summary>The user's sessions on this node; empty when none. An array: delivery loops over it without an enumerator.</summary>
+    IDeviceSession[] Sessions(string user);
 
     /// <summary>Until disposed, sockets given frames on this thread are written at the end, on this thread.</summary>
     IDisposable BeginDrainBatch();

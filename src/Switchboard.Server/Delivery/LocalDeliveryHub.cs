@@ -34,8 +34,9 @@ internal sealed class LocalDeliveryHub(ILocalSessions sessions, IFanoutQueue fan
 
     public ValueTask SendToUsersAsync(IReadOnlyList<string> users, byte[] frame, string? exceptUser = null)
     {
-        foreach (var user in users)
+        for (var i = 0; i < users.Count; i++)
         {
+            var user = users[i];
             if (user == exceptUser)
             {
                 continue;

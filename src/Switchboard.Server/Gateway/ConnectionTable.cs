@@ -71,7 +71,7 @@ internal sealed class ConnectionTable : ILocalSessions
         }
     }
 
-    public IReadOnlyList<IDeviceSession> Sessions(string user) => _byUser.GetValueOrDefault(user) ?? None;
+    public IDeviceSession[] Sessions(string user) => _byUser.GetValueOrDefault(user) ?? None;
 
     public IDisposable BeginDrainBatch() => GatewayConnection.DeferDrains();
 

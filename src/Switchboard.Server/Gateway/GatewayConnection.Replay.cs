@@ -194,8 +194,8 @@ internal sealed partial class GatewayConnection
             }
 
             var cursor = byUser.GetValueOrDefault(user);
-            minDelivered = Math.Min(minDelivered, Math.Max(cursor?.Delivered ?? 0, other.JoinedSeq - 1));
-            minRead = Math.Min(minRead, Math.Max(cursor?.Read ?? 0, other.JoinedSeq - 1));
+            minDelivered = Math.Min(minDelivered, Math.Max(cursor.Delivered, other.JoinedSeq - 1));
+            minRead = Math.Min(minRead, Math.Max(cursor.Read, other.JoinedSeq - 1));
         }
 
         if (minDelivered != long.MaxValue && minDelivered >= firstOwn)

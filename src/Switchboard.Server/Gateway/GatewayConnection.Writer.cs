@@ -39,7 +39,7 @@ internal sealed partial class GatewayConnection
 
         lock (_lock)
         {
-            (_queue ??= new Queue<Outbound>(4)).Enqueue(frame);
+            (_queue ??= OutboundQueues.Rent()).Enqueue(frame);
         }
 
         Kick(inline);
@@ -66,12 +66,18 @@ internal sealed partial class GatewayConnection
         }
         else
         {
-            ThreadPool.UnsafeQueueUserWorkItem(static c => c.Pump(), this, preferLocal: false);
+            ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
         }
     }
 
+    /// <summary>A drain on the thread pool: the connection is its own work item, so queuing one allocates nothing.</summary>
+    void IThreadPoolWorkItem.Execute() => Pump();
+
     [ThreadStatic]
     private static DrainBatch? _deferred;
+
+    [ThreadStatic]
+    private static DrainBatch? _spareBatch;
 
     /// <summary>
     /// Until disposed, sockets given frames on this thread are drained once each at the end, by the thread pool: a
@@ -79,10 +85,22 @@ internal sealed partial class GatewayConnection
     /// loopback the receiver's TCP work runs in the sender's call) are spread over the pool's threads instead of
     /// holding up the thread that commits.
     /// </summary>
-    public static IDisposable DeferDrains() => _deferred is null ? _deferred = new DrainBatch() : NoBatch.Instance;
+    public static IDisposable DeferDrains()
+    {
+        if (_deferred is not null)
+        {
+            return NoBatch.Instance;
+        }
+
+        _deferred = _spareBatch ?? new DrainBatch();
+        _spareBatch = null;
+        return _deferred;
+    }
 
     private sealed class DrainBatch : IDisposable
     {
+        private const int DrainGroup = 32;
+
         private readonly List<GatewayConnection> _connections = [];
         private readonly HashSet<GatewayConnection> _seen = [];
 
@@ -97,9 +115,61 @@ internal sealed partial class GatewayConnection
         public void Dispose()
         {
             _deferred = null;
-            foreach (var connection in _connections)
+            // Sockets are drained in groups, one thread-pool item per group: a commit that touches a thousand
+            // sockets costs a few dozen hops, not a thousand, and the groups still spread over the pool's threads.
+            for (var from = 0; from < _connections.Count; from += DrainGroup)
             {
-                ThreadPool.UnsafeQueueUserWorkItem(static c => c.Pump(), connection, preferLocal: false);
+                var group = _connections.GetRange(from, Math.Min(DrainGroup, _connections.Count - from));
+                ThreadPool.UnsafeQueueUserWorkItem(static g =>
+                {
+                    foreach (var connection in g)
+                    {
+                        connection.Pump();
+                    }
+                }, group, preferLocal: false);
+            }
+
+            _connections.Clear();
+            _seen.Clear();
+            _spareBatch = this; // the next batch on this thread reuses the lists
+        }
+    }
+
+    /// <summary>
+    /// Outbound queues shared by all connections: a socket takes one with its first frame and gives it back once
+    /// drained, so an idle socket holds none and a busy one does not make a new one per burst.
+    /// </summary>
+    private static class OutboundQueues
+    {
+        private const int Keep = 1024; // enough for the sockets that are busy at one moment
+        private static readonly System.Collections.Concurrent.ConcurrentQueue<Queue<Outbound>> Idle = new();
+        private static int _idleCount;
+
+        public static Queue<Outbound> Rent()
+        {
+            if (Idle.TryDequeue(out var queue))
+            {
+                Interlocked.Decrement(ref _idleCount);
+                return queue;
+            }
+
+            return new Queue<Outbound>(4);
+        }
+
+        public static void Return(Queue<Outbound> queue)
+        {
+            if (queue.Count != 0 || queue.EnsureCapacity(0) > 64)
+            {
+                return; // one that grew behind a slow reader is left to the collector rather than kept large
+            }
+
+            if (Interlocked.Increment(ref _idleCount) <= Keep)
+            {
+                Idle.Enqueue(queue);
+            }
+            else
+            {
+                Interlocked.Decrement(ref _idleCount);
             }
         }
     }
@@ -145,6 +215,7 @@ internal sealed partial class GatewayConnection
                 if (queue.Count == 0)
                 {
                     _queue = null;
+                    OutboundQueues.Return(queue);
                 }
 
                 return true;

@@ -13,7 +13,7 @@ namespace Switchboard.Server.Gateway;
 /// One WebSocket, from accept to close. <see cref="RunAsync"/> is its whole lifetime: a reader loop (this
 /// method), one writer loop draining a byte-bounded queue, and a replay that streams the backlog from the store.
 /// </summary>
-internal sealed partial class GatewayConnection : IDeviceSession
+internal sealed partial class GatewayConnection : IDeviceSession, IThreadPoolWorkItem
 {
     private static long _lastConnectionId;
 
@@ -245,7 +245,7 @@ internal sealed partial class GatewayConnection : IDeviceSession
 
     private async Task<Accounts.DeviceIdentity?> HandshakeAsync()
     {
-        var first = ReceiveFrameAsync();
+        var first = ReceiveFrameAsync().AsTask(); // raced against the hello timeout, once per connection
         // Not linked to _abort: a linked source leaves a spent registration node on _abort for the socket's life.
         // An aborted socket fails `first`, which ends the wait as well.
         using (var timer = new CancellationTokenSource())
@@ -314,7 +314,7 @@ internal sealed partial class GatewayConnection : IDeviceSession
     /// after a binary frame (answered bad_frame, then the next message is read).
     /// </summary>
     /// <param name="waited">The result of a zero-byte read that found the message's start, if the caller made one.</param>
-    private async Task<ReadOnlyMemory<byte>?> ReceiveFrameAsync(ValueWebSocketReceiveResult? waited = null)
+    private async ValueTask<ReadOnlyMemory<byte>?> ReceiveFrameAsync(ValueWebSocketReceiveResult? waited = null)
     {
         while (true)
         {

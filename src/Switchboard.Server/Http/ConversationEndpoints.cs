@@ -36,7 +36,7 @@ internal static class ConversationEndpoints
             // A member counts from their joining: what came before it is neither unread nor undelivered.
             var floor = Math.Min(member.FirstSeq - 1, last);
             var own = await store.GetMemberCursorAsync(new MemberCursorKey(member.Conv, me.User), ct);
-            var read = own is null ? floor : Math.Clamp(own.Read, floor, last);
+            var read = own is { } found ? Math.Clamp(found.Read, floor, last) : floor;
             var delivered = Math.Clamp(cursors.GetValueOrDefault(member.Conv), floor, last);
             list.Add(new ConversationInfo(member.Conv, member.ListKind, last, delivered, read, await store.CountUnreadAsync(member.Conv, me.User, read, last, ct)));
         }
@@ -108,7 +108,7 @@ internal static class ConversationEndpoints
             var cursor = cursors.GetValueOrDefault(user);
             // A member counts from their join: what came before it was never theirs to receive.
             var floor = group is not null && group.Current.TryGetValue(user, out var member) ? member.JoinedSeq - 1 : 0;
-            rows.Add(new ReceiptRow(user, Math.Max(cursor?.Delivered ?? 0, floor), Math.Max(cursor?.Read ?? 0, floor)));
+            rows.Add(new ReceiptRow(user, Math.Max(cursor.Delivered, floor), Math.Max(cursor.Read, floor)));
         }
 
         return Json(rows, SwitchboardJsonContext.Default.ListReceiptRow);

@@ -7,10 +7,10 @@ namespace Switchboard.Server.Messaging;
 /// What the rules decided for one batch and what it writes: seen by later commands and later batches until the
 /// batch is durable (then its seqs and cursors move into the caches) or has failed (then it is dropped).
 /// </summary>
-internal sealed class BatchState(int epoch)
+internal sealed class BatchState
 {
     /// <summary>The sequencer's count of failures when this batch was decided; a failure fails every batch of its epoch after it.</summary>
-    public int Epoch { get; } = epoch;
+    public int Epoch { get; private set; }
 
     public StoreBatch Writes { get; } = new();
 
@@ -27,4 +27,17 @@ internal sealed class BatchState(int epoch)
 
     /// <summary>Group memberships as this batch leaves them, published once it is durable.</summary>
     public Dictionary<string, GroupSnapshot> Groups { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Empties the state for another batch; its dictionaries keep their size, so a busy sequencer allocates none.</summary>
+    public BatchState Reset(int epoch)
+    {
+        Epoch = epoch;
+        Writes.Clear();
+        Seqs.Clear();
+        Cids.Clear();
+        Events.Clear();
+        Deletes.Clear();
+        Groups.Clear();
+        return this;
+    }
 }

@@ -39,8 +39,10 @@ internal sealed class BoundedCache<TKey, TValue>(int capacity, IEqualityComparer
         _young[key] = value;
         if (_young.Count >= _half)
         {
-            _old = _young;
-            _young = new Dictionary<TKey, TValue>(_old.Comparer);
+            // The old generation is dropped: cleared and reused as the new young one, keeping its arrays, so a
+            // cache that turns over allocates nothing once it has reached its size.
+            (_old, _young) = (_young, _old);
+            _young.Clear();
         }
     }
 

@@ -29,7 +29,13 @@ internal sealed class ClientState(RateGate rate, int maxInFlight)
     /// one commits, so one pipelining client can neither fill the sequencer's queue nor grow memory.
     /// </summary>
     /// <remarks>Made on the first write: an idle socket holds none.</remarks>
-    public SemaphoreSlim InFlight => LazyInitializer.EnsureInitialized(ref _inFlight, () => new SemaphoreSlim(maxInFlight, maxInFlight));
+    public SemaphoreSlim InFlight => Volatile.Read(ref _inFlight) ?? MakeInFlight();
+
+    private SemaphoreSlim MakeInFlight()
+    {
+        var made = new SemaphoreSlim(maxInFlight, maxInFlight);
+        return Interlocked.CompareExchange(ref _inFlight, made, null) ?? made;
+    }
 
     private SemaphoreSlim? _inFlight;
 

@@ -22,8 +22,81 @@ internal static class Frames
     public static byte[] Error(string code, string message, string? reference = null) =>
         Serialize(new ErrorFrame(code, message, reference));
 
-    /// <summary>A stored event as a <c>msg</c> frame.</summary>
-    public static byte[] Event(Storage.EventRecord e) => Serialize(ToMsgFrame(e, FrameTypes.Msg));
+    /// <summary>
+    /// A stored event as a <c>msg</c> frame, written straight from the record (the same JSON as serialising a
+    /// <see cref="MsgFrame"/>: snake_case, nulls left out, <c>e2ee</c> and <c>system</c> as the JSON they are
+    /// stored as). Every event is written once per delivery and once per replayed page entry.
+    /// </summary>
+    public static byte[] Event(Storage.EventRecord e)
+    {
+        var buffer = _eventBuffer ??= new System.Buffers.ArrayBufferWriter<byte>(512);
+        buffer.ResetWrittenCount();
+        var writer = _eventWriter ??= new Utf8JsonWriter(buffer);
+        writer.Reset(buffer);
+        writer.WriteStartObject();
+        writer.WriteString(TProperty, FrameTypes.Msg);
+        writer.WriteString(ConvProperty, e.Conv);
+        writer.WriteNumber(SeqProperty, e.Seq);
+        Span<byte> id = stackalloc byte[20];
+        e.Id.TryFormat(id, out var idLength, default, System.Globalization.CultureInfo.InvariantCulture);
+        writer.WriteString(IdProperty, id[..idLength]);
+        writer.WriteNumber(TsProperty, e.Ts);
+        writer.WriteString(FromProperty, e.Sender);
+        writer.WriteNumber(DevProperty, e.Dev);
+        writer.WriteString(KindProperty, e.Kind);
+        writer.WriteString(CidProperty, e.Cid);
+        if (e.Body is { } body)
+        {
+            writer.WriteString(BodyProperty, body);
+        }
+
+        if (e.E2ee is { } e2ee)
+        {
+            writer.WritePropertyName(E2eeProperty);
+            writer.WriteRawValue(e2ee, skipInputValidation: true); // checked when it was received
+        }
+
+        if (e.ReplyTo is { } replyTo)
+        {
+            writer.WriteNumber(ReplyToProperty, replyTo);
+        }
+
+        if (e.Target is { } target)
+        {
+            writer.WriteNumber(TargetProperty, target);
+        }
+
+        if (e.System is { } system)
+        {
+            writer.WritePropertyName(SystemProperty);
+            writer.WriteRawValue(system, skipInputValidation: true); // written by the server
+        }
+
+        writer.WriteEndObject();
+        writer.Flush();
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    [ThreadStatic]
+    private static System.Buffers.ArrayBufferWriter<byte>? _eventBuffer;
+
+    [ThreadStatic]
+    private static Utf8JsonWriter? _eventWriter;
+
+    private static readonly JsonEncodedText TProperty = JsonEncodedText.Encode("t");
+    private static readonly JsonEncodedText ConvProperty = JsonEncodedText.Encode("conv");
+    private static readonly JsonEncodedText SeqProperty = JsonEncodedText.Encode("seq");
+    private static readonly JsonEncodedText IdProperty = JsonEncodedText.Encode("id");
+    private static readonly JsonEncodedText TsProperty = JsonEncodedText.Encode("ts");
+    private static readonly JsonEncodedText FromProperty = JsonEncodedText.Encode("from");
+    private static readonly JsonEncodedText DevProperty = JsonEncodedText.Encode("dev");
+    private static readonly JsonEncodedText KindProperty = JsonEncodedText.Encode("kind");
+    private static readonly JsonEncodedText CidProperty = JsonEncodedText.Encode("cid");
+    private static readonly JsonEncodedText BodyProperty = JsonEncodedText.Encode("body");
+    private static readonly JsonEncodedText E2eeProperty = JsonEncodedText.Encode("e2ee");
+    private static readonly JsonEncodedText ReplyToProperty = JsonEncodedText.Encode("reply_to");
+    private static readonly JsonEncodedText TargetProperty = JsonEncodedText.Encode("target");
+    private static readonly JsonEncodedText SystemProperty = JsonEncodedText.Encode("system");
 
     /// <summary>A stored event in its wire shape; <paramref name="type"/> is <c>msg</c> on sockets, null in history pages.</summary>
     public static MsgFrame ToMsgFrame(Storage.EventRecord e, string? type) => new()

@@ -128,8 +128,8 @@ internal sealed class GroupReceipts(IMessageStore store, GroupDirectory groups, 
         {
             aggregate.Members.Add(user);
             var cursor = cursors.GetValueOrDefault(user);
-            aggregate.Delivered.Set(user, Math.Max(cursor?.Delivered ?? 0, member.JoinedSeq - 1));
-            aggregate.Read.Set(user, Math.Max(cursor?.Read ?? 0, member.JoinedSeq - 1));
+            aggregate.Delivered.Set(user, Math.Max(cursor.Delivered, member.JoinedSeq - 1));
+            aggregate.Read.Set(user, Math.Max(cursor.Read, member.JoinedSeq - 1));
         }
 
         foreach (var author in group.Current.Keys)

@@ -28,10 +28,11 @@ internal sealed partial class MessageRules
     private readonly BoundedCache<DeviceCursorKey, long> _deviceCursors;
     private readonly BoundedCache<MemberCursorKey, MemberCursor> _memberCursors;
     private readonly BoundedCache<string, bool> _knownUsers;
+    private readonly BoundedCache<string, string[]> _directMembers;
 
     // The batch being decided, and the batches decided before it that are not yet known to be durable: later
     // commands see them, as they would see committed state.
-    private BatchState _current = new(0);
+    private BatchState _current = new();
     private readonly List<BatchState> _inFlight = [];
 
     public MessageRules(IMessageStore store, IAccountStore accounts, GroupDirectory groups, IOptions<MessagingOptions> options, IdGenerator ids)
@@ -45,10 +46,11 @@ internal sealed partial class MessageRules
         _deviceCursors = new BoundedCache<DeviceCursorKey, long>(_options.CursorCacheEntries);
         _memberCursors = new BoundedCache<MemberCursorKey, MemberCursor>(_options.CursorCacheEntries);
         _knownUsers = new BoundedCache<string, bool>(_options.UserCacheEntries, StringComparer.Ordinal);
+        _directMembers = new BoundedCache<string, string[]>(_options.ConversationCacheEntries / 4, StringComparer.Ordinal);
     }
 
     /// <summary>Entries held by the caches, for the metrics.</summary>
-    public int CachedEntries => _lastSeq.Count + _deviceCursors.Count + _memberCursors.Count + _knownUsers.Count;
+    public int CachedEntries => _lastSeq.Count + _deviceCursors.Count + _memberCursors.Count + _knownUsers.Count + _directMembers.Count;
 
     /// <summary>Starts deciding a new batch into <paramref name="state"/>.</summary>
     public void Begin(BatchState state) => _current = state;
@@ -179,7 +181,7 @@ internal sealed partial class MessageRules
             Target = command.Target,
         };
         Append(stored);
-        if (seq == 1 && member.Kind == "direct" && Names.TryParseDirect(command.Conv, out var a, out var b))
+        if (seq == 1 && member.Direct is [var a, var b])
         {
             // A direct conversation is listed for its two users from its first event on; nothing more is
             // written per message.
@@ -190,7 +192,7 @@ internal sealed partial class MessageRules
         command.Ack = new AckFrame(command.Cid, command.Conv, seq, stored.Id.ToString(CultureInfo.InvariantCulture), now, false);
         _current.Cids[(user, command.Cid)] = command.Ack;
         command.Event = stored;
-        command.Members = member.Kind == "direct" ? DirectMembers(command.Conv) : (await GroupAsync(command.Conv))!.Users;
+        command.Members = member.Direct ?? (await GroupAsync(command.Conv))!.Users;
     }
 
     /// <summary>Adds an event to the batch at the seq the caller assigned, and remembers it for later commands of the batch.</summary>
@@ -242,7 +244,7 @@ internal sealed partial class MessageRules
         return false;
     }
 
-    private async ValueTask<bool> CheckTargetAsync(AppendCommand command, Membership member, long target, long now)
+    private async ValueTask<bool> CheckTargetAsync(AppendCommand command, Standing member, long target, long now)
     {
         if (target < member.FirstSeq || target > member.LastSeq || await EventAsync(command.Conv, target) is not { } head)
         {
@@ -279,7 +281,7 @@ internal sealed partial class MessageRules
             return true;
         }
 
-        if (!isAuthor && member.Kind == "group" && member.Role == Roles.Admin)
+        if (!isAuthor && member.Direct is null && member.Role == Roles.Admin)
         {
             return true;
         }
@@ -329,7 +331,7 @@ internal sealed partial class MessageRules
             command.ReadAdvancedTo = read;
         }
 
-        command.Members = member.Kind == "direct" ? DirectMembers(command.Conv) : (await GroupAsync(command.Conv))!.Users;
+        command.Members = member.Direct ?? (await GroupAsync(command.Conv))!.Users;
     }
 
     /// <summary>
@@ -337,11 +339,11 @@ internal sealed partial class MessageRules
     /// to its members, current and former (a former member sees up to their removal). Refuses with
     /// <c>not_found</c> or <c>forbidden</c> on the command.
     /// </summary>
-    private async ValueTask<Membership?> AccessAsync(WriteCommand command)
+    private async ValueTask<Standing?> AccessAsync(WriteCommand command)
     {
         var conv = command.Conv;
         var user = command.Origin.User;
-        if (Names.TryParseDirect(conv, out var a, out var b))
+        if (DirectMembersOf(conv) is [var a, var b] direct)
         {
             var last = await LastSeqAsync(conv);
             if (last is null && (!await UserExistsAsync(a) || !await UserExistsAsync(b)))
@@ -356,7 +358,7 @@ internal sealed partial class MessageRules
                 return null;
             }
 
-            return new Membership(conv, "direct", Roles.Member, 1, null, last ?? 0);
+            return new Standing(direct, Roles.Member, 1, null, last ?? 0);
         }
 
         if (!Names.IsValidGroupId(conv) || await GroupAsync(conv) is not { } group)
@@ -368,12 +370,12 @@ internal sealed partial class MessageRules
         var groupLast = await LastSeqAsync(conv) ?? 0;
         if (group.Current.TryGetValue(user, out var current))
         {
-            return new Membership(conv, "group", current.Role, current.JoinedSeq, null, groupLast);
+            return new Standing(null, current.Role, current.JoinedSeq, null, groupLast);
         }
 
         if (group.Former.TryGetValue(user, out var former))
         {
-            return new Membership(conv, "group", Roles.Member, former.JoinedSeq, former.RemovedSeq, groupLast);
+            return new Standing(null, Roles.Member, former.JoinedSeq, former.RemovedSeq, groupLast);
         }
 
         command.Fail(ErrorCodes.Forbidden, "not a member of this conversation");
@@ -424,7 +426,7 @@ internal sealed partial class MessageRules
 
     private async ValueTask<MemberCursor> MemberCursorAsync(MemberCursorKey key)
     {
-        if (Pending(key, static (b, k) => b.Writes.MemberCursors.TryGetValue(k, out var v) ? v : null) is { } pending)
+        if (Pending(key, static (b, k) => b.Writes.MemberCursors.TryGetValue(k, out var v) ? v : (MemberCursor?)null) is { } pending)
         {
             return pending;
         }
@@ -459,9 +461,30 @@ internal sealed partial class MessageRules
     private async ValueTask<GroupSnapshot?> GroupAsync(string conv) =>
         Pending(conv, static (b, c) => b.Groups.TryGetValue(c, out var g) ? g : null) ?? await _groups.GetAsync(conv);
 
-    private static string[] DirectMembers(string conv)
+    /// <summary>The two users of a canonical direct conversation id (cached: a message and its receipts parse it once); else null.</summary>
+    private string[]? DirectMembersOf(string conv)
     {
-        _ = Names.TryParseDirect(conv, out var a, out var b);
-        return [a, b];
+        if (_directMembers.TryGet(conv, out var members))
+        {
+            return members;
+        }
+
+        if (!Names.TryParseDirect(conv, out var a, out var b))
+        {
+            return null;
+        }
+
+        members = [a, b];
+        _directMembers.Set(conv, members);
+        return members;
+    }
+
+    /// <summary>A user's standing in a conversation as the rules see it: a value, made for every command.</summary>
+    /// <param name="Direct">The two users of a direct conversation; null for a group.</param>
+    private readonly record struct Standing(string[]? Direct, string Role, long FirstSeq, long? RemovedSeq, long LastSeq)
+    {
+        public bool IsCurrent => RemovedSeq is null;
+
+        public long LastVisible => RemovedSeq is { } removed ? Math.Min(removed, LastSeq) : LastSeq;
     }
 }

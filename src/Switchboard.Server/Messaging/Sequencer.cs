@@ -8,13 +8,16 @@ using Switchboard.Server.Storage;
 namespace Switchboard.Server.Messaging;
 
 /// <summary>
-/// The group commit, and the one place seqs are assigned. Two threads in a pipeline:
+/// The group commit, and the one place seqs are assigned. Three threads in a pipeline, each batch passing
+/// through them in order:
 /// <list type="number">
 /// <item><b>Deciding</b> (<c>switchboard-sequencer</c>): takes every waiting command (up to
 /// <see cref="StorageOptions.MaxBatch"/>), runs each through <see cref="MessageRules"/> in queue order, and hands
 /// the batch on. While the batch before it is still being written, it is already deciding the next one.</item>
-/// <item><b>Committing</b> (<c>switchboard-commit</c>): writes each batch to the store (one fsync), publishes its
-/// group changes, and only then tells the observer, which acks and delivers; batches complete in order.</item>
+/// <item><b>Committing</b> (<c>switchboard-commit</c>): writes each batch to the store (one fsync) and publishes
+/// its group changes.</item>
+/// <item><b>Publishing</b> (<c>switchboard-publish</c>): tells the observer, which acks and delivers, while the
+/// next batch is being written.</item>
 /// </list>
 /// Commands of one socket are queued one at a time, so seqs follow frame order per socket; one thread assigns
 /// them, so they are gap-free per conversation. A failed batch fails the batches decided after it too (they may
@@ -33,9 +36,11 @@ internal sealed partial class Sequencer : IDisposable
 
     // One batch waits while one is written: deciding never runs further ahead than that.
     private readonly Channel<Decided> _decided = Channel.CreateBounded<Decided>(new BoundedChannelOptions(1) { SingleReader = true, SingleWriter = true });
+    private readonly Channel<Decided> _committed = Channel.CreateBounded<Decided>(new BoundedChannelOptions(2) { SingleReader = true, SingleWriter = true });
     private readonly ConcurrentQueue<Decided> _completed = new();
     private readonly Thread _deciding;
     private readonly Thread _committing;
+    private readonly Thread _publishing;
     private ICommitObserver? _observer;
     private int _epoch;
     private int _failedEpoch = -1;
@@ -56,6 +61,7 @@ internal sealed partial class Sequencer : IDisposable
         });
         _deciding = new Thread(Decide) { IsBackground = true, Name = "switchboard-sequencer" };
         _committing = new Thread(Commit) { IsBackground = true, Name = "switchboard-commit" };
+        _publishing = new Thread(Publish) { IsBackground = true, Name = "switchboard-publish" };
     }
 
     /// <summary>Why the last batch could not be committed, until one is again; null while commits succeed.</summary>
@@ -65,6 +71,7 @@ internal sealed partial class Sequencer : IDisposable
     public void Start(ICommitObserver observer)
     {
         _observer = observer;
+        _publishing.Start();
         _committing.Start();
         _deciding.Start();
     }
@@ -77,7 +84,7 @@ internal sealed partial class Sequencer : IDisposable
     public void Dispose()
     {
         _queue.Writer.TryComplete();
-        foreach (var thread in new[] { _deciding, _committing })
+        foreach (var thread in new[] { _deciding, _committing, _publishing })
         {
             if (thread.IsAlive)
             {
@@ -102,14 +109,14 @@ internal sealed partial class Sequencer : IDisposable
                     }
                 }
 
-                var batch = new List<WriteCommand>(Math.Min(_options.MaxBatch, 256));
+                var batch = _spareLists.TryDequeue(out var spare) ? spare : new List<WriteCommand>(256);
                 while (batch.Count < _options.MaxBatch && reader.TryRead(out var command))
                 {
                     batch.Add(command);
                 }
 
                 TakeCompletions();
-                var state = new BatchState(_epoch);
+                var state = (_spareStates.Count > 0 ? _spareStates.Pop() : new BatchState()).Reset(_epoch);
                 _rules.Begin(state);
                 Exception? broken = null;
                 try
@@ -157,10 +164,31 @@ internal sealed partial class Sequencer : IDisposable
             {
                 _rules.Committed(done.State);
             }
+
+            if (_spareStates.Count < 4)
+            {
+                _spareStates.Push(done.State); // written and promoted: nothing refers to it any more
+            }
         }
     }
 
+    // Reused batch states (the deciding thread's only) and command lists (given back once published).
+    private readonly Stack<BatchState> _spareStates = new();
+    private readonly ConcurrentQueue<List<WriteCommand>> _spareLists = new();
+
     private void Commit()
+    {
+        try
+        {
+            CommitAll();
+        }
+        finally
+        {
+            _committed.Writer.TryComplete();
+        }
+    }
+
+    private void CommitAll()
     {
         var reader = _decided.Reader;
         while (true)
@@ -205,16 +233,45 @@ internal sealed partial class Sequencer : IDisposable
 
             _metrics.PersistLatency.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
             _metrics.BatchSize.Observe(decided.Commands.Count);
+            _completed.Enqueue(decided); // the deciding thread may now treat it as committed (or failed)
+            var handed = _committed.Writer.WriteAsync(decided);
+            if (!handed.IsCompletedSuccessfully)
+            {
+                handed.AsTask().GetAwaiter().GetResult();
+            }
+        }
+    }
+
+    private void Publish()
+    {
+        var reader = _committed.Reader;
+        while (true)
+        {
+            if (!reader.TryRead(out var committed))
+            {
+                var more = reader.WaitToReadAsync();
+                if (!(more.IsCompleted ? more.Result : more.AsTask().GetAwaiter().GetResult()))
+                {
+                    return;
+                }
+
+                continue;
+            }
+
             try
             {
-                _observer!.OnCommitted(decided.Commands);
+                _observer!.OnCommitted(committed.Commands);
             }
             catch (Exception ex)
             {
                 LogObserverFailed(ex);
             }
 
-            _completed.Enqueue(decided);
+            if (_spareLists.Count < 4)
+            {
+                committed.Commands.Clear();
+                _spareLists.Enqueue(committed.Commands);
+            }
         }
     }
 

@@ -38,39 +38,40 @@ internal sealed class PresenceService(
     public ValueTask<bool> MayWatchAsync(string watcher, string user) => access.SharesConversationAsync(watcher, user);
 
     /// <summary>Traffic from one of the user's sockets: extends the TTL; tells watchers if it made them online.</summary>
+    /// <remarks>On every frame: completes at once, allocating nothing, unless the user just came online.</remarks>
     public ValueTask TouchAsync(string user)
     {
         var refreshed = store.RefreshAsync(user, Now);
         if (refreshed.IsCompletedSuccessfully)
         {
-            return refreshed.Result ? CameOnlineAsync() : ValueTask.CompletedTask;
+            return refreshed.Result ? CameOnlineAsync(user) : ValueTask.CompletedTask;
         }
 
-        return RefreshedAsync(refreshed);
+        return RefreshedAsync(refreshed, user);
+    }
 
-        async ValueTask RefreshedAsync(ValueTask<bool> pending)
+    private async ValueTask RefreshedAsync(ValueTask<bool> pending, string user)
+    {
+        if (await pending)
         {
-            if (await pending)
+            await CameOnlineAsync(user);
+        }
+    }
+
+    private async ValueTask CameOnlineAsync(string user)
+    {
+        var stripe = Stripe(user);
+        await stripe.WaitAsync();
+        try
+        {
+            if (await store.IsOnlineAsync(user, Now))
             {
-                await CameOnlineAsync();
+                await NotifyAsync(user, Messaging.Frames.Serialize(new PresenceFrame(user, true, null)));
             }
         }
-
-        async ValueTask CameOnlineAsync()
+        finally
         {
-            var stripe = Stripe(user);
-            await stripe.WaitAsync();
-            try
-            {
-                if (await store.IsOnlineAsync(user, Now))
-                {
-                    await NotifyAsync(user, Messaging.Frames.Serialize(new PresenceFrame(user, true, null)));
-                }
-            }
-            finally
-            {
-                stripe.Release();
-            }
+            stripe.Release();
         }
     }
 

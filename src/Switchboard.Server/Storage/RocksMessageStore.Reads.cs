@@ -267,6 +267,6 @@ internal sealed partial class RocksMessageStore
     {
         using var lease = database.Enter();
         var value = lease.Db.Get(Keys().MemberCursorOf(key.Conv, key.User).Span, lease.Handles.Cursors);
-        return ValueTask.FromResult(value is null ? null : RecordCodec.ReadMemberCursor(key.User, value));
+        return ValueTask.FromResult(value is null ? (MemberCursor?)null : RecordCodec.ReadMemberCursor(key.User, value));
     }
 }

@@ -46,7 +46,7 @@ internal sealed record Membership(string Conv, string Kind, string Role, long Fi
 }
 
 /// <summary>A member's cumulative cursors in a conversation, and when one of them last moved.</summary>
-internal sealed record MemberCursor(string User, long Delivered, long Read, long Updated);
+internal readonly record struct MemberCursor(string User, long Delivered, long Read, long Updated);
 
 /// <summary>Key of a device's replay position in one conversation.</summary>
 internal readonly record struct DeviceCursorKey(string User, int Device, string Conv);
