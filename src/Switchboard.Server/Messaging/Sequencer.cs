@@ -45,6 +45,9 @@ internal sealed partial class Sequencer : IDisposable
     private int _epoch;
     private int _failedEpoch = -1;
 
+    /// <summary>Batches handed to the committing thread and not yet published.</summary>
+    private int _handedOff;
+
     public Sequencer(IMessageStore store, MessageRules rules, GroupDirectory groups, IOptions<StorageOptions> options, TimeProvider time, SwitchboardMetrics metrics, ILogger<Sequencer> logger)
     {
         _store = store;
@@ -134,6 +137,17 @@ internal sealed partial class Sequencer : IDisposable
 
                 _rules.Seal();
                 var decided = new Decided(batch, state, broken);
+                if (Volatile.Read(ref _handedOff) == 0 && batch.Count <= _options.InlineCommitBatch)
+                {
+                    // Light load: nothing is being written or published, so this thread writes and publishes the
+                    // batch itself, in order, and no thread is woken for it.
+                    CommitOne(decided);
+                    TakeCompletions();
+                    PublishOne(decided);
+                    continue;
+                }
+
+                Interlocked.Increment(ref _handedOff);
                 var handed = _decided.Writer.WriteAsync(decided);
                 if (!handed.IsCompletedSuccessfully)
                 {
@@ -204,42 +218,48 @@ internal sealed partial class Sequencer : IDisposable
                 continue;
             }
 
-            var started = Stopwatch.GetTimestamp();
-            var state = decided.State;
-            if (decided.Broken is not null || state.Epoch <= Volatile.Read(ref _failedEpoch))
-            {
-                Fail(decided, decided.Broken ?? new InvalidOperationException("an earlier batch this one builds on failed"));
-            }
-            else
-            {
-                try
-                {
-                    Wait(_store.CommitAsync(state.Writes, CancellationToken.None));
-                    foreach (var (_, group) in state.Groups)
-                    {
-                        _groups.Publish(group); // before anything is delivered, so readers never see older groups
-                    }
-
-                    if (!state.Writes.IsEmpty)
-                    {
-                        Failing = null;
-                    }
-                }
-                catch (Exception ex)
-                {
-                    Fail(decided, ex);
-                }
-            }
-
-            _metrics.PersistLatency.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
-            _metrics.BatchSize.Observe(decided.Commands.Count);
-            _completed.Enqueue(decided); // the deciding thread may now treat it as committed (or failed)
+            CommitOne(decided);
             var handed = _committed.Writer.WriteAsync(decided);
             if (!handed.IsCompletedSuccessfully)
             {
                 handed.AsTask().GetAwaiter().GetResult();
             }
         }
+    }
+
+    /// <summary>Writes one batch (one fsync) and publishes its group changes; then the deciding thread may take it as done.</summary>
+    private void CommitOne(Decided decided)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var state = decided.State;
+        if (decided.Broken is not null || state.Epoch <= Volatile.Read(ref _failedEpoch))
+        {
+            Fail(decided, decided.Broken ?? new InvalidOperationException("an earlier batch this one builds on failed"));
+        }
+        else
+        {
+            try
+            {
+                Wait(_store.CommitAsync(state.Writes, CancellationToken.None));
+                foreach (var (_, group) in state.Groups)
+                {
+                    _groups.Publish(group); // before anything is delivered, so readers never see older groups
+                }
+
+                if (!state.Writes.IsEmpty)
+                {
+                    Failing = null;
+                }
+            }
+            catch (Exception ex)
+            {
+                Fail(decided, ex);
+            }
+        }
+
+        _metrics.PersistLatency.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+        _metrics.BatchSize.Observe(decided.Commands.Count);
+        _completed.Enqueue(decided); // the deciding thread may now treat it as committed (or failed)
     }
 
     private void Publish()
@@ -258,20 +278,27 @@ internal sealed partial class Sequencer : IDisposable
                 continue;
             }
 
-            try
-            {
-                _observer!.OnCommitted(committed.Commands);
-            }
-            catch (Exception ex)
-            {
-                LogObserverFailed(ex);
-            }
+            PublishOne(committed);
+            Interlocked.Decrement(ref _handedOff);
+        }
+    }
 
-            if (_spareLists.Count < 4)
-            {
-                committed.Commands.Clear();
-                _spareLists.Enqueue(committed.Commands);
-            }
+    /// <summary>Acks and deliveries of a durable batch (or the errors of a failed one).</summary>
+    private void PublishOne(Decided committed)
+    {
+        try
+        {
+            _observer!.OnCommitted(committed.Commands);
+        }
+        catch (Exception ex)
+        {
+            LogObserverFailed(ex);
+        }
+
+        if (_spareLists.Count < 4)
+        {
+            committed.Commands.Clear();
+            _spareLists.Enqueue(committed.Commands);
         }
     }
 

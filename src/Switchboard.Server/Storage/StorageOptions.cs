@@ -14,6 +14,14 @@ public sealed class StorageOptions
     /// </summary>
     public int QueueCapacity { get; set; } = 16384;
 
+    /// <summary>
+    /// Batches of up to this many commands are written and published by the thread that decided them when no
+    /// earlier batch is still on its way: at light load a message then wakes one thread instead of three. Larger
+    /// batches (load) go through the pipeline, where writing one batch overlaps deciding the next. 0: always
+    /// the pipeline.
+    /// </summary>
+    public int InlineCommitBatch { get; set; } = 64;
+
     /// <summary>Days of history kept; older events are purged by a background job.</summary>
     public int RetentionDays { get; set; } = 30;
 
@@ -40,6 +48,11 @@ public sealed class StorageOptions
         if (MaxBatch is < 1 or > 100_000)
         {
             throw new InvalidOperationException("Switchboard:Storage:MaxBatch must be between 1 and 100000.");
+        }
+
+        if (InlineCommitBatch < 0)
+        {
+            throw new InvalidOperationException("Switchboard:Storage:InlineCommitBatch cannot be negative.");
         }
 
         if (QueueCapacity < 1)
