@@ -34,6 +34,12 @@ internal sealed partial class Sequencer : IDisposable
     private readonly ILogger<Sequencer> _logger;
     private readonly Channel<WriteCommand> _queue;
 
+    // Cursor moves wait in a lane of their own, so that a flood of receipts (a large group answering a post) never
+    // holds up the sends behind it: a batch takes the waiting sends first, then cursors.
+    private readonly Channel<WriteCommand> _cursors;
+    private readonly ManualResetEventSlim _wake = new(false, spinCount: 0);
+    private int _sleeping;
+
     // One batch waits while one is written: deciding never runs further ahead than that.
     private readonly Channel<Decided> _decided = Channel.CreateBounded<Decided>(new BoundedChannelOptions(1) { SingleReader = true, SingleWriter = true });
     private readonly Channel<Decided> _committed = Channel.CreateBounded<Decided>(new BoundedChannelOptions(2) { SingleReader = true, SingleWriter = true });
@@ -62,6 +68,11 @@ internal sealed partial class Sequencer : IDisposable
             SingleReader = true,
             FullMode = BoundedChannelFullMode.Wait,
         });
+        _cursors = Channel.CreateBounded<WriteCommand>(new BoundedChannelOptions(_options.QueueCapacity)
+        {
+            SingleReader = true,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
         _deciding = new Thread(Decide) { IsBackground = true, Name = "switchboard-sequencer" };
         _committing = new Thread(Commit) { IsBackground = true, Name = "switchboard-commit" };
         _publishing = new Thread(Publish) { IsBackground = true, Name = "switchboard-publish" };
@@ -79,14 +90,68 @@ internal sealed partial class Sequencer : IDisposable
         _deciding.Start();
     }
 
-    /// <summary>Queues a command for the next batch; waits only while the queue is full.</summary>
-    public ValueTask SubmitAsync(WriteCommand command, CancellationToken cancellationToken) =>
-        _queue.Writer.WriteAsync(command, cancellationToken);
+    /// <summary>Queues a command for the next batch; waits only while its lane is full.</summary>
+    public ValueTask SubmitAsync(WriteCommand command, CancellationToken cancellationToken)
+    {
+        var written = (command is CursorCommand ? _cursors : _queue).Writer.WriteAsync(command, cancellationToken);
+        if (!written.IsCompletedSuccessfully)
+        {
+            return WakeAfterAsync(written);
+        }
+
+        Wake();
+        return ValueTask.CompletedTask;
+    }
+
+    private async ValueTask WakeAfterAsync(ValueTask written)
+    {
+        await written;
+        Wake();
+    }
+
+    private void Wake()
+    {
+        if (Volatile.Read(ref _sleeping) != 0)
+        {
+            _wake.Set();
+        }
+    }
+
+    /// <summary>
+    /// Waits until either lane has a command; false once both are closed and empty. The flag is raised before
+    /// the lanes are looked at again, so a command written meanwhile either is seen or sets the event.
+    /// </summary>
+    private bool WaitForWork()
+    {
+        while (true)
+        {
+            if (_queue.Reader.TryPeek(out _) || _cursors.Reader.TryPeek(out _))
+            {
+                return true;
+            }
+
+            if (_queue.Reader.Completion.IsCompleted && _cursors.Reader.Completion.IsCompleted)
+            {
+                return false;
+            }
+
+            Interlocked.Exchange(ref _sleeping, 1);
+            if (!_queue.Reader.TryPeek(out _) && !_cursors.Reader.TryPeek(out _) && !(_queue.Reader.Completion.IsCompleted && _cursors.Reader.Completion.IsCompleted))
+            {
+                _wake.Wait();
+            }
+
+            Interlocked.Exchange(ref _sleeping, 0);
+            _wake.Reset();
+        }
+    }
 
     /// <summary>Stops taking commands, and waits for the queued ones to be committed (bounded).</summary>
     public void Dispose()
     {
         _queue.Writer.TryComplete();
+        _cursors.Writer.TryComplete();
+        _wake.Set();
         foreach (var thread in new[] { _deciding, _committing, _publishing })
         {
             if (thread.IsAlive)
@@ -99,20 +164,24 @@ internal sealed partial class Sequencer : IDisposable
     private void Decide()
     {
         var reader = _queue.Reader;
+        var cursors = _cursors.Reader;
+        // Cursor moves always get at least a quarter of a batch, so a stream of sends cannot starve them.
+        var cursorShare = Math.Max(1, _options.MaxBatch / 4);
         try
         {
-            while (true)
+            while (WaitForWork())
             {
-                if (!reader.TryPeek(out _))
+                var batch = _spareLists.TryDequeue(out var spare) ? spare : new List<WriteCommand>(256);
+                while (batch.Count < _options.MaxBatch - cursorShare && reader.TryRead(out var command))
                 {
-                    var more = reader.WaitToReadAsync();
-                    if (!(more.IsCompleted ? more.Result : more.AsTask().GetAwaiter().GetResult()))
-                    {
-                        return;
-                    }
+                    batch.Add(command);
                 }
 
-                var batch = _spareLists.TryDequeue(out var spare) ? spare : new List<WriteCommand>(256);
+                while (batch.Count < _options.MaxBatch && cursors.TryRead(out var cursor))
+                {
+                    batch.Add(cursor);
+                }
+
                 while (batch.Count < _options.MaxBatch && reader.TryRead(out var command))
                 {
                     batch.Add(command);
