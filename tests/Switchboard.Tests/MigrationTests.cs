@@ -131,3 +131,47 @@ public sealed class MigrationTests
         command.ExecuteNonQuery();
     }
 }
+
+/// <summary>Online backups: a checkpoint of the running store opens as a store with everything acked before it.</summary>
+public sealed class CheckpointTests
+{
+    [Fact]
+    public async Task A_checkpoint_taken_while_running_holds_every_acked_message()
+    {
+        await using var server = await TestServer.StartAsync();
+        var alice = await server.NewClientAsync();
+        var conv = Conv.Direct(alice.User, await server.RegisterAsync());
+        for (var i = 0; i < 20; i++)
+        {
+            await alice.SendAckedAsync(conv, $"m{i}");
+        }
+
+        using var response = await server.Http.PostAsync("/v1/admin/checkpoint", null);
+        Assert.Equal(System.Net.HttpStatusCode.Created, response.StatusCode);
+        var path = (await System.Net.Http.Json.HttpContentJsonExtensions.ReadFromJsonAsync<System.Text.Json.JsonElement>(response.Content)).GetProperty("path").GetString()!;
+        Assert.StartsWith(Path.Combine(server.DataDir, "checkpoints"), path, StringComparison.Ordinal);
+        await alice.SendAckedAsync(conv, "after the checkpoint");
+
+        // The checkpoint is a store of its own: open it as the data dir of another instance.
+        var copy = Path.Combine(Path.GetTempPath(), "switchboard-restore-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(copy);
+        Directory.Move(path, Path.Combine(copy, "store"));
+        try
+        {
+            var database = new Switchboard.Server.Storage.RocksDatabase(
+                Microsoft.Extensions.Options.Options.Create(new Switchboard.Server.Hosting.ServerOptions { DataDir = copy }),
+                Microsoft.Extensions.Options.Options.Create(new Switchboard.Server.Storage.StorageOptions()),
+                Microsoft.Extensions.Logging.Abstractions.NullLogger<Switchboard.Server.Storage.RocksDatabase>.Instance);
+            using (database)
+            {
+                var store = new Switchboard.Server.Storage.RocksMessageStore(database);
+                var events = await store.ReadAfterAsync(conv, 0, long.MaxValue, 100);
+                Assert.Equal(Enumerable.Range(0, 20).Select(i => $"m{i}"), events.Select(e => e.Body));
+            }
+        }
+        finally
+        {
+            Directory.Delete(copy, recursive: true);
+        }
+    }
+}

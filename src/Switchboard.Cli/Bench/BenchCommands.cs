@@ -10,8 +10,36 @@ internal static class BenchCommands
 {
     public static Command Create() => new("bench", "Load generator: measures a running server")
     {
-        Direct(), Group(), Heartbeats(), Connections(), Reconnect(),
+        Direct(), Group(), Heartbeats(), Connections(), Reconnect(), Fill(),
     };
+
+    private static Command Fill()
+    {
+        var common = new CommonOptions();
+        var users = new Option<int>("--users") { Description = "Accounts signed up", DefaultValueFactory = _ => 100_000 };
+        var conversations = new Option<int>("--conversations") { Description = "Direct conversations opened (one message each)", DefaultValueFactory = _ => 1_000_000 };
+        var senders = new Option<int>("--senders") { Description = "Users connected to open them; each talks to distinct others", DefaultValueFactory = _ => 1000 };
+        var rate = new Option<int>("--rate") { Description = "Messages per second", DefaultValueFactory = _ => 10_000 };
+        var window = new Option<int>("--window") { Description = "Sends in flight per sender", DefaultValueFactory = _ => 32 };
+        var serverPid = new Option<int?>("--server-pid") { Description = "Server process id on this machine: its resident memory" };
+        var parallel = ParallelOption();
+        var command = common.Command("fill", "Memory at scale: many users and conversations, then the server's RSS, store memory and cache sizes",
+            users, conversations, senders, rate, window, serverPid, parallel);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            if (common.Target(parse) is not { } target)
+            {
+                return 2;
+            }
+
+            var userCount = Math.Clamp(parse.GetValue(users), 2, 10_000_000);
+            var senderCount = Math.Clamp(parse.GetValue(senders), 1, userCount - 1);
+            var options = new FillOptions(target, userCount, Math.Clamp(parse.GetValue(conversations), 1, 100_000_000), senderCount,
+                Math.Max(1, parse.GetValue(rate)), Math.Max(1, parse.GetValue(window)), Parallel(parse, parallel), parse.GetValue(serverPid), parse.GetValue(common.Json));
+            return await new FillBench(options).RunAsync(cancellationToken);
+        });
+        return command;
+    }
 
     private static Command Direct()
     {

@@ -55,17 +55,8 @@ internal sealed class RocksAccountStore(RocksDatabase database) : IAccountStore
         var list = new List<DeviceRecord>();
         using var lease = database.Enter();
         var prefix = new RocksKeys.Builder().DevicePrefix(user).ToArray();
-        using var it = lease.Db.NewIterator(lease.Handles.Meta);
-        for (it.Seek(prefix); it.Valid(); it.Next())
-        {
-            var key = it.GetKeySpan();
-            if (!key.StartsWith(prefix))
-            {
-                break;
-            }
-
-            list.Add(ReadDevice(user, System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(key[prefix.Length..]), it.GetValueSpan()));
-        }
+        RocksMessageStore.ScanPrefix(lease, lease.Handles.Meta, prefix,
+            (key, value) => list.Add(ReadDevice(user, System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(key[prefix.Length..]), value)));
 
         return ValueTask.FromResult(list);
     }

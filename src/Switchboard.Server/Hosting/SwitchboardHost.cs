@@ -131,6 +131,23 @@ public static class SwitchboardHost
                 return Results.Text($"store unavailable: {ex.Message}", statusCode: 503);
             }
         });
+        app.MapPost("/v1/admin/checkpoint", (HttpContext context, RocksDatabase database) =>
+        {
+            // An operator's call on the machine itself: there are no admin accounts, so only loopback may ask.
+            if (context.Connection.RemoteIpAddress is not { } peer || !System.Net.IPAddress.IsLoopback(peer))
+            {
+                return Http.HttpHelpers.Error(403, ErrorCodes.Forbidden, "checkpoints are made on the server's own machine (a loopback address)");
+            }
+
+            try
+            {
+                return Results.Json(new Dictionary<string, string> { ["path"] = database.Checkpoint() }, statusCode: 201);
+            }
+            catch (Exception ex) when (ex is StoreUnavailableException or RocksDbSharp.RocksDbException or IOException)
+            {
+                return Http.HttpHelpers.Error(503, ErrorCodes.Unavailable, $"no checkpoint: {ex.Message}");
+            }
+        });
         app.MapMetrics("/metrics", app.Services.GetRequiredService<SwitchboardMetrics>().Registry);
         app.MapAccountEndpoints();
         app.MapConversationEndpoints();

@@ -273,20 +273,8 @@ internal sealed partial class Sequencer : IDisposable
 
     private void CommitAll()
     {
-        var reader = _decided.Reader;
-        while (true)
+        while (Next(_decided.Reader) is { } decided)
         {
-            if (!reader.TryRead(out var decided))
-            {
-                var more = reader.WaitToReadAsync();
-                if (!(more.IsCompleted ? more.Result : more.AsTask().GetAwaiter().GetResult()))
-                {
-                    return;
-                }
-
-                continue;
-            }
-
             CommitOne(decided);
             var handed = _committed.Writer.WriteAsync(decided);
             if (!handed.IsCompletedSuccessfully)
@@ -333,22 +321,28 @@ internal sealed partial class Sequencer : IDisposable
 
     private void Publish()
     {
-        var reader = _committed.Reader;
-        while (true)
+        while (Next(_committed.Reader) is { } committed)
         {
-            if (!reader.TryRead(out var committed))
-            {
-                var more = reader.WaitToReadAsync();
-                if (!(more.IsCompleted ? more.Result : more.AsTask().GetAwaiter().GetResult()))
-                {
-                    return;
-                }
-
-                continue;
-            }
-
             PublishOne(committed);
             Interlocked.Decrement(ref _handedOff);
+        }
+    }
+
+    /// <summary>The next batch from the stage before, waiting on this thread; null once that stage is done.</summary>
+    private static Decided? Next(ChannelReader<Decided> reader)
+    {
+        while (true)
+        {
+            if (reader.TryRead(out var next))
+            {
+                return next;
+            }
+
+            var more = reader.WaitToReadAsync();
+            if (!(more.IsCompleted ? more.Result : more.AsTask().GetAwaiter().GetResult()))
+            {
+                return null;
+            }
         }
     }
 

@@ -168,6 +168,22 @@ internal sealed partial class RocksDatabase : IDisposable
         return (Counter("rocksdb.wal.bytes"), Counter("rocksdb.flush.write.bytes"), Counter("rocksdb.compact.write.bytes"));
     }
 
+    /// <summary>
+    /// A consistent copy of the store while it runs, in a new directory under <c>DataDir/checkpoints</c>: RocksDB
+    /// hard-links the table files (no copy while they are on the same file system) and copies the log and manifest.
+    /// The directory opens as a store of its own; archive it, then delete it.
+    /// </summary>
+    public string Checkpoint()
+    {
+        var root = Path.Combine(DataDir, "checkpoints");
+        Directory.CreateDirectory(root);
+        var target = Path.Combine(root, DateTimeOffset.UtcNow.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture) + "-" + Guid.NewGuid().ToString("N")[..6]);
+        using var lease = Enter();
+        using var checkpoint = lease.Db.Checkpoint();
+        checkpoint.Save(target);
+        return target;
+    }
+
     /// <summary>Memory the store holds outside the managed heap, and its files on disk (RocksDB properties, all families).</summary>
     public (long Memtables, long BlockCache, long TableReaders, long Files) Usage()
     {

@@ -164,20 +164,7 @@ internal sealed partial class RocksMessageStore
         using var lease = database.Enter();
         var prefix = Keys().UserMemberPrefix(user).ToArray();
         var records = new List<MemberRecord>();
-        using (var it = lease.Db.NewIterator(lease.Handles.Meta, ReadDefaults))
-        {
-            for (it.Seek(prefix); it.Valid(); it.Next())
-            {
-                var key = it.GetKeySpan();
-                if (!key.StartsWith(prefix))
-                {
-                    break;
-                }
-
-                var conv = RocksKeys.TextAfter(key, prefix.Length);
-                records.Add(RecordCodec.ReadMember(conv, user, it.GetValueSpan()));
-            }
-        }
+        ScanPrefix(lease, lease.Handles.Meta, prefix, (key, value) => records.Add(RecordCodec.ReadMember(RocksKeys.TextAfter(key, prefix.Length), user, value)));
 
         foreach (var m in records)
         {
@@ -201,17 +188,7 @@ internal sealed partial class RocksMessageStore
         var (name, created) = RecordCodec.ReadGroup(group);
         var members = new List<MemberRecord>();
         var prefix = Keys().GroupMemberPrefix(conv).ToArray();
-        using var it = lease.Db.NewIterator(lease.Handles.Meta, ReadDefaults);
-        for (it.Seek(prefix); it.Valid(); it.Next())
-        {
-            var key = it.GetKeySpan();
-            if (!key.StartsWith(prefix))
-            {
-                break;
-            }
-
-            members.Add(RecordCodec.ReadMember(conv, RocksKeys.TextAfter(key, prefix.Length), it.GetValueSpan()));
-        }
+        ScanPrefix(lease, lease.Handles.Meta, prefix, (key, value) => members.Add(RecordCodec.ReadMember(conv, RocksKeys.TextAfter(key, prefix.Length), value)));
 
         return ValueTask.FromResult<GroupRecord?>(new GroupRecord(conv, name, created, members));
     }
@@ -221,17 +198,7 @@ internal sealed partial class RocksMessageStore
         var map = new Dictionary<string, long>(StringComparer.Ordinal);
         using var lease = database.Enter();
         var prefix = Keys().DeviceCursorPrefix(user, device).ToArray();
-        using var it = lease.Db.NewIterator(lease.Handles.Cursors, ReadDefaults);
-        for (it.Seek(prefix); it.Valid(); it.Next())
-        {
-            var key = it.GetKeySpan();
-            if (!key.StartsWith(prefix))
-            {
-                break;
-            }
-
-            map[RocksKeys.TextAfter(key, prefix.Length)] = RecordCodec.ReadNumber(it.GetValueSpan());
-        }
+        ScanPrefix(lease, lease.Handles.Cursors, prefix, (key, value) => map[RocksKeys.TextAfter(key, prefix.Length)] = RecordCodec.ReadNumber(value));
 
         return ValueTask.FromResult(map);
     }
@@ -248,20 +215,28 @@ internal sealed partial class RocksMessageStore
         var list = new List<MemberCursor>();
         using var lease = database.Enter();
         var prefix = Keys().MemberCursorPrefix(conv).ToArray();
-        using var it = lease.Db.NewIterator(lease.Handles.Cursors, ReadDefaults);
+        ScanPrefix(lease, lease.Handles.Cursors, prefix, (key, value) => list.Add(RecordCodec.ReadMemberCursor(RocksKeys.TextAfter(key, prefix.Length), value)));
+
+        return ValueTask.FromResult(list);
+    }
+
+    /// <summary>Every key of a family that starts with <paramref name="prefix"/>, in key order.</summary>
+    internal static void ScanPrefix(RocksDatabase.Lease lease, ColumnFamilyHandle family, byte[] prefix, KeyValueVisitor visit)
+    {
+        using var it = lease.Db.NewIterator(family, ReadDefaults);
         for (it.Seek(prefix); it.Valid(); it.Next())
         {
             var key = it.GetKeySpan();
             if (!key.StartsWith(prefix))
             {
-                break;
+                return;
             }
 
-            list.Add(RecordCodec.ReadMemberCursor(RocksKeys.TextAfter(key, prefix.Length), it.GetValueSpan()));
+            visit(key, it.GetValueSpan());
         }
-
-        return ValueTask.FromResult(list);
     }
+
+    internal delegate void KeyValueVisitor(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value);
 
     public ValueTask<MemberCursor?> GetMemberCursorAsync(MemberCursorKey key, CancellationToken cancellationToken = default)
     {
