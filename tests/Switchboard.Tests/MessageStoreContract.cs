@@ -23,7 +23,7 @@ public abstract class MessageStoreContract : IAsyncLifetime
     /// <summary>An open store on <paramref name="place"/> (a directory, a database name…), made empty when new.</summary>
     private protected abstract Task<StoreUnderTest> OpenAsync(string place);
 
-    /// <summary>What a crash (kill -9, power cut) leaves of the store, opened: only what was made durable.</summary>
+    /// <summary>What a crash of the process (kill -9) leaves of the store, opened.</summary>
     private protected abstract Task<StoreUnderTest> CrashAndReopenAsync(StoreUnderTest store);
 
     private protected abstract string NewPlace();
@@ -170,6 +170,25 @@ public abstract class MessageStoreContract : IAsyncLifetime
         Assert.Equal("the group", stored.Name);
         Assert.Equal(2, stored.Members.Count);
         Assert.Equal(3, stored.Members.Single(m => m.User == "bob").RemovedSeq);
+    }
+
+    [Fact]
+    public async Task A_batch_of_cursor_moves_alone_survives_a_crash_of_the_process()
+    {
+        // Such a batch needs no fsync of its own (StoreBatch.MustSync), but what was written is the process's no
+        // longer: a kill -9 right after the commit keeps it.
+        var conv = NewConv();
+        await CommitAsync(b => b.Events.AddRange([Event(conv, 1), Event(conv, 2)]));
+        var cursorsOnly = new StoreBatch();
+        cursorsOnly.DeviceCursors[new DeviceCursorKey("bob", 1, conv)] = 2;
+        cursorsOnly.MemberCursors[new MemberCursorKey(conv, "bob")] = new MemberCursor("bob", 2, 1, 7);
+        Assert.False(cursorsOnly.MustSync);
+        await Current.Store.CommitAsync(cursorsOnly, CancellationToken.None);
+
+        await CrashAsync();
+        Assert.Equal(2, await Current.Store.GetDeviceCursorAsync(new DeviceCursorKey("bob", 1, conv)));
+        Assert.Equal(new MemberCursor("bob", 2, 1, 7), await Current.Store.GetMemberCursorAsync(new MemberCursorKey(conv, "bob")));
+        Assert.Equal(2, await Current.Store.GetLastSeqAsync(conv));
     }
 
     [Fact]

@@ -30,7 +30,7 @@ public sealed class RocksStoreContractTests : MessageStoreContract
 
     /// <summary>
     /// The files as a kill -9 leaves them: copied while the database is open, without closing it (no flush, no
-    /// clean shutdown), then opened from the copy, which recovers from its log. Only what was synced is there.
+    /// clean shutdown), then opened from the copy, which recovers from its log. What was written to the log is there.
     /// </summary>
     private protected override async Task<StoreUnderTest> CrashAndReopenAsync(StoreUnderTest store)
     {

@@ -23,12 +23,12 @@ internal sealed partial class MessageRules
     private readonly MessagingOptions _options;
     private readonly IdGenerator _ids;
 
-    // Committed state, bounded; the store answers a miss.
-    private readonly BoundedCache<string, long> _lastSeq;
-    private readonly BoundedCache<DeviceCursorKey, long> _deviceCursors;
-    private readonly BoundedCache<MemberCursorKey, MemberCursor> _memberCursors;
-    private readonly BoundedCache<string, bool> _knownUsers;
-    private readonly BoundedCache<string, string[]> _directMembers;
+    // Committed state, bounded; the store answers a miss. Keyed by hashes, so that entries hold no references
+    // (see CacheKey).
+    private readonly BoundedCache<CacheKey, long> _lastSeq;
+    private readonly BoundedCache<CacheKey, long> _deviceCursors;
+    private readonly BoundedCache<CacheKey, CursorValues> _memberCursors;
+    private readonly BoundedCache<CacheKey, bool> _knownUsers;
 
     // The batch being decided, and the batches decided before it that are not yet known to be durable: later
     // commands see them, as they would see committed state.
@@ -42,15 +42,14 @@ internal sealed partial class MessageRules
         _groups = groups;
         _options = options.Value;
         _ids = ids;
-        _lastSeq = new BoundedCache<string, long>(_options.ConversationCacheEntries, StringComparer.Ordinal);
-        _deviceCursors = new BoundedCache<DeviceCursorKey, long>(_options.CursorCacheEntries);
-        _memberCursors = new BoundedCache<MemberCursorKey, MemberCursor>(_options.CursorCacheEntries);
-        _knownUsers = new BoundedCache<string, bool>(_options.UserCacheEntries, StringComparer.Ordinal);
-        _directMembers = new BoundedCache<string, string[]>(_options.ConversationCacheEntries / 4, StringComparer.Ordinal);
+        _lastSeq = new BoundedCache<CacheKey, long>(_options.ConversationCacheEntries);
+        _deviceCursors = new BoundedCache<CacheKey, long>(_options.CursorCacheEntries);
+        _memberCursors = new BoundedCache<CacheKey, CursorValues>(_options.CursorCacheEntries);
+        _knownUsers = new BoundedCache<CacheKey, bool>(_options.UserCacheEntries);
     }
 
     /// <summary>Entries held by the caches, for the metrics.</summary>
-    public int CachedEntries => _lastSeq.Count + _deviceCursors.Count + _memberCursors.Count + _knownUsers.Count + _directMembers.Count;
+    public int CachedEntries => _lastSeq.Count + _deviceCursors.Count + _memberCursors.Count + _knownUsers.Count;
 
     /// <summary>Starts deciding a new batch into <paramref name="state"/>.</summary>
     public void Begin(BatchState state) => _current = state;
@@ -78,17 +77,17 @@ internal sealed partial class MessageRules
         _inFlight.RemoveAt(0);
         foreach (var (conv, seq) in state.Seqs)
         {
-            _lastSeq.Set(conv, seq);
+            _lastSeq.Set(CacheKey.Of(conv), seq);
         }
 
         foreach (var (key, delivered) in state.Writes.DeviceCursors)
         {
-            _deviceCursors.Set(key, delivered);
+            _deviceCursors.Set(KeyOf(key), delivered);
         }
 
         foreach (var (key, cursor) in state.Writes.MemberCursors)
         {
-            _memberCursors.Set(key, cursor);
+            _memberCursors.Set(KeyOf(key), new CursorValues(cursor));
         }
     }
 
@@ -390,7 +389,7 @@ internal sealed partial class MessageRules
             return pending;
         }
 
-        if (_lastSeq.TryGet(conv, out var cached))
+        if (_lastSeq.TryGet(CacheKey.Of(conv), out var cached))
         {
             return cached;
         }
@@ -398,7 +397,7 @@ internal sealed partial class MessageRules
         var stored = await _store.GetLastSeqAsync(conv);
         if (stored is { } last)
         {
-            _lastSeq.Set(conv, last);
+            _lastSeq.Set(CacheKey.Of(conv), last);
         }
 
         return stored;
@@ -414,13 +413,13 @@ internal sealed partial class MessageRules
             return pending;
         }
 
-        if (_deviceCursors.TryGet(key, out var value))
+        if (_deviceCursors.TryGet(KeyOf(key), out var value))
         {
             return value;
         }
 
         value = await _store.GetDeviceCursorAsync(key) ?? 0;
-        _deviceCursors.Set(key, value);
+        _deviceCursors.Set(KeyOf(key), value);
         return value;
     }
 
@@ -431,19 +430,19 @@ internal sealed partial class MessageRules
             return pending;
         }
 
-        if (_memberCursors.TryGet(key, out var value))
+        if (_memberCursors.TryGet(KeyOf(key), out var cached))
         {
-            return value;
+            return new MemberCursor(key.User, cached.Delivered, cached.Read, cached.Updated);
         }
 
-        value = await _store.GetMemberCursorAsync(key) ?? new MemberCursor(key.User, 0, 0, 0);
-        _memberCursors.Set(key, value);
+        var value = await _store.GetMemberCursorAsync(key) ?? new MemberCursor(key.User, 0, 0, 0);
+        _memberCursors.Set(KeyOf(key), new CursorValues(value));
         return value;
     }
 
     private async ValueTask<bool> UserExistsAsync(string user)
     {
-        if (_knownUsers.TryGet(user, out _))
+        if (_knownUsers.TryGet(CacheKey.Of(user), out _))
         {
             return true;
         }
@@ -453,7 +452,7 @@ internal sealed partial class MessageRules
             return false;
         }
 
-        _knownUsers.Set(user, true); // users are never deleted, so only existence is cached
+        _knownUsers.Set(CacheKey.Of(user), true); // users are never deleted, so only existence is cached
         return true;
     }
 
@@ -461,22 +460,20 @@ internal sealed partial class MessageRules
     private async ValueTask<GroupSnapshot?> GroupAsync(string conv) =>
         Pending(conv, static (b, c) => b.Groups.TryGetValue(c, out var g) ? g : null) ?? await _groups.GetAsync(conv);
 
-    /// <summary>The two users of a canonical direct conversation id (cached: a message and its receipts parse it once); else null.</summary>
-    private string[]? DirectMembersOf(string conv)
+    /// <summary>The two users of a canonical direct conversation id; else null.</summary>
+    private static string[]? DirectMembersOf(string conv) => Names.TryParseDirect(conv, out var a, out var b) ? [a, b] : null;
+
+    private static CacheKey KeyOf(DeviceCursorKey key) => CacheKey.Of(key.User, key.Device, key.Conv);
+
+    private static CacheKey KeyOf(MemberCursorKey key) => CacheKey.Of(key.Conv, key.User);
+
+    /// <summary>A member's cursors without the user (the key has it), so the cache entry holds no reference.</summary>
+    private readonly record struct CursorValues(long Delivered, long Read, long Updated)
     {
-        if (_directMembers.TryGet(conv, out var members))
+        public CursorValues(MemberCursor cursor)
+            : this(cursor.Delivered, cursor.Read, cursor.Updated)
         {
-            return members;
         }
-
-        if (!Names.TryParseDirect(conv, out var a, out var b))
-        {
-            return null;
-        }
-
-        members = [a, b];
-        _directMembers.Set(conv, members);
-        return members;
     }
 
     /// <summary>A user's standing in a conversation as the rules see it: a value, made for every command.</summary>

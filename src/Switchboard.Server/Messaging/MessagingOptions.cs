@@ -34,12 +34,12 @@ public sealed class MessagingOptions
     public int TypingThrottleMs { get; set; } = 1000;
 
     /// <summary>
-    /// Conversations whose last seq the sequencer keeps in memory (about 150 bytes each). A miss costs one store
+    /// Conversations whose last seq the sequencer keeps in memory (about 40 bytes each). A miss costs one store
     /// read; hot conversations stay, the long tail of rarely touched ones is read when it comes back.
     /// </summary>
     public int ConversationCacheEntries { get; set; } = 200_000;
 
-    /// <summary>Device and member cursors the sequencer keeps in memory, each (about 150 bytes an entry).</summary>
+    /// <summary>Device and member cursors the sequencer keeps in memory, each (about 40–60 bytes an entry).</summary>
     public int CursorCacheEntries { get; set; } = 200_000;
 
     /// <summary>Users known to exist, kept by the sequencer to check a first message's recipient without a read.</summary>

@@ -33,6 +33,8 @@ internal sealed partial class Sequencer : IDisposable
     private readonly SwitchboardMetrics _metrics;
     private readonly ILogger<Sequencer> _logger;
     private readonly Channel<WriteCommand> _queue;
+    private readonly long _syncInterval; // Stopwatch ticks
+    private readonly long _syncStep;
 
     // Cursor moves wait in a lane of their own, so that a flood of receipts (a large group answering a post) never
     // holds up the sends behind it: a batch takes the waiting sends first, then cursors.
@@ -73,6 +75,8 @@ internal sealed partial class Sequencer : IDisposable
             SingleReader = true,
             FullMode = BoundedChannelFullMode.Wait,
         });
+        _syncInterval = _options.SyncIntervalMicroseconds * Stopwatch.Frequency / 1_000_000;
+        _syncStep = Math.Max(1, _syncInterval / 4);
         _deciding = new Thread(Decide) { IsBackground = true, Name = "switchboard-sequencer" };
         _committing = new Thread(Commit) { IsBackground = true, Name = "switchboard-commit" };
         _publishing = new Thread(Publish) { IsBackground = true, Name = "switchboard-publish" };
@@ -171,6 +175,7 @@ internal sealed partial class Sequencer : IDisposable
         {
             while (WaitForWork())
             {
+                PaceSync();
                 var batch = _spareLists.TryDequeue(out var spare) ? spare : new List<WriteCommand>(256);
                 while (batch.Count < _options.MaxBatch - cursorShare && reader.TryRead(out var command))
                 {
@@ -205,6 +210,11 @@ internal sealed partial class Sequencer : IDisposable
                 }
 
                 _rules.Seal();
+                if (state.Writes.MustSync)
+                {
+                    _lastSync = Stopwatch.GetTimestamp();
+                }
+
                 var decided = new Decided(batch, state, broken);
                 if (Volatile.Read(ref _handedOff) == 0 && batch.Count <= _options.InlineCommitBatch)
                 {
@@ -227,6 +237,35 @@ internal sealed partial class Sequencer : IDisposable
         finally
         {
             _decided.Writer.TryComplete();
+        }
+    }
+
+    /// <summary>When the last batch that needs an fsync was decided.</summary>
+    private long _lastSync;
+
+    /// <summary>
+    /// Spaces fsyncs at least <see cref="StorageOptions.SyncIntervalMicroseconds"/> apart while a few writes keep
+    /// coming, so each fsync carries several of them (see the setting). Waits in short steps and stops early once
+    /// enough writes are queued; cursor moves alone are never made to wait (they need no fsync).
+    /// </summary>
+    private void PaceSync()
+    {
+        if (_syncInterval == 0)
+        {
+            return;
+        }
+
+        var due = _lastSync + _syncInterval;
+        while (true)
+        {
+            var waiting = _queue.Reader.Count;
+            var now = Stopwatch.GetTimestamp();
+            if (waiting == 0 || waiting >= _options.SyncIntervalBatch || now >= due)
+            {
+                return;
+            }
+
+            PreciseSleep.Until(Math.Min(due, now + _syncStep));
         }
     }
 

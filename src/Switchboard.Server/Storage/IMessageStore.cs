@@ -5,7 +5,8 @@ namespace Switchboard.Server.Storage;
 /// may be written and in what order, and assigns every seq; a store only keeps its promises:
 /// <list type="bullet">
 /// <item>a committed batch is whole and durable (fsync'd) when <see cref="CommitAsync"/> completes, and a failed one
-/// left nothing behind;</item>
+/// left nothing behind; a batch of cursor moves alone (<see cref="StoreBatch.MustSync"/> false) need not be
+/// fsync'd, but survives a crash of the process and is durable once a later batch is;</item>
 /// <item>events come back per conversation in seq order, and a committed event is found by its (sender, cid) until
 /// it is purged;</item>
 /// <item>a conversation's last seq never goes back, purges included, so seqs are never reused;</item>

@@ -1,3 +1,5 @@
+using System.IO.Hashing;
+using System.Runtime.InteropServices;
 using RocksDbSharp;
 using Switchboard.Protocol;
 
@@ -6,10 +8,11 @@ namespace Switchboard.Server.Storage;
 /// <summary>
 /// The embedded message store on RocksDB (<see cref="RocksDatabase"/>; key layout in <see cref="RocksKeys"/>).
 /// A commit is one <see cref="WriteBatch"/> written with sync: one log append and one fsync, whatever the batch
-/// holds. Nothing is read back or rewritten per message: an event, its cid entry and the conversation's last seq
-/// are appended, cursors are overwritten in place, and the LSM tree folds overwrites together as it compacts.
-/// Reads are point lookups and short range scans; RocksDB makes a batch visible to readers only once it is
-/// durable, so nothing read is newer than what was committed.
+/// holds; a batch of cursor moves alone is appended without the fsync (<see cref="StoreBatch.MustSync"/>). Nothing
+/// is read back or rewritten per message: an event, its cid entry and the conversation's last seq are appended,
+/// cursors are overwritten in place, and the LSM tree folds overwrites together as it compacts. Reads are point
+/// lookups and short range scans; RocksDB makes a batch visible to readers only once it is written, so nothing
+/// read is newer than what was committed.
 /// </summary>
 /// <remarks><see cref="CommitAsync"/> is called by one writer at a time (the sequencer); reads by anyone.</remarks>
 internal sealed partial class RocksMessageStore(RocksDatabase database) : IMessageStore
@@ -22,7 +25,8 @@ internal sealed partial class RocksMessageStore(RocksDatabase database) : IMessa
     private readonly Dictionary<string, long> _heads = new(StringComparer.Ordinal);
 
     // Day buckets already written for the current day, so a busy conversation marks its day once.
-    private readonly HashSet<string> _bucketed = new(StringComparer.Ordinal);
+    // Hashes of the conversations, not their names: an entry then holds no reference for the GC to scan or copy.
+    private readonly HashSet<UInt128> _bucketed = [];
     private long _bucketDay = -1;
     private const int MaxBucketed = 200_000; // bounded: forgetting one only costs a repeated tiny put
 
@@ -64,7 +68,7 @@ internal sealed partial class RocksMessageStore(RocksDatabase database) : IMessa
         using var lease = database.Enter();
         var h = lease.Handles;
         using var write = new WriteBatch();
-        var newBuckets = new List<string>();
+        var newBuckets = new List<UInt128>();
 
         _sorted.Clear();
         _sorted.AddRange(batch.Events);
@@ -104,10 +108,11 @@ internal sealed partial class RocksMessageStore(RocksDatabase database) : IMessa
                 _bucketDay = Math.Max(day, _bucketDay);
             }
 
-            if (day != _bucketDay || _bucketed.Add(conv))
+            var hash = XxHash128.HashToUInt128(MemoryMarshal.AsBytes(conv.AsSpan()));
+            if (day != _bucketDay || _bucketed.Add(hash))
             {
                 write.Put(_keys.DayBucketOf(day, conv).Span, ReadOnlySpan<byte>.Empty, h.Meta);
-                newBuckets.Add(conv);
+                newBuckets.Add(hash);
             }
         }
 
@@ -156,13 +161,13 @@ internal sealed partial class RocksMessageStore(RocksDatabase database) : IMessa
 
         try
         {
-            lease.Db.Write(write, RocksDatabase.Synced);
+            lease.Db.Write(write, batch.MustSync ? RocksDatabase.Synced : RocksDatabase.Unsynced);
         }
         catch
         {
-            foreach (var conv in newBuckets)
+            foreach (var hash in newBuckets)
             {
-                _bucketed.Remove(conv); // not written after all: mark them again next time
+                _bucketed.Remove(hash); // not written after all: mark them again next time
             }
 
             throw;

@@ -22,6 +22,18 @@ public sealed class StorageOptions
     /// </summary>
     public int InlineCommitBatch { get; set; } = 64;
 
+    /// <summary>
+    /// Least time between the starts of two fsyncs while writes keep coming, in microseconds. Every fsync writes at
+    /// least the log's last page (4 KiB) again, so at a few thousand sends a second, one fsync per send would write
+    /// several KiB per message. A batch that finds the previous fsync more recent than this waits for the rest of
+    /// the interval, gathering the sends that arrive meanwhile; a send after a quiet spell is written at once.
+    /// 0: no pacing (an fsync as soon as the previous one is done).
+    /// </summary>
+    public int SyncIntervalMicroseconds { get; set; } = 1000;
+
+    /// <summary>A batch waits for <see cref="SyncIntervalMicroseconds"/> only while fewer than this many writes are queued.</summary>
+    public int SyncIntervalBatch { get; set; } = 4;
+
     /// <summary>Days of history kept; older events are purged by a background job.</summary>
     public int RetentionDays { get; set; } = 30;
 
@@ -53,6 +65,16 @@ public sealed class StorageOptions
         if (InlineCommitBatch < 0)
         {
             throw new InvalidOperationException("Switchboard:Storage:InlineCommitBatch cannot be negative.");
+        }
+
+        if (SyncIntervalMicroseconds is < 0 or > 100_000)
+        {
+            throw new InvalidOperationException("Switchboard:Storage:SyncIntervalMicroseconds must be between 0 and 100000.");
+        }
+
+        if (SyncIntervalBatch < 1)
+        {
+            throw new InvalidOperationException("Switchboard:Storage:SyncIntervalBatch must be at least 1.");
         }
 
         if (QueueCapacity < 1)

@@ -74,6 +74,13 @@ internal sealed class StoreBatch
 
     public Dictionary<MemberCursorKey, MemberCursor> MemberCursors { get; } = [];
 
+    /// <summary>
+    /// Whether the batch must be fsync'd before it counts as committed: anything but cursor moves. A batch of
+    /// cursor moves alone is written without an fsync of its own; it survives a crash of the process and is made
+    /// durable by the next batch that is fsync'd.
+    /// </summary>
+    public bool MustSync => Events.Count > 0 || Members.Count > 0 || Groups.Count > 0;
+
     public bool IsEmpty => Events.Count == 0 && Members.Count == 0 && Groups.Count == 0 && DeviceCursors.Count == 0 && MemberCursors.Count == 0;
 
     public void Clear()
