@@ -42,6 +42,10 @@ internal sealed partial class Sequencer : IDisposable
     private readonly ManualResetEventSlim _wake = new(false, spinCount: 0);
     private int _sleeping;
 
+    // Cursor moves taken from their lane but left for the next batch (the deciding thread's only), oldest first.
+    private readonly List<WriteCommand> _carried = [];
+    private const int CursorsBetweenLooks = 64;
+
     // One batch waits while one is written: deciding never runs further ahead than that.
     private readonly Channel<Decided> _decided = Channel.CreateBounded<Decided>(new BoundedChannelOptions(1) { SingleReader = true, SingleWriter = true });
     private readonly Channel<Decided> _committed = Channel.CreateBounded<Decided>(new BoundedChannelOptions(2) { SingleReader = true, SingleWriter = true });
@@ -129,7 +133,7 @@ internal sealed partial class Sequencer : IDisposable
     {
         while (true)
         {
-            if (_queue.Reader.TryPeek(out _) || _cursors.Reader.TryPeek(out _))
+            if (_carried.Count > 0 || _queue.Reader.TryPeek(out _) || _cursors.Reader.TryPeek(out _))
             {
                 return true;
             }
@@ -177,19 +181,23 @@ internal sealed partial class Sequencer : IDisposable
             {
                 PaceSync();
                 var batch = _spareLists.TryDequeue(out var spare) ? spare : new List<WriteCommand>(256);
-                while (batch.Count < _options.MaxBatch - cursorShare && reader.TryRead(out var command))
+                var sendRoom = _options.MaxBatch - Math.Min(_carried.Count + cursors.Count, cursorShare);
+                while (batch.Count < sendRoom && reader.TryRead(out var command))
                 {
                     batch.Add(command);
                 }
 
+                var sends = batch.Count;
+                var taken = 0;
+                while (batch.Count < _options.MaxBatch && taken < _carried.Count)
+                {
+                    batch.Add(_carried[taken++]);
+                }
+
+                _carried.RemoveRange(0, taken);
                 while (batch.Count < _options.MaxBatch && cursors.TryRead(out var cursor))
                 {
                     batch.Add(cursor);
-                }
-
-                while (batch.Count < _options.MaxBatch && reader.TryRead(out var command))
-                {
-                    batch.Add(command);
                 }
 
                 TakeCompletions();
@@ -199,9 +207,19 @@ internal sealed partial class Sequencer : IDisposable
                 try
                 {
                     var now = _time.GetUtcNow().ToUnixTimeMilliseconds(); // one time for the whole batch
-                    foreach (var command in batch)
+                    for (var i = 0; i < batch.Count; i++)
                     {
-                        Wait(_rules.ApplyAsync(command, now));
+                        if (i > sends && (i - sends) % CursorsBetweenLooks == 0 && reader.Count > 0)
+                        {
+                            // Sends came while this batch's cursor moves were being decided: the rest of the moves
+                            // wait for the next batch, after those sends, so a large group's receipts never hold
+                            // up a send for longer than a few dozen moves take.
+                            _carried.InsertRange(0, batch.Skip(i));
+                            batch.RemoveRange(i, batch.Count - i);
+                            break;
+                        }
+
+                        Wait(_rules.ApplyAsync(batch[i], now));
                     }
                 }
                 catch (Exception ex)
