@@ -8,6 +8,7 @@ public sealed class StartupTests
     [InlineData("--Switchboard:Gateway:HeartbeatSeconds", "0", "HeartbeatSeconds")]
     [InlineData("--Switchboard:Fanout:MaxGroupMembers", "1", "MaxGroupMembers")]
     [InlineData("--Switchboard:Storage:RetentionDays", "soon", "RetentionDays")]
+    [InlineData("--Switchboard:IdleTrimAfterMegabytes", "-1", "IdleTrimAfterMegabytes")]
     public async Task A_bad_setting_stops_the_server_with_a_clear_message(string key, string value, string named)
     {
         var info = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };

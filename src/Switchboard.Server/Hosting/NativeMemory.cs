@@ -34,9 +34,30 @@ internal static class NativeMemory
         }
     }
 
+    /// <summary>Returns the native heap's free pages to the system (glibc's <c>malloc_trim</c>); nothing elsewhere.</summary>
+    public static void Trim()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return;
+        }
+
+        try
+        {
+            _ = malloc_trim(0);
+        }
+        catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
+        {
+            // not glibc
+        }
+    }
+
     // DllImport rather than LibraryImport: two ints need no marshalling, and the project compiles no unsafe code.
 #pragma warning disable SYSLIB1054, CA5392
     [DllImport("libc", EntryPoint = "mallopt")]
     private static extern int mallopt(int param, int value);
+
+    [DllImport("libc", EntryPoint = "malloc_trim")]
+    private static extern int malloc_trim(nuint pad);
 #pragma warning restore SYSLIB1054, CA5392
 }

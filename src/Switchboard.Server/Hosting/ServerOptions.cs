@@ -9,11 +9,23 @@ public sealed class ServerOptions
     /// <summary>Node number baked into ids (0–1023); unique per node in a cluster.</summary>
     public int NodeId { get; set; }
 
+    /// <summary>
+    /// After a burst that allocated at least this many MiB (sign-ups, a reconnect storm) and once the process has
+    /// gone quiet, memory is given back to the system: a full compacting collection that decommits what the managed
+    /// heap no longer uses, and a trim of the native heap. 0: never.
+    /// </summary>
+    public int IdleTrimAfterMegabytes { get; set; } = 32;
+
     internal void Validate()
     {
         if (string.IsNullOrWhiteSpace(DataDir))
         {
             throw new InvalidOperationException("Switchboard:DataDir must name a directory.");
+        }
+
+        if (IdleTrimAfterMegabytes is < 0 or > 1_048_576)
+        {
+            throw new InvalidOperationException("Switchboard:IdleTrimAfterMegabytes must be between 0 and 1048576.");
         }
 
         if (NodeId is < 0 or > 1023)

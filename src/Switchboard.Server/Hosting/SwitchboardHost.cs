@@ -75,6 +75,7 @@ public static class SwitchboardHost
         services.AddSingleton<IAccountStore, RocksAccountStore>();
         services.AddHostedService<StoreLifetime>();
         services.AddHostedService<RetentionJob>();
+        services.AddHostedService<IdleMemoryTrim>();
 
         // Accounts.
         services.AddSingleton<AccountService>();
