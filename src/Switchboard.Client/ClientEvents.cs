@@ -81,4 +81,7 @@ public sealed class SwitchboardException : Exception
 
     /// <summary>The HTTP status, for HTTP calls.</summary>
     public int? Status { get; init; }
+
+    /// <summary>With <c>rate_limited</c>: how long the server asked to wait before trying again.</summary>
+    public TimeSpan? RetryAfter { get; init; }
 }

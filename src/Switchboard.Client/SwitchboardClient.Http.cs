@@ -11,15 +11,53 @@ public sealed partial class SwitchboardClient
     public static async Task RegisterAsync(Uri url, string user, string password, HttpMessageHandler? handler = null, CancellationToken cancellationToken = default)
     {
         using var http = NewHttpClient(url, handler);
-        using var response = await http.PostAsJsonAsync("/v1/accounts", new RegisterRequest(user, password), SwitchboardJsonContext.Default.RegisterRequest, cancellationToken);
+        using var response = await PostHonouringRetryAsync(http, "/v1/accounts", new RegisterRequest(user, password), SwitchboardJsonContext.Default.RegisterRequest, cancellationToken);
         await EnsureAsync(response, cancellationToken);
+    }
+
+    /// <summary>Longest <c>retry_after</c> a sign-up or link waits out by itself; a longer one is thrown (<see cref="SwitchboardException.RetryAfter"/>).</summary>
+    private static readonly TimeSpan MaxRetryWait = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Posts, and when the server answers 429 with a short <c>retry_after</c> (its password-hashing queue was full),
+    /// waits that long and tries again, up to three times. A long wait (too many logins) is the caller's to show.
+    /// </summary>
+    private static async Task<HttpResponseMessage> PostHonouringRetryAsync<T>(HttpClient http, string path, T body, JsonTypeInfo<T> type, CancellationToken cancellationToken)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            var response = await http.PostAsJsonAsync(path, body, type, cancellationToken);
+            if ((int)response.StatusCode != 429 || attempt == 3)
+            {
+                return response;
+            }
+
+            ErrorBody? error = null;
+            try
+            {
+                error = await response.Content.ReadFromJsonAsync(SwitchboardJsonContext.Default.ErrorBody, cancellationToken);
+            }
+            catch (Exception ex) when (ex is JsonException or NotSupportedException or InvalidOperationException)
+            {
+            }
+
+            if (error?.RetryAfter is not { } ms || TimeSpan.FromMilliseconds(ms) > MaxRetryWait)
+            {
+                // Read again by EnsureAsync: put the body back.
+                response.Content = new StringContent(JsonSerializer.Serialize(error ?? new ErrorBody(ErrorCodes.RateLimited, "rate limited"), SwitchboardJsonContext.Default.ErrorBody), System.Text.Encoding.UTF8, "application/json");
+                return response;
+            }
+
+            response.Dispose();
+            await Task.Delay(TimeSpan.FromMilliseconds(ms), cancellationToken);
+        }
     }
 
     /// <summary>Links a new device of an account and returns its token (the only time the token is shown).</summary>
     public static async Task<LinkDeviceResponse> LinkDeviceAsync(Uri url, string user, string password, string name, HttpMessageHandler? handler = null, CancellationToken cancellationToken = default)
     {
         using var http = NewHttpClient(url, handler);
-        using var response = await http.PostAsJsonAsync("/v1/devices", new LinkDeviceRequest(user, password, name), SwitchboardJsonContext.Default.LinkDeviceRequest, cancellationToken);
+        using var response = await PostHonouringRetryAsync(http, "/v1/devices", new LinkDeviceRequest(user, password, name), SwitchboardJsonContext.Default.LinkDeviceRequest, cancellationToken);
         await EnsureAsync(response, cancellationToken);
         return (await response.Content.ReadFromJsonAsync(SwitchboardJsonContext.Default.LinkDeviceResponse, cancellationToken))!;
     }
@@ -125,6 +163,10 @@ public sealed partial class SwitchboardClient
 
         // A 5xx without our error body came from something in between (a proxy, a restart): worth a retry.
         var code = error?.Error ?? ((int)response.StatusCode >= 500 ? ErrorCodes.Unavailable : ErrorCodes.Internal);
-        throw new SwitchboardException(code, error?.Message ?? $"HTTP {(int)response.StatusCode}") { Status = (int)response.StatusCode };
+        throw new SwitchboardException(code, error?.Message ?? $"HTTP {(int)response.StatusCode}")
+        {
+            Status = (int)response.StatusCode,
+            RetryAfter = error?.RetryAfter is { } ms ? TimeSpan.FromMilliseconds(ms) : null,
+        };
     }
 }

@@ -3,7 +3,11 @@ namespace Switchboard.Protocol;
 #pragma warning disable CS1591 // field names are those of PROTOCOL.md's HTTP table
 
 /// <summary>Every HTTP error body.</summary>
-public sealed record ErrorBody(string Error, string Message);
+public sealed record ErrorBody(string Error, string Message)
+{
+    /// <summary>With 429 <c>rate_limited</c>: milliseconds to wait before trying again (also in <c>Retry-After</c>, in seconds).</summary>
+    public long? RetryAfter { get; init; }
+}
 
 /// <summary><c>POST /v1/accounts</c> body.</summary>
 public sealed record RegisterRequest(string? User, string? Password);

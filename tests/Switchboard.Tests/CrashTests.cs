@@ -235,6 +235,7 @@ internal sealed class ServerProcess : IAsyncDisposable
                  {
                      ServerDll(), "--urls", $"http://127.0.0.1:{port}", "--Switchboard:DataDir", dataDir,
                      "--Switchboard:Accounts:Argon2MemoryKiB", "64", "--Switchboard:Accounts:Argon2Passes", "1",
+                     "--Switchboard:Abuse:Enabled", "false",
                      "--Switchboard:Messaging:DeviceBurst", "1000000", "--Switchboard:Messaging:UserBurst", "1000000",
                      "--Logging:LogLevel:Default", "Warning",
                  })

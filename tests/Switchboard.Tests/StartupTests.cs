@@ -9,6 +9,8 @@ public sealed class StartupTests
     [InlineData("--Switchboard:Fanout:MaxGroupMembers", "1", "MaxGroupMembers")]
     [InlineData("--Switchboard:Storage:RetentionDays", "soon", "RetentionDays")]
     [InlineData("--Switchboard:IdleTrimAfterMegabytes", "-1", "IdleTrimAfterMegabytes")]
+    [InlineData("--Switchboard:Abuse:LinksPerAddress:Burst", "0", "LinksPerAddress")]
+    [InlineData("--Switchboard:TrustedProxies:0", "proxy.example", "TrustedProxies")]
     public async Task A_bad_setting_stops_the_server_with_a_clear_message(string key, string value, string named)
     {
         var info = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };

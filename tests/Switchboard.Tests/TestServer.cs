@@ -35,7 +35,8 @@ public sealed class TestServer : IAsyncDisposable
         dataDir ??= Path.Combine(Path.GetTempPath(), "switchboard-test-" + Guid.NewGuid().ToString("N"));
         var args = new List<string> { "--urls", "http://127.0.0.1:0", "--Switchboard:DataDir", dataDir, "--Logging:LogLevel:Default", "Warning" };
         // Cheaper password hashing keeps hundreds of test accounts fast; the default is covered by its own test.
-        var all = new Dictionary<string, string?> { ["Switchboard:Accounts:Argon2MemoryKiB"] = "64", ["Switchboard:Accounts:Argon2Passes"] = "1" };
+        // Tests make hundreds of accounts from loopback: the per-address limits are off unless a test turns them on.
+        var all = new Dictionary<string, string?> { ["Switchboard:Accounts:Argon2MemoryKiB"] = "64", ["Switchboard:Accounts:Argon2Passes"] = "1", ["Switchboard:Abuse:Enabled"] = "false" };
         foreach (var (k, v) in settings ?? new Dictionary<string, string?>())
         {
             all[k] = v;

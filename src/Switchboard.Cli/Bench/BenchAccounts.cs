@@ -12,21 +12,54 @@ internal sealed class BenchAccounts(HttpClient http)
     public async Task<(string User, string Token)> CreateAsync(string role, int index, CancellationToken cancellationToken)
     {
         var user = $"b{_run}{role}{index}";
-        using (var created = await http.PostAsJsonAsync("/v1/accounts", new { user, password = Password }, cancellationToken))
-        {
-            if (!created.IsSuccessStatusCode)
-            {
-                throw new InvalidOperationException($"register {user}: {(int)created.StatusCode} {await created.Content.ReadAsStringAsync(cancellationToken)}");
-            }
-        }
-
-        using var linked = await http.PostAsJsonAsync("/v1/devices", new { user, password = Password, name = "bench" }, cancellationToken);
-        if (!linked.IsSuccessStatusCode)
-        {
-            throw new InvalidOperationException($"link {user}: {(int)linked.StatusCode}");
-        }
-
+        (await PostAsync(http, "/v1/accounts", new { user, password = Password }, cancellationToken)).Dispose();
+        using var linked = await PostAsync(http, "/v1/devices", new { user, password = Password, name = "bench" }, cancellationToken);
         var body = await linked.Content.ReadFromJsonAsync<JsonElement>(cancellationToken);
         return (user, body.GetProperty("token").GetString()!);
+    }
+
+    /// <summary>Longest <c>retry_after</c> worth waiting for (the server's password-hashing queue).</summary>
+    private const long MaxWaitMs = 5_000;
+
+    /// <summary>
+    /// A sign-up or link, honouring 429 <c>retry_after</c> when the wait is short (the hashing queue); a long one
+    /// means the server limits sign-ups per address, which a load test from one machine cannot live with.
+    /// </summary>
+    public static async Task<HttpResponseMessage> PostAsync<T>(HttpClient http, string path, T body, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var response = await http.PostAsJsonAsync(path, body, cancellationToken);
+            if (response.IsSuccessStatusCode)
+            {
+                return response;
+            }
+
+            var text = await response.Content.ReadAsStringAsync(cancellationToken);
+            response.Dispose();
+            if ((int)response.StatusCode == 429 && RetryAfter(text) is { } wait and <= MaxWaitMs)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(wait + Random.Shared.Next(50)), cancellationToken);
+                continue;
+            }
+
+            var hint = (int)response.StatusCode == 429
+                ? " (the server limits sign-ups and logins per address: start it with Switchboard__Abuse__Enabled=false for load tests)"
+                : "";
+            throw new InvalidOperationException($"POST {path}: {(int)response.StatusCode} {text}{hint}");
+        }
+    }
+
+    private static long? RetryAfter(string body)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(body);
+            return doc.RootElement.TryGetProperty("retry_after", out var value) && value.TryGetInt64(out var ms) ? ms : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
     }
 }

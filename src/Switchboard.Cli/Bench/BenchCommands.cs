@@ -10,7 +10,7 @@ internal static class BenchCommands
 {
     public static Command Create() => new("bench", "Load generator: measures a running server")
     {
-        Direct(), Group(), Heartbeats(), Connections(), Reconnect(), Fill(),
+        Direct(), Group(), Heartbeats(), Connections(), Reconnect(), Fill(), LoginFlood(),
     };
 
     private static Command Fill()
@@ -182,6 +182,36 @@ internal static class BenchCommands
             var options = new ConnectionsOptions(target, Math.Clamp(parse.GetValue(clients), 1, 1_000_000), parse.GetValue(serverPid),
                 TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(hold), 0, 86_400)), Parallel(parse, parallel), parse.GetValue(common.Json));
             return await new ConnectionsBench(options).RunAsync(cancellationToken);
+        });
+        return command;
+    }
+
+    private static Command LoginFlood()
+    {
+        var common = new CommonOptions();
+        var attackers = new Option<int>("--attackers") { Description = "Wrong-password logins in flight at once, each sent again as soon as it is answered", DefaultValueFactory = _ => 200 };
+        var against = new Option<string>("--against") { Description = "'account' (one real account) or 'random' (random user names)", DefaultValueFactory = _ => "account" };
+        var duration = new Option<int>("--duration") { Description = "Seconds of flood", DefaultValueFactory = _ => 20 };
+        var connects = new Option<double>("--connects-per-second") { Description = "WebSocket connects per second of the real user, measured", DefaultValueFactory = _ => 10 };
+        var serverPid = new Option<int?>("--server-pid") { Description = "Server process id on this machine: its resident memory over the run" };
+        var command = common.Command("login-flood", "Wrong-password flood: a real user's connect latency and the server's memory while it lasts",
+            attackers, against, duration, connects, serverPid);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            if (common.Target(parse) is not { } target)
+            {
+                return 2;
+            }
+
+            if (parse.GetValue(against) is not ("account" or "random"))
+            {
+                Console.Error.WriteLine("--against must be 'account' or 'random'");
+                return 2;
+            }
+
+            var options = new LoginFloodOptions(target, Math.Clamp(parse.GetValue(attackers), 1, 10_000), parse.GetValue(against) == "random",
+                TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(duration), 1, 3600)), Math.Clamp(parse.GetValue(connects), 0.1, 1000), parse.GetValue(serverPid), parse.GetValue(common.Json));
+            return await new LoginFloodBench(options).RunAsync(cancellationToken);
         });
         return command;
     }

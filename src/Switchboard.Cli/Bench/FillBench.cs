@@ -32,15 +32,10 @@ internal sealed class FillBench(FillOptions options)
         await Parallel.ForAsync(0, options.Users, new ParallelOptions { MaxDegreeOfParallelism = options.Parallel, CancellationToken = cancellationToken }, async (i, ct) =>
         {
             var user = Name(i);
-            using (var created = await http.PostAsJsonAsync("/v1/accounts", new { user, password = Password }, ct))
-            {
-                created.EnsureSuccessStatusCode();
-            }
-
+            (await BenchAccounts.PostAsync(http, "/v1/accounts", new { user, password = Password }, ct)).Dispose();
             if (i < options.Senders)
             {
-                using var linked = await http.PostAsJsonAsync("/v1/devices", new { user, password = Password, name = "fill" }, ct);
-                linked.EnsureSuccessStatusCode();
+                using var linked = await BenchAccounts.PostAsync(http, "/v1/devices", new { user, password = Password, name = "fill" }, ct);
                 tokens[i] = (await linked.Content.ReadFromJsonAsync<System.Text.Json.JsonElement>(ct)).GetProperty("token").GetString()!;
             }
         });

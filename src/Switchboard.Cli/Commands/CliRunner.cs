@@ -75,7 +75,8 @@ internal static class CliRunner
         }
         catch (SwitchboardException ex)
         {
-            await Console.Error.WriteLineAsync($"error: {ex.Message}");
+            var retry = ex.RetryAfter is { } wait ? $" (try again in {Math.Ceiling(wait.TotalSeconds):0} s)" : "";
+            await Console.Error.WriteLineAsync($"error: {ex.Message}{retry}");
             return ex.Code switch
             {
                 ErrorCodes.Unauthorized or "replaced" => ExitCodes.Unauthorized,

@@ -31,7 +31,11 @@ internal sealed class PasswordHasher(IOptions<AccountsOptions> options)
         CryptographicOperations.FixedTimeEquals(Derive(For(stored.Parameters), password, stored.Salt), stored.Hash);
 
     /// <summary>Spends the same work as a real check, so an unknown user cannot be told from a wrong password.</summary>
-    public void VerifyNothing(string password) => Derive(For(_current), password, new byte[16]);
+    public bool VerifyNothing(string password)
+    {
+        _ = Derive(For(_current), password, new byte[16]);
+        return false;
+    }
 
     private static byte[] Derive(PasswordBasedKeyDerivationAlgorithm algorithm, string password, byte[] salt) =>
         algorithm.DeriveBytes(Encoding.UTF8.GetBytes(password), salt, HashBytes);

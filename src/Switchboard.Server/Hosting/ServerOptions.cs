@@ -16,8 +16,21 @@ public sealed class ServerOptions
     /// </summary>
     public int IdleTrimAfterMegabytes { get; set; } = 32;
 
+    /// <summary>
+    /// Reverse proxies (addresses, or networks as <c>10.0.0.0/8</c>) whose <c>X-Forwarded-For</c> and
+    /// <c>X-Forwarded-Proto</c> are believed. Empty: none, every client is its peer's address.
+    /// </summary>
+    public string[] TrustedProxies { get; set; } = [];
+
+    internal IEnumerable<System.Net.IPNetwork> TrustedNetworks() => TrustedProxies.Select(p =>
+        System.Net.IPNetwork.TryParse(p, out var network) ? network
+        : System.Net.IPAddress.TryParse(p, out var address) ? new System.Net.IPNetwork(address, address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128)
+        : throw new InvalidOperationException($"Switchboard:TrustedProxies: '{p}' is neither an address nor a network (a.b.c.d/n)."));
+
     internal void Validate()
     {
+        _ = TrustedNetworks().ToList();
+
         if (string.IsNullOrWhiteSpace(DataDir))
         {
             throw new InvalidOperationException("Switchboard:DataDir must name a directory.");

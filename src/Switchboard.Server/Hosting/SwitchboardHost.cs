@@ -1,7 +1,9 @@
+using Microsoft.AspNetCore.HttpOverrides;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Prometheus;
 using Switchboard.Protocol;
+using Switchboard.Server.Abuse;
 using Switchboard.Server.Accounts;
 using Switchboard.Server.Delivery;
 using Switchboard.Server.Fanout;
@@ -64,6 +66,18 @@ public static class SwitchboardHost
         Bind<MessagingOptions>(services, config.GetSection("Switchboard:Messaging"), o => o.Validate());
         Bind<AccountsOptions>(services, config.GetSection("Switchboard:Accounts"), o => o.Validate());
         Bind<FanoutOptions>(services, config.GetSection("Switchboard:Fanout"), o => o.Validate());
+        Bind<AbuseOptions>(services, config.GetSection("Switchboard:Abuse"), o => o.Validate());
+        services.Configure<ForwardedHeadersOptions>(o =>
+        {
+            o.ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto;
+            o.ForwardLimit = null; // walk back through every trusted proxy in a chain
+            o.KnownProxies.Clear(); // not even loopback unless configured: a local process must not pick its address
+            o.KnownIPNetworks.Clear();
+            foreach (var network in server.TrustedNetworks())
+            {
+                o.KnownIPNetworks.Add(network);
+            }
+        });
 
         services.TryAddSingleton(TimeProvider.System); // tests may bring their own clock
         services.AddSingleton(new IdGenerator(server.NodeId));
@@ -80,6 +94,7 @@ public static class SwitchboardHost
         // Accounts.
         services.AddSingleton<AccountService>();
         services.AddSingleton<PasswordHasher>();
+        services.AddSingleton<AbuseGuard>();
 
         // Routing, presence and delivery: in memory, every socket on this node.
         services.AddSingleton<ISessionRouter, InMemorySessionRouter>();
@@ -113,6 +128,16 @@ public static class SwitchboardHost
 
     private static void MapSwitchboard(WebApplication app)
     {
+        if (app.Services.GetRequiredService<IOptions<ServerOptions>>().Value.TrustedProxies.Length > 0)
+        {
+            app.UseForwardedHeaders();
+        }
+
+        if (!app.Services.GetRequiredService<IOptions<AbuseOptions>>().Value.Enabled)
+        {
+            app.Logger.LogWarning("Switchboard:Abuse:Enabled is false: sign-ups, logins and device links are not limited per address or account. Only for load tests.");
+        }
+
         app.UseWebSockets();
         app.MapGet("/healthz", () => Results.Text("ok"));
         app.MapGet("/readyz", async (IMessageStore store, Sequencer sequencer, CancellationToken cancellationToken) =>

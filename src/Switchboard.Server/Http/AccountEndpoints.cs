@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Options;
 using Switchboard.Protocol;
+using Switchboard.Server.Abuse;
 using Switchboard.Server.Accounts;
 using Switchboard.Server.Delivery;
 using static Switchboard.Server.Http.HttpHelpers;
@@ -17,7 +18,7 @@ internal static class AccountEndpoints
         app.MapDelete("/v1/devices/{device}", Unlink);
     }
 
-    private static async Task<IResult> RegisterAsync(HttpContext context, AccountService accounts, PasswordHasher hasher, IOptions<AccountsOptions> options)
+    private static async Task<IResult> RegisterAsync(HttpContext context, AccountService accounts, PasswordHasher hasher, AbuseGuard abuse, IOptions<AccountsOptions> options)
     {
         var (body, error) = await ReadAsync(context, SwitchboardJsonContext.Default.RegisterRequest, options.Value.MaxRequestBodyBytes);
         if (error is not null)
@@ -35,17 +36,28 @@ internal static class AccountEndpoints
             return Error(400, ErrorCodes.Invalid, $"password must have {Limits.MinPasswordLength} to {options.Value.MaxPasswordLength} characters");
         }
 
+        if (abuse.Registration(AddressKey(context)) is > 0 and var wait)
+        {
+            return RateLimited(context, wait, "too many accounts made from this address; try again later");
+        }
+
         if (await accounts.UserExistsAsync(body.User!, context.RequestAborted))
         {
             return Error(409, ErrorCodes.Conflict, "that user name is taken");
         }
 
-        return await accounts.CreateUserAsync(body.User!, hasher.Hash(password), context.RequestAborted)
+        var (admitted, hash) = await abuse.HashAsync(() => hasher.Hash(password), context.RequestAborted);
+        if (!admitted)
+        {
+            return RateLimited(context, AbuseGuard.HashRetryAfterMs, "the server is busy checking passwords; try again shortly");
+        }
+
+        return await accounts.CreateUserAsync(body.User!, hash, context.RequestAborted)
             ? Json(new RegisterResponse(body.User!), SwitchboardJsonContext.Default.RegisterResponse, 201)
             : Error(409, ErrorCodes.Conflict, "that user name is taken");
     }
 
-    private static async Task<IResult> LinkAsync(HttpContext context, AccountService accounts, PasswordHasher hasher, IOptions<AccountsOptions> options)
+    private static async Task<IResult> LinkAsync(HttpContext context, AccountService accounts, PasswordHasher hasher, AbuseGuard abuse, IOptions<AccountsOptions> options)
     {
         var (body, error) = await ReadAsync(context, SwitchboardJsonContext.Default.LinkDeviceRequest, options.Value.MaxRequestBodyBytes);
         if (error is not null)
@@ -53,7 +65,8 @@ internal static class AccountEndpoints
             return error;
         }
 
-        if (body!.User is not { } user || body.Password is not { } password || password.Length > options.Value.MaxPasswordLength)
+        // A name that is not a handle cannot be an account: refused without a hash, and never a key of a limit.
+        if (body!.User is not { } user || !Names.IsValidHandle(user) || body.Password is not { } password || password.Length > options.Value.MaxPasswordLength)
         {
             return Error(401, ErrorCodes.Unauthorized, "wrong user or password");
         }
@@ -64,17 +77,27 @@ internal static class AccountEndpoints
             return Error(400, ErrorCodes.Invalid, "name must have at most 64 characters");
         }
 
-        var stored = await accounts.GetPasswordAsync(user, context.RequestAborted);
-        // Unknown user and wrong password look the same, and cost the same (a hash is computed either way).
-        if (stored is null)
+        var address = AddressKey(context);
+        if (abuse.LinkAttempt(address, user) is > 0 and var wait)
         {
-            hasher.VerifyNothing(password);
+            return RateLimited(context, wait, "too many logins; try again later");
         }
 
-        if (stored is null || !hasher.Verify(password, stored))
+        var stored = await accounts.GetPasswordAsync(user, context.RequestAborted);
+        // Unknown user and wrong password look the same, and cost the same (a hash is computed either way).
+        var (admitted, verified) = await abuse.HashAsync(() => stored is null ? hasher.VerifyNothing(password) : hasher.Verify(password, stored), context.RequestAborted);
+        if (!admitted)
         {
-            return Error(401, ErrorCodes.Unauthorized, "wrong user or password");
+            abuse.LinkDidNotFail(address, user);
+            return RateLimited(context, AbuseGuard.HashRetryAfterMs, "the server is busy checking passwords; try again shortly");
         }
+
+        if (!verified)
+        {
+            return Error(401, ErrorCodes.Unauthorized, "wrong user or password"); // counted as a failure already
+        }
+
+        abuse.LinkDidNotFail(address, user);
 
         var token = Tokens.Create();
         if (await accounts.LinkDeviceAsync(user, name, Tokens.HashOf(token), options.Value.MaxDevicesPerUser, context.RequestAborted) is not { } device)

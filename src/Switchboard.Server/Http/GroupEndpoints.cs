@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Options;
 using Switchboard.Protocol;
+using Switchboard.Server.Abuse;
 using Switchboard.Server.Accounts;
 using Switchboard.Server.Fanout;
 using Switchboard.Server.Messaging;
@@ -25,7 +26,7 @@ internal static class GroupEndpoints
         app.MapPut("/v1/groups/{conv}/members/{user}", SetRoleAsync);
     }
 
-    private static async Task<IResult> CreateAsync(HttpContext context, AccountService accounts, Sequencer sequencer, IOptions<FanoutOptions> fanout, IOptions<AccountsOptions> limits)
+    private static async Task<IResult> CreateAsync(HttpContext context, AccountService accounts, Sequencer sequencer, AbuseGuard abuse, IOptions<FanoutOptions> fanout, IOptions<AccountsOptions> limits)
     {
         if (await AuthenticateAsync(context, accounts) is not { } me)
         {
@@ -44,9 +45,21 @@ internal static class GroupEndpoints
         }
 
         var members = body.Members ?? [];
-        if (members.Distinct(StringComparer.Ordinal).Count(u => u != me.User) + 1 > fanout.Value.MaxGroupMembers)
+        var others = members.Distinct(StringComparer.Ordinal).Count(u => u != me.User);
+        if (others + 1 > fanout.Value.MaxGroupMembers)
         {
             return Error(400, ErrorCodes.TooLarge, $"a group has at most {fanout.Value.MaxGroupMembers} members");
+        }
+
+        var wait = abuse.GroupCreate(me.User);
+        if (wait == 0)
+        {
+            wait = abuse.GroupAdds(me.User, others);
+        }
+
+        if (wait > 0)
+        {
+            return RateLimited(context, wait, "too many groups made or members added; try again later");
         }
 
         var command = new GroupCommand
@@ -100,7 +113,7 @@ internal static class GroupEndpoints
         return await RunAsync(sequencer, Command(me, conv, GroupOp.Rename, name: body.Name!.Trim()), 200, context.RequestAborted);
     }
 
-    private static async Task<IResult> AddAsync(HttpContext context, string conv, AccountService accounts, Sequencer sequencer, IOptions<FanoutOptions> fanout, IOptions<AccountsOptions> limits)
+    private static async Task<IResult> AddAsync(HttpContext context, string conv, AccountService accounts, Sequencer sequencer, AbuseGuard abuse, IOptions<FanoutOptions> fanout, IOptions<AccountsOptions> limits)
     {
         if (await AuthenticateAsync(context, accounts) is not { } me)
         {
@@ -121,6 +134,11 @@ internal static class GroupEndpoints
         if (users.Length > fanout.Value.MaxGroupMembers)
         {
             return Error(400, ErrorCodes.TooLarge, $"a group has at most {fanout.Value.MaxGroupMembers} members");
+        }
+
+        if (abuse.GroupAdds(me.User, users.Distinct(StringComparer.Ordinal).Count()) is > 0 and var wait)
+        {
+            return RateLimited(context, wait, "too many members added to groups; try again later");
         }
 
         return await RunAsync(sequencer, Command(me, conv, GroupOp.Add, users, maxMembers: fanout.Value.MaxGroupMembers), 200, context.RequestAborted);

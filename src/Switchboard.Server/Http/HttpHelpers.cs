@@ -12,6 +12,16 @@ internal static class HttpHelpers
     public static IResult Error(int status, string code, string message) =>
         Results.Json(new ErrorBody(code, message), SwitchboardJsonContext.Default.ErrorBody, statusCode: status);
 
+    /// <summary>429 <c>rate_limited</c>, with <c>retry_after</c> (ms) in the body and <c>Retry-After</c> (s) in the head.</summary>
+    public static IResult RateLimited(HttpContext context, long retryAfterMs, string message)
+    {
+        context.Response.Headers.RetryAfter = Math.Max(1, (retryAfterMs + 999) / 1000).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return Results.Json(new ErrorBody(ErrorCodes.RateLimited, message) { RetryAfter = retryAfterMs }, SwitchboardJsonContext.Default.ErrorBody, statusCode: 429);
+    }
+
+    /// <summary>The key the caller's address is limited by (the forwarded one when the peer is a trusted proxy).</summary>
+    public static string AddressKey(HttpContext context) => Abuse.AbuseGuard.AddressKey(context.Connection.RemoteIpAddress);
+
     public static IResult Json<T>(T value, JsonTypeInfo<T> type, int status = 200) =>
         Results.Json(value, type, statusCode: status);
 
