@@ -31,8 +31,9 @@ public static class FrameFields
                 reader.Skip();
             }
         }
-        catch (JsonException)
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
+            // not JSON, or a string that is not valid UTF-16
         }
 
         return null;

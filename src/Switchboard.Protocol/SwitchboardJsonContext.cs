@@ -10,7 +10,8 @@ namespace Switchboard.Protocol;
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     NumberHandling = JsonNumberHandling.Strict,
     AllowTrailingCommas = false,
-    ReadCommentHandling = System.Text.Json.JsonCommentHandling.Disallow)]
+    ReadCommentHandling = System.Text.Json.JsonCommentHandling.Disallow,
+    AllowDuplicateProperties = false)]
 [JsonSerializable(typeof(ClientFrame))]
 [JsonSerializable(typeof(WelcomeFrame))]
 [JsonSerializable(typeof(AckFrame))]

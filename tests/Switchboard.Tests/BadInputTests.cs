@@ -50,6 +50,26 @@ public sealed class BadInputTests(ServerFixture fixture) : IClassFixture<ServerF
         await StillAliveAsync(client);
     }
 
+    [Theory]
+    [InlineData("{\"t\":\"send\",\"cid\":\"\\udc00\",\"conv\":\"dm:a:b\",\"kind\":\"text\",\"body\":\"x\"}")]
+    [InlineData("{\"t\":\"send\",\"cid\":\"c\",\"conv\":\"dm:a:b\",\"kind\":\"text\",\"body\":\"\\ud800 lone\"}")]
+    [InlineData("{\"t\":\"ping\",\"t\":\"hello\",\"v\":1,\"token\":\"x\"}")]
+    [InlineData("{\"t\":\"recv\",\"conv\":\"dm:a:b\",\"seq\":1,\"seq\":2}")]
+    [InlineData("{\"t\":\"recv\",\"conv\":\"dm:a:b\",\"seq\":\"three\"}")]
+    [InlineData("{\"t\":\"recv\",\"conv\":\"dm:a:b\",\"seq\":1e400}")]
+    [InlineData("{\"t\":\"send\",\"cid\":\"c\",\"conv\":[],\"kind\":\"text\",\"body\":\"x\"}")]
+    public async Task Bad_strings_duplicate_keys_and_wrong_types_are_bad_frame_in_plain_words(string raw)
+    {
+        var client = await Server.NewClientAsync();
+        await client.SendRawAsync(raw);
+        var error = await ErrorAsync(client, "bad_frame");
+        var message = error.GetProperty("message").GetString()!;
+        Assert.DoesNotContain("System.", message);
+        Assert.DoesNotContain("`", message);
+        Assert.DoesNotContain("Nullable", message);
+        await StillAliveAsync(client);
+    }
+
     [Fact]
     public async Task A_send_with_an_ill_typed_field_names_its_cid_in_the_error()
     {

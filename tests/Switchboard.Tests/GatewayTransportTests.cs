@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using Microsoft.AspNetCore.Hosting;
 
 namespace Switchboard.Tests;
 
@@ -194,12 +195,65 @@ public sealed class GatewayTransportTests(ServerFixture fixture) : IClassFixture
     [InlineData("GET /v1/ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {0}\r\nSec-WebSocket-Version: 13\r\n\r\n")]
     [InlineData("GET /v1/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {0}\r\nSec-WebSocket-Key: {0}\r\nSec-WebSocket-Version: 13\r\n\r\n")]
     [InlineData("GET /v1/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade : websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {0}\r\nSec-WebSocket-Version: 13\r\n\r\n")]
+    [InlineData("GET /v1/ws HTTP/1.1\nHost: localhost\nUpgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Key: {0}\nSec-WebSocket-Version: 13\n\n")]
+    [InlineData("GET /v1/ws HTTP/1.1\r\nHost: localhost\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {0}\r\nSec-WebSocket-Version: 13\r\n\r\n")]
+    [InlineData("GET /v1/ws HTTP/1.1\r\nHost: local\0host\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {0}\r\nSec-WebSocket-Version: 13\r\n\r\n")]
+    [InlineData("GET /v1/ws HTTP/1.1\r\nHost: localhost\r\nX-Note: a\rb\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {0}\r\nSec-WebSocket-Version: 13\r\n\r\n")]
+    [InlineData("GET /v1/ws HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {0}\r\nSec-WebSocket-Version: 13\r\n\r\n")]
+    [InlineData("GET /v1/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {0}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Version: 13\r\n\r\n")]
+    [InlineData("GET /v1/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {0}\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n")]
+    [InlineData("GET /v1/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {0}\r\nSec-WebSocket-Version: 13\r\nX-Name: caf\u007f\r\n\r\n")]
+    [InlineData("GET /v1/ws HTTP/1.1\r\nHost: localhost\r\nUp(grade): websocket\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {0}\r\nSec-WebSocket-Version: 13\r\n\r\n")]
     public async Task Malformed_upgrades_are_400(string template)
     {
         var (socket, head, _) = await RequestAsync(string.Format(System.Globalization.CultureInfo.InvariantCulture, template, NewKey()));
         using (socket)
         {
             Assert.StartsWith("HTTP/1.1 400 ", head, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task A_tls_endpoint_set_up_in_code_never_serves_a_plaintext_upgrade()
+    {
+        using var rsa = RSA.Create(2048);
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=localhost", rsa, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        using var selfSigned = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        using var certificate = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadPkcs12(selfSigned.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pfx), null);
+        int tlsPort = 0, plainPort = 0;
+        await using var server = await TestServer.StartAsync(configure: builder => builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.Listen(IPAddress.Loopback, 0, listen => listen.UseHttps(certificate));
+            kestrel.Listen(IPAddress.Loopback, 0);
+        }));
+        foreach (var address in server.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>().Features
+                     .Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses)
+        {
+            var uri = new Uri(address);
+            _ = uri.Scheme == "https" ? tlsPort = uri.Port : plainPort = uri.Port;
+        }
+
+        Assert.NotEqual(0, tlsPort);
+        Assert.NotEqual(0, plainPort);
+        Assert.StartsWith("HTTP/1.1 101 ", await FirstBytesAsync(plainPort), StringComparison.Ordinal);
+        Assert.DoesNotContain("HTTP/1.1 101", await FirstBytesAsync(tlsPort), StringComparison.Ordinal);
+
+        static async Task<string> FirstBytesAsync(int port)
+        {
+            using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port));
+            await socket.SendAsync(Encoding.ASCII.GetBytes(Upgrade(NewKey())), SocketFlags.None);
+            var buffer = new byte[4096];
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            try
+            {
+                var n = await socket.ReceiveAsync(buffer, SocketFlags.None, timeout.Token);
+                return Encoding.Latin1.GetString(buffer, 0, n);
+            }
+            catch (SocketException)
+            {
+                return ""; // reset by the TLS layer
+            }
         }
     }
 }

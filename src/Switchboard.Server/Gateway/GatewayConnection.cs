@@ -111,24 +111,13 @@ internal sealed partial class GatewayConnection : IDeviceSession, IThreadPoolWor
                     await touched;
                 }
 
-                ClientFrame? frame;
-                try
-                {
-                    frame = JsonSerializer.Deserialize(message.Span, Protocol.SwitchboardJsonContext.Default.ClientFrame);
-                }
-                catch (JsonException ex)
-                {
-                    Send(Frames.Error(ErrorCodes.BadFrame, $"not a valid frame: {ex.Message}", CidOf(message.Span)));
-                    continue;
-                }
-                finally
-                {
-                    ReleaseReceiveBuffer(); // the frame is parsed into strings; its bytes are not needed
-                }
-
+                var frame = FrameReader.TryParse(message.Span, out var invalid);
+                var badCid = frame is null ? CidOf(message.Span) : null;
+                ReleaseReceiveBuffer(); // the frame is parsed into strings; its bytes are not needed
                 if (frame is null)
                 {
-                    Send(Frames.Error(ErrorCodes.BadFrame, "a frame must be a JSON object"));
+                    _services.BadFrame(User, Device, invalid!);
+                    Send(Frames.Error(ErrorCodes.BadFrame, $"not a valid frame: {invalid}", badCid));
                     continue;
                 }
 
@@ -268,23 +257,12 @@ internal sealed partial class GatewayConnection : IDeviceSession, IThreadPoolWor
             return null; // closed, too big (already answered) or not text
         }
 
-        ClientFrame? hello;
-        try
-        {
-            hello = JsonSerializer.Deserialize(message.Span, Protocol.SwitchboardJsonContext.Default.ClientFrame);
-        }
-        catch (JsonException)
-        {
-            hello = null;
-        }
-        finally
-        {
-            ReleaseReceiveBuffer();
-        }
-
+        var hello = FrameReader.TryParse(message.Span, out var invalid);
+        ReleaseReceiveBuffer();
         if (hello?.T != FrameTypes.Hello)
         {
-            Refuse(ErrorCodes.BadFrame, "the first frame must be hello");
+            _services.BadFrame("-", 0, invalid ?? "the first frame is not hello");
+            Refuse(ErrorCodes.BadFrame, invalid is null ? "the first frame must be hello" : $"the first frame must be hello: {invalid}");
             return null;
         }
 

@@ -44,5 +44,15 @@ internal sealed partial class GatewayServices(
     [LoggerMessage(EventId = 3003, Level = LogLevel.Error, Message = "Replay for {User}/{Device} failed")]
     public partial void LogReplayFailed(Exception exception, string user, int device);
 
+    /// <summary>A client's mistake: answered with <c>bad_frame</c>, logged at debug level only, counted on /metrics.</summary>
+    [LoggerMessage(EventId = 3004, Level = LogLevel.Debug, Message = "Bad frame from {User}/{Device}: {Reason}")]
+    private partial void LogBadFrame(string user, int device, string reason);
+
+    public void BadFrame(string user, int device, string reason)
+    {
+        Metrics.BadFrames.Inc();
+        LogBadFrame(user, device, reason);
+    }
+
     private ILogger Logger => logger;
 }

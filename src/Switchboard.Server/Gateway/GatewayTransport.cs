@@ -26,9 +26,34 @@ internal sealed class GatewayTransportFactory(
     IOptions<SocketTransportOptions> socketOptions,
     IOptions<GatewayOptions> gatewayOptions,
     GatewayUpgrade upgrade,
+    IHostApplicationLifetime lifetime,
+    IServiceProvider services,
     ILoggerFactory loggers) : IConnectionListenerFactory, IConnectionListenerFactorySelector
 {
+    private readonly Lazy<Task<HashSet<int>>> _tlsPorts = new(() => TlsPortsAsync(lifetime, services));
+
     public bool CanBind(EndPoint endpoint) => gatewayOptions.Value.OwnSockets && endpoint is IPEndPoint;
+
+    /// <summary>
+    /// The ports Kestrel serves with TLS, known once the server has started: Kestrel lists every endpoint in its
+    /// addresses with its scheme, however it was configured (settings, or <c>ListenOptions.UseHttps</c> in code).
+    /// The transport cannot see TLS itself (Kestrel adds it above the transport), so a listener waits for this
+    /// before it serves anything, and on a TLS port hands every connection to Kestrel untouched: plaintext is never
+    /// served on an endpoint meant for TLS.
+    /// </summary>
+    private static Task<HashSet<int>> TlsPortsAsync(IHostApplicationLifetime lifetime, IServiceProvider services)
+    {
+        var ports = new TaskCompletionSource<HashSet<int>>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lifetime.ApplicationStarted.Register(() =>
+        {
+            var addresses = services.GetService<Microsoft.AspNetCore.Hosting.Server.IServer>()?.Features
+                .Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()?.Addresses ?? [];
+            ports.TrySetResult([.. addresses
+                .Where(a => a.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+                .Select(a => Microsoft.AspNetCore.Http.BindingAddress.Parse(a).Port)]);
+        });
+        return ports.Task;
+    }
 
     public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
     {
@@ -51,7 +76,7 @@ internal sealed class GatewayTransportFactory(
         }
 
         var kestrel = new SocketConnectionContextFactory(new SocketConnectionFactoryOptions(), loggers.CreateLogger<SocketConnectionContextFactory>());
-        return ValueTask.FromResult<IConnectionListener>(new GatewayListener(socket, kestrel, upgrade));
+        return ValueTask.FromResult<IConnectionListener>(new GatewayListener(socket, kestrel, upgrade, _tlsPorts.Value));
     }
 }
 
@@ -70,8 +95,12 @@ internal sealed class GatewayListener : IConnectionListener
     /// <summary>Cancelled when unbound: connections still in their first request give up at once.</summary>
     private readonly CancellationTokenSource _unbound = new();
 
-    public GatewayListener(Socket listen, SocketConnectionContextFactory kestrel, GatewayUpgrade upgrade)
+    /// <summary>Ports served with TLS, once the server has started (see <see cref="GatewayTransportFactory"/>).</summary>
+    private readonly Task<HashSet<int>> _tlsPorts;
+
+    public GatewayListener(Socket listen, SocketConnectionContextFactory kestrel, GatewayUpgrade upgrade, Task<HashSet<int>> tlsPorts)
     {
+        _tlsPorts = tlsPorts;
         _listen = listen;
         _kestrel = kestrel;
         _upgrade = upgrade;
@@ -137,7 +166,8 @@ internal sealed class GatewayListener : IConnectionListener
         try
         {
             socket.NoDelay = true;
-            if (!await _upgrade.IsGatewayRequestAsync(socket, _unbound.Token))
+            var tls = (await _tlsPorts.WaitAsync(_unbound.Token)).Contains(((IPEndPoint)EndPoint).Port);
+            if (tls || !await _upgrade.IsGatewayRequestAsync(socket, _unbound.Token))
             {
                 if (_forKestrel.Reader.Completion.IsCompleted)
                 {

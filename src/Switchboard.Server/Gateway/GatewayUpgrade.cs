@@ -119,8 +119,18 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
 
                 // Look for the blank line from a little before the new bytes: it may straddle two reads.
                 var from = Math.Max(0, count - (HeadEnd.Length - 1));
+                var checkedUpTo = count;
                 count += n;
                 var at = buffer.AsSpan(from, count - from).IndexOf(HeadEnd);
+
+                // A line ended by LF alone, or a NUL, is refused now rather than waited on until the timeout (only
+                // in the head: bytes after it are the client's first frame).
+                if (HasBareLineFeedOrNul(buffer.AsSpan(0, at >= 0 ? from + at + 2 : count), checkedUpTo))
+                {
+                    await RespondAsync(socket, 400, "Bad Request", Protocol.ErrorCodes.Invalid, "a request head has lines ended by CR LF and no NUL");
+                    return null;
+                }
+
                 if (at >= 0)
                 {
                     headEnd = from + at;
@@ -162,32 +172,35 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
 
     /// <summary>
     /// 101 and the client's key when the head is a valid WebSocket upgrade (RFC 6455 §4.2.1); 426 for another
-    /// WebSocket version; 400 for anything else.
+    /// WebSocket version; 400 for anything else. As strict as Kestrel's parser: the request line exactly
+    /// <c>GET target HTTP/1.1</c>, header names tokens, values visible ASCII, spaces and tabs only (no NUL, no CR or
+    /// LF, no bytes above 127), and Host, Sec-WebSocket-Key, Sec-WebSocket-Version and Content-Length at most once.
     /// </summary>
     internal static (int Status, string? Key) Parse(string head)
     {
         var lines = head.Split("\r\n");
         var requestLine = lines[0].Split(' ');
-        if (requestLine.Length != 3 || requestLine[0] != "GET" || requestLine[2] != "HTTP/1.1")
+        if (requestLine.Length != 3 || requestLine[0] != "GET" || requestLine[2] != "HTTP/1.1" || !IsTarget(requestLine[1]))
         {
             return (400, null);
         }
 
         string? upgrade = null, connection = null, version = null, key = null;
-        bool host = false, body = false, repeatedKey = false;
+        int hosts = 0, versions = 0, keys = 0, lengths = 0;
+        var body = false;
         foreach (var line in lines.AsSpan(1))
         {
             var colon = line.IndexOf(':', StringComparison.Ordinal);
-            if (colon <= 0 || char.IsWhiteSpace(line[colon - 1]) || char.IsWhiteSpace(line[0]))
+            if (colon <= 0 || !IsToken(line.AsSpan(0, colon)) || !IsFieldValue(line.AsSpan(colon + 1)))
             {
-                return (400, null); // no name, whitespace before the colon, or an obsolete folded line
+                return (400, null); // no name, a name that is not a token (whitespace, a folded line), or a bad value
             }
 
             var name = line.AsSpan(0, colon);
-            var value = line[(colon + 1)..].Trim();
+            var value = line[(colon + 1)..].Trim(HeaderSpace);
             if (name.Equals("Host", StringComparison.OrdinalIgnoreCase))
             {
-                host = true;
+                hosts++;
             }
             else if (name.Equals("Upgrade", StringComparison.OrdinalIgnoreCase))
             {
@@ -199,29 +212,99 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
             }
             else if (name.Equals("Sec-WebSocket-Version", StringComparison.OrdinalIgnoreCase))
             {
+                versions++;
                 version = value;
             }
             else if (name.Equals("Sec-WebSocket-Key", StringComparison.OrdinalIgnoreCase))
             {
-                repeatedKey |= key is not null;
+                keys++;
                 key = value;
             }
-            else if (name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase) || name.Equals("Transfer-Encoding", StringComparison.OrdinalIgnoreCase))
+            else if (name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase))
             {
-                body |= !(name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase) && value == "0");
+                lengths++;
+                body |= value != "0";
+            }
+            else if (name.Equals("Transfer-Encoding", StringComparison.OrdinalIgnoreCase))
+            {
+                body = true;
             }
         }
 
-        var isUpgrade = host && !body && !repeatedKey
+        var isUpgrade = hosts == 1 && versions == 1 && keys == 1 && lengths <= 1 && !body
             && upgrade is not null && HasToken(upgrade, "websocket")
             && connection is not null && HasToken(connection, "upgrade")
-            && key is not null && IsValidKey(key) && version is not null;
+            && IsValidKey(key!);
         if (!isUpgrade)
         {
             return (400, null);
         }
 
         return version == "13" ? (101, key) : (426, null);
+    }
+
+    /// <summary>Whether the bytes from <paramref name="from"/> on hold an LF not after a CR, or a NUL.</summary>
+    internal static bool HasBareLineFeedOrNul(ReadOnlySpan<byte> head, int from)
+    {
+        for (var i = from; i < head.Length; i++)
+        {
+            if (head[i] == 0 || (head[i] == (byte)'\n' && (i == 0 || head[i - 1] != (byte)'\r')))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static readonly char[] HeaderSpace = [' ', '\t'];
+
+    /// <summary>The gateway's path, then nothing or a query; visible ASCII only.</summary>
+    private static bool IsTarget(string target)
+    {
+        const string path = "/v1/ws";
+        if (!target.StartsWith(path, StringComparison.Ordinal) || (target.Length > path.Length && target[path.Length] != '?'))
+        {
+            return false;
+        }
+
+        foreach (var c in target)
+        {
+            if (c is < '!' or > '~')
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>RFC 9110 token: the characters a header name may have.</summary>
+    private static bool IsToken(ReadOnlySpan<char> name)
+    {
+        foreach (var c in name)
+        {
+            if (!(char.IsAsciiLetterOrDigit(c) || "!#$%&'*+-.^_`|~".Contains(c, StringComparison.Ordinal)))
+            {
+                return false;
+            }
+        }
+
+        return name.Length > 0;
+    }
+
+    /// <summary>A header value: visible ASCII, spaces and tabs; no control characters (NUL, a lone CR or LF) and no bytes above 127.</summary>
+    private static bool IsFieldValue(ReadOnlySpan<char> value)
+    {
+        foreach (var c in value)
+        {
+            if (c != '\t' && c is < ' ' or > '~')
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     private static bool HasToken(string list, string token) =>

@@ -45,9 +45,9 @@ internal static class HttpHelpers
             var value = await JsonSerializer.DeserializeAsync(context.Request.Body, type, context.RequestAborted);
             return value is null ? (null, Error(400, ErrorCodes.Invalid, "body must be a JSON object")) : (value, null);
         }
-        catch (JsonException ex)
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException or NotSupportedException)
         {
-            return (null, Error(400, ErrorCodes.Invalid, $"body is not valid JSON for this call: {ex.Message}"));
+            return (null, Error(400, ErrorCodes.Invalid, $"body is not valid JSON for this call: {FrameReader.Describe(ex)}"));
         }
         catch (BadHttpRequestException ex) when (ex.StatusCode == 413)
         {
