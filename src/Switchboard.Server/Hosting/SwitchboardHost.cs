@@ -29,6 +29,7 @@ public static class SwitchboardHost
     public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
     {
         NativeMemory.TuneAllocator();
+        FileModes.RestrictNewFiles(); // the data dir holds message bodies and credential hashes
         var builder = WebApplication.CreateBuilder(args);
         if (string.IsNullOrEmpty(builder.Configuration["urls"]))
         {

@@ -32,6 +32,12 @@ internal sealed partial class RocksDatabase : IDisposable
         _logger = logger;
         DataDir = Path.GetFullPath(server.Value.DataDir);
         StoreDir = Path.Combine(DataDir, "store");
+        var (changed, example) = Hosting.FileModes.Secure(DataDir);
+        if (changed > 0)
+        {
+            LogModesTightened(changed, DataDir, example!);
+        }
+
         Directory.CreateDirectory(StoreDir);
         _handles = Open();
         SqliteImport.ImportIfPresent(this, logger);
@@ -310,6 +316,9 @@ internal sealed partial class RocksDatabase : IDisposable
 
         handles.Db.Dispose();
     }
+
+    [LoggerMessage(EventId = 1012, Level = LogLevel.Warning, Message = "{Count} files or directories under the data dir {DataDir} were open to the group or others (for example {Example}); they are now the server user's alone (0600 files, 0700 directories)")]
+    private partial void LogModesTightened(int count, string dataDir, string example);
 
     [LoggerMessage(EventId = 1010, Level = LogLevel.Error, Message = "The store was not closed: {Users} calls still used it after 30 s")]
     private partial void LogCloseAbandoned(int users);
