@@ -1,19 +1,7 @@
 using Switchboard.Server.Hosting;
 
-WebApplication app;
-try
-{
-    app = SwitchboardHost.Build(args);
-}
-catch (InvalidOperationException ex)
-{
-    // A bad setting stops the process with one clear line, not a stack trace.
-    Console.Error.WriteLine($"switchboard: configuration error: {ex.Message}");
-    return 2;
-}
-
-app.Run();
-return 0;
+// A failure to start is one line naming the key, path or address, and an exit code of its own (Launcher.ExitCodes).
+return Launcher.Run(args);
 
 /// <summary>Entry point, visible to tests.</summary>
 public partial class Program;

@@ -30,7 +30,9 @@ public static class SwitchboardHost
     {
         NativeMemory.TuneAllocator();
         FileModes.RestrictNewFiles(); // the data dir holds message bodies and credential hashes
-        var builder = WebApplication.CreateBuilder(args);
+        // The content root is the app's own folder, so its appsettings.json is read however it is started
+        // (`dotnet run --project …` from anywhere); a relative DataDir is still taken from the working directory.
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
         if (string.IsNullOrEmpty(builder.Configuration["urls"]))
         {
             builder.WebHost.UseUrls(DefaultUrl);

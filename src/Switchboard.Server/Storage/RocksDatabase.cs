@@ -8,6 +8,12 @@ namespace Switchboard.Server.Storage;
 /// <summary>The store cannot be used right now (stopped, or reopening after a failed write); callers answer <c>unavailable</c>.</summary>
 internal sealed class StoreUnavailableException(string message, Exception? inner = null) : Exception(message, inner);
 
+/// <summary>The data dir cannot be made, written or locked (read-only, not a directory, in use by another server).</summary>
+internal sealed class DataDirException(string dataDir, Exception inner)
+    : Exception(inner.Message.Contains("lock file", StringComparison.OrdinalIgnoreCase)
+        ? $"data dir {dataDir} is in use by another server (it holds store/LOCK)"
+        : $"data dir {dataDir}: {inner.Message}", inner);
+
 /// <summary>
 /// The embedded database: one RocksDB under <c>DataDir/store</c>, with four column families (events, the cid index,
 /// cursors, and everything else). It hands out the open handles to one call at a time (<see cref="Enter"/>), so
@@ -32,14 +38,22 @@ internal sealed partial class RocksDatabase : IDisposable
         _logger = logger;
         DataDir = Path.GetFullPath(server.Value.DataDir);
         StoreDir = Path.Combine(DataDir, "store");
-        var (changed, example) = Hosting.FileModes.Secure(DataDir);
-        if (changed > 0)
+        try
         {
-            LogModesTightened(changed, DataDir, example!);
+            var (changed, example) = Hosting.FileModes.Secure(DataDir);
+            if (changed > 0)
+            {
+                LogModesTightened(changed, DataDir, example!);
+            }
+
+            Directory.CreateDirectory(StoreDir);
+            _handles = Open();
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or RocksDbException or StoreUnavailableException)
+        {
+            throw new DataDirException(DataDir, ex);
         }
 
-        Directory.CreateDirectory(StoreDir);
-        _handles = Open();
         SqliteImport.ImportIfPresent(this, logger);
     }
 
