@@ -37,4 +37,20 @@ public sealed class DataDirTests
         Assert.Contains(entries, e => e.FullName.Contains("checkpoints", StringComparison.Ordinal));
         Assert.All(entries, e => Assert.True((File.GetUnixFileMode(e.FullName) & GroupOrOther) == 0, $"{e.FullName} is {Convert.ToString((int)File.GetUnixFileMode(e.FullName), 8)}"));
     }
+
+    [Fact]
+    public async Task A_store_directory_that_cannot_take_new_files_is_not_ready()
+    {
+        await using var server = await TestServer.StartAsync();
+        using (var ready = await server.Http.GetAsync("/readyz"))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.OK, ready.StatusCode);
+        }
+
+        // The open log would still take writes; the store's next file could not be made.
+        Directory.Delete(server.DataDir, recursive: true);
+        using var notReady = await server.Http.GetAsync("/readyz");
+        Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, notReady.StatusCode);
+        Assert.StartsWith("store unavailable", await notReady.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
 }

@@ -22,9 +22,9 @@ public sealed class SmallDisk : IAsyncDisposable
     }
 
     /// <summary>Writes a file until the disk is full; returns its path (delete it to make room again).</summary>
-    public string Fill()
+    public string Fill(string name = "filler")
     {
-        var filler = System.IO.Path.Combine(Path, "filler");
+        var filler = System.IO.Path.Combine(Path, name);
         var chunk = new byte[1 << 20];
         Random.Shared.NextBytes(chunk);
         using var stream = new FileStream(filler, FileMode.Create, FileAccess.Write, FileShare.None, 1, FileOptions.None);

@@ -131,6 +131,7 @@ public static class SwitchboardHost
 
     private static void MapSwitchboard(WebApplication app)
     {
+        app.UseHttpFaults(); // first: every failure below is answered with a body
         if (app.Services.GetRequiredService<IOptions<ServerOptions>>().Value.TrustedProxies.Length > 0)
         {
             app.UseForwardedHeaders();

@@ -294,6 +294,11 @@ internal sealed partial class RocksDatabase : IDisposable
             .SetKeepLogFileNum(3)
             .SetMaxLogFileSize(8UL << 20)
             .SetInfoLogLevel(InfoLogLevel.Warn)
+            // Files are read and written through descriptors, never mapped (RocksDB's defaults, said here so they
+            // stay): a file that goes away or becomes unwritable under a mapping kills the process with SIGBUS,
+            // where through a descriptor it is an I/O error that the server answers with `unavailable`.
+            .SetAllowMmapReads(false)
+            .SetAllowMmapWrites(false)
             .EnableStatistics();
         Native.Instance.rocksdb_options_set_max_background_jobs(options.Handle, Math.Max(2, Environment.ProcessorCount));
         try

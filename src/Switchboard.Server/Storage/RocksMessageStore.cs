@@ -198,6 +198,18 @@ internal sealed partial class RocksMessageStore(RocksDatabase database) : IMessa
         RecordCodec.Writer value = new();
         RecordCodec.WriteNumber(value, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
         lease.Db.Put(keys.StoreFactOf("probe").Span, value.Span, lease.Handles.Meta, RocksDatabase.Synced);
+
+        // A synced write lands in the log file already open, which goes on taking writes after the directory has
+        // become unwritable (or been deleted); the store's next log or table file could not be made. So a new file
+        // is made, synced and removed in the store's directory too.
+        var probe = Path.Combine(database.StoreDir, ".readyz-probe");
+        using (var file = new FileStream(probe, FileMode.Create, FileAccess.Write, FileShare.None, 1, FileOptions.WriteThrough))
+        {
+            file.Write(value.Span);
+            file.Flush(flushToDisk: true);
+        }
+
+        File.Delete(probe);
         return ValueTask.CompletedTask;
     }
 
