@@ -10,7 +10,7 @@ internal static class BenchCommands
 {
     public static Command Create() => new("bench", "Load generator: measures a running server")
     {
-        Direct(), Group(), Heartbeats(), Connections(), Reconnect(), Fill(), LoginFlood(),
+        Direct(), Group(), Heartbeats(), Connections(), Reconnect(), Fill(), LoginFlood(), PreAuth(),
     };
 
     private static Command Fill()
@@ -212,6 +212,29 @@ internal static class BenchCommands
             var options = new LoginFloodOptions(target, Math.Clamp(parse.GetValue(attackers), 1, 10_000), parse.GetValue(against) == "random",
                 TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(duration), 1, 3600)), Math.Clamp(parse.GetValue(connects), 0.1, 1000), parse.GetValue(serverPid), parse.GetValue(common.Json));
             return await new LoginFloodBench(options).RunAsync(cancellationToken);
+        });
+        return command;
+    }
+
+    private static Command PreAuth()
+    {
+        var common = new CommonOptions();
+        var sockets = new Option<int>("--sockets") { Description = "Sockets that upgrade and never say hello", DefaultValueFactory = _ => 2000 };
+        var bytes = new Option<int>("--bytes") { Description = "Length of the one frame each sends (all but its last byte)", DefaultValueFactory = _ => 65_000 };
+        var hold = new Option<int>("--hold") { Description = "Seconds to hold them, measuring a real user's connects", DefaultValueFactory = _ => 20 };
+        var serverPid = new Option<int?>("--server-pid") { Description = "Server process id on this machine: its resident memory over the run" };
+        var command = common.Command("preauth", "Unauthenticated sockets: how many get in, a real user's connect latency, and server memory while they hold on",
+            sockets, bytes, hold, serverPid);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            if (common.Target(parse) is not { } target)
+            {
+                return 2;
+            }
+
+            var options = new PreAuthOptions(target, Math.Clamp(parse.GetValue(sockets), 1, 100_000), Math.Clamp(parse.GetValue(bytes), 2, 16 << 20),
+                TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(hold), 1, 3600)), parse.GetValue(serverPid), parse.GetValue(common.Json));
+            return await new PreAuthBench(options).RunAsync(cancellationToken);
         });
         return command;
     }

@@ -36,10 +36,15 @@ internal sealed partial class GatewayConnection : IDeviceSession, IThreadPoolWor
     private ConnectionContext? _context;
     private string? _token;
 
+    /// <summary>Its place among the unauthenticated connections, left at hello and given up at the end.</summary>
+    private GatewayAdmission.Slot? _admission;
+
+    /// <param name="admission">Its place among the unauthenticated connections (see <see cref="GatewayAdmission"/>).</param>
     /// <param name="closed">Called once the connection has ended and its socket is disposed.</param>
     /// <param name="stream">The stream under the WebSocket when the gateway owns the socket, for batched sends.</param>
-    public GatewayConnection(WebSocket socket, GatewayServices services, Action? closed = null, GatewaySocketStream? stream = null)
+    public GatewayConnection(WebSocket socket, GatewayServices services, GatewayAdmission.Slot admission, Action? closed = null, GatewaySocketStream? stream = null)
     {
+        _admission = admission;
         _closed = closed;
         _stream = stream;
         _socket = socket;
@@ -68,6 +73,12 @@ internal sealed partial class GatewayConnection : IDeviceSession, IThreadPoolWor
             if (await HandshakeAsync() is not { } identity)
             {
                 return;
+            }
+
+            _admission!.Authenticated();
+            if (!_admission.HoldsLimits)
+            {
+                _admission = null; // nothing left to give back: an idle socket holds no slot
             }
 
             User = identity.User;
@@ -164,6 +175,7 @@ internal sealed partial class GatewayConnection : IDeviceSession, IThreadPoolWor
             {
                 _socket.Dispose();
                 _abort.Dispose();
+                _admission?.Dispose();
                 _closed?.Invoke(); // always: the listener counts on it to finish shutting down
             }
         }
@@ -235,7 +247,8 @@ internal sealed partial class GatewayConnection : IDeviceSession, IThreadPoolWor
 
     private async Task<Accounts.DeviceIdentity?> HandshakeAsync()
     {
-        var first = ReceiveFrameAsync().AsTask(); // raced against the hello timeout, once per connection
+        // Raced against the hello timeout, once per connection; a stranger's first frame may be a few KiB at most.
+        var first = ReceiveFrameAsync(maxBytes: _options.MaxHelloBytes).AsTask();
         // Not linked to _abort: a linked source leaves a spent registration node on _abort for the socket's life.
         // An aborted socket fails `first`, which ends the wait as well.
         using (var timer = new CancellationTokenSource())
@@ -293,8 +306,14 @@ internal sealed partial class GatewayConnection : IDeviceSession, IThreadPoolWor
     /// after a binary frame (answered bad_frame, then the next message is read).
     /// </summary>
     /// <param name="waited">The result of a zero-byte read that found the message's start, if the caller made one.</param>
-    private async ValueTask<ReadOnlyMemory<byte>?> ReceiveFrameAsync(ValueWebSocketReceiveResult? waited = null)
+    /// <param name="maxBytes">The largest message accepted: <c>MaxFrameBytes</c>, or <c>MaxHelloBytes</c> for the first.</param>
+    private async ValueTask<ReadOnlyMemory<byte>?> ReceiveFrameAsync(ValueWebSocketReceiveResult? waited = null, int maxBytes = 0)
     {
+        if (maxBytes == 0)
+        {
+            maxBytes = _options.MaxFrameBytes;
+        }
+
         while (true)
         {
             // Wait for the next message with a zero-byte read, holding no buffer: most sockets are idle most of
@@ -314,7 +333,7 @@ internal sealed partial class GatewayConnection : IDeviceSession, IThreadPoolWor
             {
                 if (count == buffer.Length)
                 {
-                    var bigger = ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length * 2, _options.MaxFrameBytes + 1));
+                    var bigger = ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length * 2, maxBytes + 1));
                     buffer.AsSpan(0, count).CopyTo(bigger);
                     ArrayPool<byte>.Shared.Return(buffer);
                     _receiveBuffer = buffer = bigger;
@@ -327,7 +346,7 @@ internal sealed partial class GatewayConnection : IDeviceSession, IThreadPoolWor
                 }
 
                 count += result.Count;
-                if (count > _options.MaxFrameBytes)
+                if (count > maxBytes)
                 {
                     Close(CloseCodes.TooBig, "frame too big");
                     return null;

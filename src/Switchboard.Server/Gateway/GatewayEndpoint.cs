@@ -15,8 +15,17 @@ internal static class GatewayEndpoint
                     statusCode: 400);
             }
 
+            // Counted among the unauthenticated until its hello is accepted; the connection gives the place back.
+            if (services.Admission.TryEnter(context.Connection.RemoteIpAddress, owned: false) is not { } admission)
+            {
+                return Results.Json(
+                    new Protocol.ErrorBody(Protocol.ErrorCodes.Unavailable, "too many connections waiting to authenticate; try again shortly"),
+                    Protocol.SwitchboardJsonContext.Default.ErrorBody,
+                    statusCode: 503);
+            }
+
             using var socket = await context.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext { KeepAliveInterval = TimeSpan.Zero });
-            await new GatewayConnection(socket, services).RunAsync(lifetime.ApplicationStopping);
+            await new GatewayConnection(socket, services, admission).RunAsync(lifetime.ApplicationStopping);
             return Results.Empty;
         });
     }

@@ -49,6 +49,18 @@ public sealed class GatewayOptions
     /// </summary>
     public bool OwnSockets { get; set; } = true;
 
+    /// <summary>Largest first frame (the hello); a bigger one closes the socket with 1009. A hello is well under 1 KiB.</summary>
+    public int MaxHelloBytes { get; set; } = 4096;
+
+    /// <summary>
+    /// Connections accepted that have not sent an accepted hello yet, in all. Past it new connections are closed
+    /// at once: a flood of sockets that never authenticate holds bounded memory.
+    /// </summary>
+    public int MaxUnauthenticated { get; set; } = 10_000;
+
+    /// <summary>The same bound per client address (IPv6 per /64); not applied to trusted proxies.</summary>
+    public int MaxUnauthenticatedPerAddress { get; set; } = 256;
+
     /// <summary>Events read from the store per replay page; replay waits for the socket to drain between pages.</summary>
     public int ReplayPageSize { get; set; } = 256;
 
@@ -72,6 +84,11 @@ public sealed class GatewayOptions
         if (MaxInFlightPerSocket is < 1 or > 100_000)
         {
             throw new InvalidOperationException("Switchboard:Gateway:MaxInFlightPerSocket must be between 1 and 100000.");
+        }
+
+        if (MaxHelloBytes < 256 || MaxHelloBytes > MaxFrameBytes || MaxUnauthenticated < 1 || MaxUnauthenticatedPerAddress < 1)
+        {
+            throw new InvalidOperationException("Switchboard:Gateway: MaxHelloBytes must be between 256 and MaxFrameBytes, MaxUnauthenticated and MaxUnauthenticatedPerAddress at least 1.");
         }
 
         if (ListenBacklog is < 1 or > 65_535)

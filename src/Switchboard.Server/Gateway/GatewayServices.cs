@@ -20,6 +20,7 @@ internal sealed partial class GatewayServices(
     GroupDirectory groups,
     RateGates rates,
     SwitchboardMetrics metrics,
+    GatewayAdmission admission,
     TimeProvider time,
     ILogger<GatewayConnection> logger)
 {
@@ -33,6 +34,7 @@ internal sealed partial class GatewayServices(
     public GroupDirectory Groups { get; } = groups;
     public RateGates Rates { get; } = rates;
     public SwitchboardMetrics Metrics { get; } = metrics;
+    public GatewayAdmission Admission { get; } = admission;
     public TimeProvider Time { get; } = time;
 
     [LoggerMessage(EventId = 3001, Level = LogLevel.Error, Message = "Connection of {User}/{Device} failed")]

@@ -163,12 +163,21 @@ internal sealed class GatewayListener : IConnectionListener
     private async Task ServeAsync(Socket socket)
     {
         var handedOver = false;
+        // Counted from accept: a connection that never sends a request, or never a hello, holds a place.
+        var admission = _upgrade.Admission.TryEnter((socket.RemoteEndPoint as IPEndPoint)?.Address, owned: true);
         try
         {
+            if (admission is null)
+            {
+                socket.LingerState = new LingerOption(true, 0); // refused: a reset, nothing read
+                return;
+            }
+
             socket.NoDelay = true;
             var tls = (await _tlsPorts.WaitAsync(_unbound.Token)).Contains(((IPEndPoint)EndPoint).Port);
             if (tls || !await _upgrade.IsGatewayRequestAsync(socket, _unbound.Token))
             {
+                admission.Dispose(); // Kestrel's from here, under Kestrel's own limits
                 if (_forKestrel.Reader.Completion.IsCompleted)
                 {
                     return; // unbound meanwhile: Kestrel takes no more connections
@@ -184,16 +193,16 @@ internal sealed class GatewayListener : IConnectionListener
                 return;
             }
 
-            if (await _upgrade.AcceptAsync(socket, _unbound.Token) is not { } accepted)
+            if (await _upgrade.AcceptAsync(socket, admission, _unbound.Token) is not { } accepted)
             {
                 return;
             }
 
             // The connection runs on by itself and this method ends, so an idle socket holds no frame of it; the
-            // connection disposes its socket and reports its end through _done.
+            // connection disposes its socket and its admission, and reports its end through _done.
             handedOver = true;
             Interlocked.Increment(ref _running);
-            _ = _upgrade.RunAsync(accepted.WebSocket, accepted.Stream, _done);
+            _ = _upgrade.RunAsync(accepted.WebSocket, accepted.Stream, admission, _done);
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException)
         {
@@ -204,6 +213,7 @@ internal sealed class GatewayListener : IConnectionListener
             if (!handedOver)
             {
                 socket.Dispose();
+                admission?.Dispose();
             }
 
             Done();

@@ -23,6 +23,9 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
 
     private ILogger Logger => logger;
 
+    /// <summary>The bounds on connections that have not authenticated yet.</summary>
+    public GatewayAdmission Admission => services.Admission;
+
     [LoggerMessage(EventId = 1201, Level = LogLevel.Debug, Message = "Gateway handshake failed")]
     private partial void LogHandshakeFailed(Exception exception);
 
@@ -68,13 +71,13 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
     /// Runs the handshake: the socket's WebSocket and the stream under it once 101 is sent, or null when it was
     /// answered otherwise and closed.
     /// </summary>
-    public async Task<(WebSocket WebSocket, GatewaySocketStream Stream)?> AcceptAsync(Socket socket, CancellationToken cancellationToken)
+    public async Task<(WebSocket WebSocket, GatewaySocketStream Stream)?> AcceptAsync(Socket socket, GatewayAdmission.Slot admission, CancellationToken cancellationToken)
     {
         try
         {
             // Non-blocking: sends are tried straight away and fall back to asynchronous ones (SendAllAsync).
             socket.Blocking = false;
-            if (await HandshakeAsync(socket, cancellationToken) is { } after)
+            if (await HandshakeAsync(socket, admission, cancellationToken) is { } after)
             {
                 var stream = new GatewaySocketStream(socket, after);
                 return (WebSocket.CreateFromStream(stream, ServerOptions), stream);
@@ -93,15 +96,15 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
     /// The connection's whole life, until it closes (the server stopping closes it with 4003); it disposes the
     /// WebSocket and with it the socket, then calls <paramref name="closed"/>. Never throws.
     /// </summary>
-    public Task RunAsync(WebSocket webSocket, GatewaySocketStream stream, Action closed) =>
-        new GatewayConnection(webSocket, services, closed, stream).RunAsync(lifetime.ApplicationStopping);
+    public Task RunAsync(WebSocket webSocket, GatewaySocketStream stream, GatewayAdmission.Slot admission, Action closed) =>
+        new GatewayConnection(webSocket, services, admission, closed, stream).RunAsync(lifetime.ApplicationStopping);
 
     /// <summary>
     /// Reads the request head and answers it. Once 101 is sent, returns the bytes read past the head (a client may
     /// send its first frame without waiting for 101), which the WebSocket reads first; null when the request was
     /// answered otherwise.
     /// </summary>
-    private async Task<byte[]?> HandshakeAsync(Socket socket, CancellationToken cancellationToken)
+    private async Task<byte[]?> HandshakeAsync(Socket socket, GatewayAdmission.Slot admission, CancellationToken cancellationToken)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(MaxHeadBytes);
         try
@@ -148,6 +151,9 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
             var (status, key) = Parse(head);
             switch (status)
             {
+                case 101 when !admission.Upgrade():
+                    await RespondAsync(socket, 503, "Service Unavailable", Protocol.ErrorCodes.Unavailable, "too many WebSockets open (Kestrel:Limits:MaxConcurrentUpgradedConnections); try again later");
+                    return null;
                 case 101:
                     break;
                 case 426:

@@ -70,6 +70,9 @@ public static class SwitchboardHost
         Bind<AccountsOptions>(services, config.GetSection("Switchboard:Accounts"), o => o.Validate());
         Bind<FanoutOptions>(services, config.GetSection("Switchboard:Fanout"), o => o.Validate());
         Bind<AbuseOptions>(services, config.GetSection("Switchboard:Abuse"), o => o.Validate());
+        // Kestrel's own settings from configuration (Kestrel:Limits:MaxConcurrentConnections and the rest), as its
+        // documentation describes them; the gateway applies the connection limits to its own sockets too.
+        services.Configure<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>(config.GetSection("Kestrel"));
         services.Configure<ForwardedHeadersOptions>(o =>
         {
             o.ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto;
@@ -117,6 +120,7 @@ public static class SwitchboardHost
         services.AddSingleton<RateGates>();
         services.AddSingleton<GroupReceipts>();
         services.AddSingleton<MessageService>();
+        services.AddSingleton<GatewayAdmission>();
         services.AddSingleton<GatewayServices>();
         services.AddSingleton<GatewayUpgrade>();
         // Registered after UseSockets: Kestrel asks the last registered transport first, and this one binds every
