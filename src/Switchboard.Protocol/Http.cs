@@ -52,6 +52,16 @@ public sealed record RoleRequest(string? Role);
 public sealed record GroupMemberInfo(string User, string Role);
 
 /// <summary>A group as answered by the group API.</summary>
-public sealed record GroupInfo(string Conv, string Name, IReadOnlyList<GroupMemberInfo> Members);
+public sealed record GroupInfo(string Conv, string Name, IReadOnlyList<GroupMemberInfo> Members)
+{
+    /// <summary>After an add: users whose privacy did not let the caller add them; each got an invite instead.</summary>
+    public IReadOnlyList<string>? Invited { get; init; }
+}
+
+/// <summary><c>GET|PUT /v1/settings/privacy</c>: who may add this user to groups, <c>everyone</c>, <c>contacts</c> or <c>nobody</c>.</summary>
+public sealed record PrivacySettings(string? GroupsAdd);
+
+/// <summary>One row of <c>GET /v1/invites</c>: a group this user was invited to, by whom, until when (ms).</summary>
+public sealed record InviteInfo(string Conv, string Name, string From, long Ts, long Expires);
 
 #pragma warning restore CS1591

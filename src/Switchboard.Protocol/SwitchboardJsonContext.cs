@@ -30,6 +30,8 @@ namespace Switchboard.Protocol;
 [JsonSerializable(typeof(LinkDeviceResponse))]
 [JsonSerializable(typeof(DeviceInfo[]))]
 [JsonSerializable(typeof(List<DeviceInfo>))]
+[JsonSerializable(typeof(PrivacySettings))]
+[JsonSerializable(typeof(List<InviteInfo>))]
 [JsonSerializable(typeof(List<ConversationInfo>))]
 [JsonSerializable(typeof(HistoryPage))]
 [JsonSerializable(typeof(List<ReceiptRow>))]

@@ -87,4 +87,55 @@ internal sealed class AccountService(IAccountStore store, IMessageStore messages
 
     public ValueTask SetLastSeenAsync(string user, long ts, CancellationToken cancellationToken = default) =>
         store.SetLastSeenAsync(user, ts, cancellationToken);
+
+    /// <summary>How long an invite to a group stays good (WhatsApp's private invites: three days).</summary>
+    public static readonly TimeSpan InviteLifetime = TimeSpan.FromDays(3);
+
+    public ValueTask<GroupAddPrivacy> GetGroupAddPrivacyAsync(string user, CancellationToken cancellationToken = default) =>
+        store.GetGroupAddPrivacyAsync(user, cancellationToken);
+
+    public ValueTask SetGroupAddPrivacyAsync(string user, GroupAddPrivacy privacy, CancellationToken cancellationToken = default) =>
+        store.SetGroupAddPrivacyAsync(user, privacy, cancellationToken);
+
+    /// <summary>
+    /// Splits the users an actor adds to a group into those whose privacy lets the actor add them and those who
+    /// get an invite instead. <c>contacts</c> means a direct conversation with the actor that has had a message.
+    /// </summary>
+    public async ValueTask<(List<string> Allowed, List<string> Invited)> ConsentAsync(string actor, IEnumerable<string> users, CancellationToken cancellationToken = default)
+    {
+        var allowed = new List<string>();
+        var invited = new List<string>();
+        foreach (var user in users.Distinct(StringComparer.Ordinal))
+        {
+            var privacy = user == actor ? GroupAddPrivacy.Everyone : await store.GetGroupAddPrivacyAsync(user, cancellationToken);
+            var ok = privacy switch
+            {
+                GroupAddPrivacy.Everyone => true,
+                GroupAddPrivacy.Contacts => Protocol.Names.IsValidHandle(user)
+                    && (await messages.GetLastSeqAsync(Protocol.Names.DirectConversation(actor, user), cancellationToken) ?? 0) > 0,
+                _ => false,
+            };
+            (ok ? allowed : invited).Add(user);
+        }
+
+        return (allowed, invited);
+    }
+
+    public ValueTask AddInvitesAsync(string from, string conv, IEnumerable<string> users, CancellationToken cancellationToken = default)
+    {
+        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        var expires = now + (long)InviteLifetime.TotalMilliseconds;
+        return store.AddInvitesAsync([.. users.Select(u => new InviteRecord(u, conv, from, now, expires))], cancellationToken);
+    }
+
+    /// <summary>The user's invites that have not expired.</summary>
+    public async ValueTask<List<InviteRecord>> GetInvitesAsync(string user, CancellationToken cancellationToken = default)
+    {
+        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        return [.. (await store.GetInvitesAsync(user, cancellationToken)).Where(i => i.Expires > now)];
+    }
+
+    /// <summary>Uses up the user's invite to a group; null when there is none that is still good.</summary>
+    public async ValueTask<InviteRecord?> TakeInviteAsync(string user, string conv, CancellationToken cancellationToken = default) =>
+        await store.TakeInviteAsync(user, conv, cancellationToken) is { } invite && invite.Expires > time.GetUtcNow().ToUnixTimeMilliseconds() ? invite : null;
 }

@@ -6,6 +6,22 @@ internal sealed record UserRecord(string User, byte[] Hash, byte[] Salt, string 
 /// <summary>A linked device as stored; a revoked one keeps its number (never reused) and loses its token.</summary>
 internal sealed record DeviceRecord(string User, int Device, string Name, byte[]? TokenHash, long Created, bool Revoked);
 
+/// <summary>Who may add a user to a group; the others send an invite the user accepts or not.</summary>
+internal enum GroupAddPrivacy : byte
+{
+    /// <summary>Anyone (the default, as in WhatsApp).</summary>
+    Everyone = 0,
+
+    /// <summary>Users the user has a direct conversation with.</summary>
+    Contacts = 1,
+
+    /// <summary>No one: every add is an invite.</summary>
+    Nobody = 2,
+}
+
+/// <summary>An invite to a group, made when an admin added a user whose privacy did not let them.</summary>
+internal sealed record InviteRecord(string User, string Conv, string From, long Ts, long Expires);
+
 /// <summary>An authenticated device, with when its previous connection opened.</summary>
 internal sealed record DeviceIdentity(string User, int Device, long LastActive);
 
@@ -44,4 +60,17 @@ internal interface IAccountStore
     ValueTask SetLastSeenAsync(string user, long ts, CancellationToken cancellationToken = default);
 
     ValueTask<long?> GetLastSeenAsync(string user, CancellationToken cancellationToken = default);
+
+    ValueTask<GroupAddPrivacy> GetGroupAddPrivacyAsync(string user, CancellationToken cancellationToken = default);
+
+    ValueTask SetGroupAddPrivacyAsync(string user, GroupAddPrivacy privacy, CancellationToken cancellationToken = default);
+
+    /// <summary>Stores invites (a newer one to the same group replaces the older), durable on return.</summary>
+    ValueTask AddInvitesAsync(IReadOnlyList<InviteRecord> invites, CancellationToken cancellationToken = default);
+
+    /// <summary>A user's invites, expired ones included, by group.</summary>
+    ValueTask<List<InviteRecord>> GetInvitesAsync(string user, CancellationToken cancellationToken = default);
+
+    /// <summary>Removes an invite and returns it; null when there was none.</summary>
+    ValueTask<InviteRecord?> TakeInviteAsync(string user, string conv, CancellationToken cancellationToken = default);
 }

@@ -171,6 +171,73 @@ internal sealed class RocksAccountStore(RocksDatabase database) : IAccountStore
         return ValueTask.FromResult(value is null ? (long?)null : RecordCodec.ReadNumber(value));
     }
 
+    public ValueTask<GroupAddPrivacy> GetGroupAddPrivacyAsync(string user, CancellationToken cancellationToken = default)
+    {
+        using var lease = database.Enter();
+        var value = lease.Db.Get(new RocksKeys.Builder().PrivacyOf(user).Span, lease.Handles.Meta);
+        return ValueTask.FromResult(value is { Length: > 0 } ? (GroupAddPrivacy)value[0] : GroupAddPrivacy.Everyone);
+    }
+
+    public ValueTask SetGroupAddPrivacyAsync(string user, GroupAddPrivacy privacy, CancellationToken cancellationToken = default)
+    {
+        using var lease = database.Enter();
+        lease.Db.Put(new RocksKeys.Builder().PrivacyOf(user).Span, [(byte)privacy], lease.Handles.Meta, RocksDatabase.Synced);
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask AddInvitesAsync(IReadOnlyList<InviteRecord> invites, CancellationToken cancellationToken = default)
+    {
+        if (invites.Count == 0)
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        var keys = new RocksKeys.Builder();
+        var value = new RecordCodec.Writer();
+        using var lease = database.Enter();
+        using var write = new WriteBatch();
+        foreach (var invite in invites)
+        {
+            value.Start().Text(invite.From).UInt((ulong)invite.Ts).UInt((ulong)invite.Expires);
+            write.Put(keys.InviteOf(invite.User, invite.Conv).Span, value.Span, lease.Handles.Meta);
+        }
+
+        lease.Db.Write(write, RocksDatabase.Synced);
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask<List<InviteRecord>> GetInvitesAsync(string user, CancellationToken cancellationToken = default)
+    {
+        var list = new List<InviteRecord>();
+        using var lease = database.Enter();
+        var prefix = new RocksKeys.Builder().InvitePrefix(user).ToArray();
+        RocksMessageStore.ScanPrefix(lease, lease.Handles.Meta, prefix,
+            (key, value) => list.Add(ReadInvite(user, System.Text.Encoding.UTF8.GetString(key[prefix.Length..]), value)));
+        return ValueTask.FromResult(list);
+    }
+
+    public ValueTask<InviteRecord?> TakeInviteAsync(string user, string conv, CancellationToken cancellationToken = default)
+    {
+        var key = new RocksKeys.Builder().InviteOf(user, conv).ToArray();
+        using var lease = database.Enter();
+        lock (_writes)
+        {
+            if (lease.Db.Get(key, lease.Handles.Meta) is not { } value)
+            {
+                return ValueTask.FromResult<InviteRecord?>(null);
+            }
+
+            lease.Db.Remove(key, lease.Handles.Meta, RocksDatabase.Synced);
+            return ValueTask.FromResult<InviteRecord?>(ReadInvite(user, conv, value));
+        }
+    }
+
+    private static InviteRecord ReadInvite(string user, string conv, ReadOnlySpan<byte> value)
+    {
+        var r = new RecordCodec.Reader(value);
+        return new InviteRecord(user, conv, r.Text(), (long)r.UInt(), (long)r.UInt());
+    }
+
     private static void WriteDevice(RecordCodec.Writer w, DeviceRecord d) =>
         w.Start().Text(d.Name).Blob(d.TokenHash ?? []).UInt((ulong)d.Created).Byte(d.Revoked ? (byte)1 : (byte)0);
 

@@ -16,6 +16,50 @@ internal static class AccountEndpoints
         app.MapPost("/v1/devices", LinkAsync);
         app.MapGet("/v1/devices", List);
         app.MapDelete("/v1/devices/{device}", Unlink);
+        app.MapGet("/v1/settings/privacy", GetPrivacyAsync);
+        app.MapPut("/v1/settings/privacy", SetPrivacyAsync);
+    }
+
+    private static readonly Dictionary<string, GroupAddPrivacy> Privacies = new(StringComparer.Ordinal)
+    {
+        ["everyone"] = GroupAddPrivacy.Everyone,
+        ["contacts"] = GroupAddPrivacy.Contacts,
+        ["nobody"] = GroupAddPrivacy.Nobody,
+    };
+
+    private static string NameOf(GroupAddPrivacy privacy) => Privacies.First(p => p.Value == privacy).Key;
+
+    private static async Task<IResult> GetPrivacyAsync(HttpContext context, AccountService accounts)
+    {
+        if (await AuthenticateAsync(context, accounts) is not { } me)
+        {
+            return Unauthorized();
+        }
+
+        var privacy = await accounts.GetGroupAddPrivacyAsync(me.User, context.RequestAborted);
+        return Json(new PrivacySettings(NameOf(privacy)), SwitchboardJsonContext.Default.PrivacySettings);
+    }
+
+    private static async Task<IResult> SetPrivacyAsync(HttpContext context, AccountService accounts, IOptions<AccountsOptions> options)
+    {
+        if (await AuthenticateAsync(context, accounts) is not { } me)
+        {
+            return Unauthorized();
+        }
+
+        var (body, error) = await ReadAsync(context, SwitchboardJsonContext.Default.PrivacySettings, options.Value.MaxRequestBodyBytes);
+        if (error is not null)
+        {
+            return error;
+        }
+
+        if (body!.GroupsAdd is not { } name || !Privacies.TryGetValue(name, out var privacy))
+        {
+            return Error(400, ErrorCodes.Invalid, "groups_add must be everyone, contacts or nobody");
+        }
+
+        await accounts.SetGroupAddPrivacyAsync(me.User, privacy, context.RequestAborted);
+        return Json(new PrivacySettings(name), SwitchboardJsonContext.Default.PrivacySettings);
     }
 
     private static async Task<IResult> RegisterAsync(HttpContext context, AccountService accounts, PasswordHasher hasher, AbuseGuard abuse, IOptions<AccountsOptions> options)

@@ -24,6 +24,8 @@ internal static class GroupEndpoints
         app.MapPost("/v1/groups/{conv}/members", AddAsync);
         app.MapDelete("/v1/groups/{conv}/members/{user}", RemoveAsync);
         app.MapPut("/v1/groups/{conv}/members/{user}", SetRoleAsync);
+        app.MapPost("/v1/groups/{conv}/join", JoinAsync);
+        app.MapGet("/v1/invites", InvitesAsync);
     }
 
     private static async Task<IResult> CreateAsync(HttpContext context, AccountService accounts, Sequencer sequencer, AbuseGuard abuse, IOptions<FanoutOptions> fanout, IOptions<AccountsOptions> limits)
@@ -62,17 +64,67 @@ internal static class GroupEndpoints
             return RateLimited(context, wait, "too many groups made or members added; try again later");
         }
 
+        // Those whose privacy does not let this user add them are invited instead.
+        var (allowed, invited) = await accounts.ConsentAsync(me.User, members, context.RequestAborted);
         var command = new GroupCommand
         {
             Origin = new HttpOrigin(me.User, me.Device),
             Conv = "",
             Op = GroupOp.Create,
             Name = body.Name!.Trim(),
-            Users = members,
+            Users = [.. allowed],
             MaxMembers = fanout.Value.MaxGroupMembers,
             Completion = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously),
         };
-        return await RunAsync(sequencer, command, 201, context.RequestAborted);
+        return await InviteTheRestAsync(await RunAsync(sequencer, command, 201, context.RequestAborted), command, invited, accounts, context.RequestAborted);
+    }
+
+    /// <summary>After a create or an add that went through: invites for those not added, named in the answer.</summary>
+    private static async Task<IResult> InviteTheRestAsync(IResult result, GroupCommand command, List<string> invited, AccountService accounts, CancellationToken cancellationToken)
+    {
+        if (command.ErrorCode is not null || command.Group is not { } group || invited.Count == 0)
+        {
+            return result;
+        }
+
+        invited = [.. invited.Where(u => !group.Current.ContainsKey(u))]; // a member already needs no invite
+
+        await accounts.AddInvitesAsync(command.Origin.User, group.Conv, invited, cancellationToken);
+        return Json(group.ToInfo() with { Invited = invited }, SwitchboardJsonContext.Default.GroupInfo, ((IStatusCodeHttpResult)result).StatusCode ?? 200);
+    }
+
+    private static async Task<IResult> JoinAsync(HttpContext context, string conv, AccountService accounts, Sequencer sequencer, IOptions<FanoutOptions> fanout)
+    {
+        if (await AuthenticateAsync(context, accounts) is not { } me)
+        {
+            return Unauthorized();
+        }
+
+        if (!Names.IsValidGroupId(conv) || await accounts.TakeInviteAsync(me.User, conv, context.RequestAborted) is null)
+        {
+            return Error(403, ErrorCodes.Forbidden, "no invite to this group, or it expired");
+        }
+
+        return await RunAsync(sequencer, Command(me, conv, GroupOp.Join, maxMembers: fanout.Value.MaxGroupMembers), 200, context.RequestAborted);
+    }
+
+    private static async Task<IResult> InvitesAsync(HttpContext context, AccountService accounts, GroupDirectory groups)
+    {
+        if (await AuthenticateAsync(context, accounts) is not { } me)
+        {
+            return Unauthorized();
+        }
+
+        var rows = new List<InviteInfo>();
+        foreach (var invite in await accounts.GetInvitesAsync(me.User, context.RequestAborted))
+        {
+            if (await groups.GetAsync(invite.Conv, context.RequestAborted) is { } group)
+            {
+                rows.Add(new InviteInfo(invite.Conv, group.Name, invite.From, invite.Ts, invite.Expires));
+            }
+        }
+
+        return Json(rows, SwitchboardJsonContext.Default.ListInviteInfo);
     }
 
     private static async Task<IResult> Get(HttpContext context, string conv, AccountService accounts, GroupDirectory groups)
@@ -141,7 +193,9 @@ internal static class GroupEndpoints
             return RateLimited(context, wait, "too many members added to groups; try again later");
         }
 
-        return await RunAsync(sequencer, Command(me, conv, GroupOp.Add, users, maxMembers: fanout.Value.MaxGroupMembers), 200, context.RequestAborted);
+        var (allowed, invited) = await accounts.ConsentAsync(me.User, users, context.RequestAborted);
+        var command = Command(me, conv, GroupOp.Add, [.. allowed], maxMembers: fanout.Value.MaxGroupMembers);
+        return await InviteTheRestAsync(await RunAsync(sequencer, command, 200, context.RequestAborted), command, invited, accounts, context.RequestAborted);
     }
 
     private static async Task<IResult> RemoveAsync(HttpContext context, string conv, string user, AccountService accounts, Sequencer sequencer)

@@ -48,6 +48,9 @@ internal enum GroupOp
     Remove,
     Rename,
     SetRole,
+
+    /// <summary>The actor joins, accepting an invite (the caller has checked and used it).</summary>
+    Join,
 }
 
 /// <summary>A group change: appended as a <c>system</c> event, durable before the HTTP answer.</summary>

@@ -26,6 +26,12 @@ internal sealed partial class MessageRules
             return;
         }
 
+        if (command.Op == GroupOp.Join)
+        {
+            await JoinAsync(command, group, now);
+            return;
+        }
+
         if (!group.Current.TryGetValue(actor, out var me))
         {
             command.Fail(ErrorCodes.Forbidden, "not a member of this group");
@@ -204,6 +210,28 @@ internal sealed partial class MessageRules
         command.Group = group;
         command.Members = group.Users;
         command.Event = stored;
+    }
+
+    /// <summary>The actor joins on an invite: one <c>added</c> event naming them, as an admin's add would.</summary>
+    private async ValueTask JoinAsync(GroupCommand command, GroupSnapshot group, long now)
+    {
+        var actor = command.Origin.User;
+        if (group.Current.ContainsKey(actor))
+        {
+            command.Group = group; // already a member
+            return;
+        }
+
+        if (group.Current.Count + 1 > command.MaxMembers)
+        {
+            command.Fail(ErrorCodes.TooLarge, $"a group has at most {command.MaxMembers} members");
+            return;
+        }
+
+        var seq = (await LastSeqAsync(command.Conv) ?? 0) + 1;
+        var joined = new GroupMember(actor, Roles.Member, seq, now);
+        _current.Writes.Members.Add(new MemberRecord(command.Conv, actor, Roles.Member, seq, null, now));
+        AppendSystem(command, group.With(set: [joined]), seq, now, new SystemInfo(SystemOps.Added, Users: [actor]));
     }
 
     private async ValueTask<string?> FirstUnknownAsync(IEnumerable<string> users)

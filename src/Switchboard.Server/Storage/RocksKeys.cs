@@ -19,6 +19,8 @@ namespace Switchboard.Server.Storage;
 ///          'x' conv 0 target                 → (a delete event names this target)
 ///          'b' day conv                      → (the conversation had events that day: what the purge visits)
 ///          'u' user, 'v' user 0 device, 'k' token hash, 'a' user 0 device, 's' user   → accounts
+///          'p' user                          → who may add the user to groups
+///          'i' user 0 conv                   → an invite to a group (a user's invites, one scan per user)
 ///          '!' name                          → the store's own facts (schema version, import done)
 /// </code>
 /// </summary>
@@ -38,6 +40,8 @@ internal static class RocksKeys
     public const byte LastActive = (byte)'a';
     public const byte LastSeen = (byte)'s';
     public const byte StoreFact = (byte)'!';
+    public const byte Privacy = (byte)'p';
+    public const byte Invite = (byte)'i';
 
     private static readonly UTF8Encoding Utf8 = new(false, true);
 
@@ -157,6 +161,12 @@ internal static class RocksKeys
     public static Builder LastActiveOf(this Builder b, string user, int device) => b.Start(LastActive).Name(user).Int32(device);
 
     public static Builder LastSeenOf(this Builder b, string user) => b.Start(LastSeen).Text(user);
+
+    public static Builder PrivacyOf(this Builder b, string user) => b.Start(Privacy).Text(user);
+
+    public static Builder InviteOf(this Builder b, string user, string conv) => b.Start(Invite).Name(user).Text(conv);
+
+    public static Builder InvitePrefix(this Builder b, string user) => b.Start(Invite).Name(user);
 
     public static Builder StoreFactOf(this Builder b, string name) => b.Start(StoreFact).Text(name);
 
