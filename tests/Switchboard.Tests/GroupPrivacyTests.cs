@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Http.Json;
 using System.Text.Json;
 
 namespace Switchboard.Tests;
@@ -9,18 +8,8 @@ public sealed class GroupPrivacyTests(ServerFixture fixture) : IClassFixture<Ser
 {
     private TestServer Server => fixture.Server;
 
-    private async Task<(HttpStatusCode Status, JsonElement Body)> CallAsync(HttpMethod method, string path, string token, object? body = null)
-    {
-        using var request = Server.Request(method, path, token);
-        if (body is not null)
-        {
-            request.Content = JsonContent.Create(body);
-        }
-
-        using var response = await Server.Http.SendAsync(request);
-        var text = await response.Content.ReadAsStringAsync();
-        return (response.StatusCode, text.Length == 0 ? default : JsonDocument.Parse(text).RootElement.Clone());
-    }
+    private Task<(HttpStatusCode Status, JsonElement Body)> CallAsync(HttpMethod method, string path, string token, object? body = null) =>
+        Server.CallAsync(method, path, token, body);
 
     private static string[] Members(JsonElement group) => [.. group.GetProperty("members").EnumerateArray().Select(m => m.GetProperty("user").GetString()!)];
 

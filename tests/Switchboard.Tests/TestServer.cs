@@ -101,6 +101,20 @@ public sealed class TestServer : IAsyncDisposable
         return request;
     }
 
+    /// <summary>Any call with a token and an optional JSON body; the status and the parsed answer.</summary>
+    public async Task<(System.Net.HttpStatusCode Status, JsonElement Body)> CallAsync(HttpMethod method, string path, string token, object? body = null)
+    {
+        using var request = Request(method, path, token);
+        if (body is not null)
+        {
+            request.Content = JsonContent.Create(body);
+        }
+
+        using var response = await Http.SendAsync(request);
+        var text = await response.Content.ReadAsStringAsync();
+        return (response.StatusCode, text.Length == 0 ? default : JsonDocument.Parse(text).RootElement.Clone());
+    }
+
     public async Task<(System.Net.HttpStatusCode Status, JsonElement Body)> GetAsync(string path, string token)
     {
         using var response = await Http.SendAsync(Request(HttpMethod.Get, path, token));
