@@ -175,4 +175,30 @@ public sealed class StartupTests
 
         Directory.Delete(shared, recursive: true);
     }
+
+    [Fact]
+    public async Task The_store_has_a_schema_version_and_a_newer_one_is_refused_with_exit_code_3()
+    {
+        var dataDir = NewDataDir();
+        await using (var first = await ServerProcess.StartAsync(dataDir))
+        {
+        }
+
+        static Switchboard.Server.Storage.RocksDatabase Open(string dir) => new(
+            Microsoft.Extensions.Options.Options.Create(new Switchboard.Server.Hosting.ServerOptions { DataDir = dir }),
+            Microsoft.Extensions.Options.Options.Create(new Switchboard.Server.Storage.StorageOptions()),
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<Switchboard.Server.Storage.RocksDatabase>.Instance);
+
+        using (var store = Open(dataDir))
+        {
+            Assert.Equal(Switchboard.Server.Storage.StoreSchema.Current, Switchboard.Server.Storage.StoreSchema.Migrate(store)); // written by the first start
+            Switchboard.Server.Storage.StoreSchema.Write(store, 99); // as a newer server would leave it
+        }
+
+        var (code, output, error) = await RunAsync(["--urls", "http://127.0.0.1:0", "--Switchboard:DataDir", dataDir]);
+        Assert.Equal(3, code);
+        Assert.Contains("schema version 99, newer than this server reads", error);
+        AssertOneLine(output, error);
+        Directory.Delete(dataDir, recursive: true);
+    }
 }

@@ -55,6 +55,15 @@ internal sealed partial class RocksDatabase : IDisposable
         }
 
         SqliteImport.ImportIfPresent(this, logger);
+        try
+        {
+            StoreSchema.Migrate(this);
+        }
+        catch (StoreSchemaException ex)
+        {
+            Dispose();
+            throw new DataDirException(DataDir, ex);
+        }
     }
 
     public string DataDir { get; }
