@@ -26,4 +26,7 @@ foreach (var command in clientCommands)
 
 // Load generator: every workload lives in Bench/ (BenchCommands builds the command tree).
 root.Subcommands.Add(BenchCommands.Create());
-return await root.Parse(args).InvokeAsync();
+var parsed = root.Parse(args);
+var code = await parsed.InvokeAsync();
+// A missing argument or an unknown command is a usage error: 2, as the README says (System.CommandLine gives 1).
+return parsed.Errors.Count > 0 ? ExitCodes.Usage : code;

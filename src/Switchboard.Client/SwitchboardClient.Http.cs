@@ -49,7 +49,7 @@ public sealed partial class SwitchboardClient
             }
 
             response.Dispose();
-            await Task.Delay(TimeSpan.FromMilliseconds(ms), cancellationToken);
+            await Task.Delay(TimeSpan.FromMilliseconds(ms + Random.Shared.Next(100)), cancellationToken); // jittered: refused together, not back together
         }
     }
 
@@ -61,6 +61,16 @@ public sealed partial class SwitchboardClient
         await EnsureAsync(response, cancellationToken);
         return (await response.Content.ReadFromJsonAsync(SwitchboardJsonContext.Default.LinkDeviceResponse, cancellationToken))!;
     }
+
+    /// <summary>
+    /// Sends a text message over HTTP, without a socket: for scripts and one-shot commands, so a live session of
+    /// the same device is not replaced. Same idempotency (pass the same <paramref name="cid"/> to retry) and the
+    /// same promise: it returns once the message is durable. The message also reaches this device's socket, if any.
+    /// </summary>
+    public Task<AckFrame> PostTextAsync(string conv, string body, string? cid = null, long? replyTo = null, CancellationToken cancellationToken = default) =>
+        SendAsync(HttpMethod.Post, $"/v1/conversations/{Uri.EscapeDataString(conv)}/messages",
+            new ClientFrame { Cid = cid ?? Guid.CreateVersion7().ToString(), Kind = EventKinds.Text, Body = body, ReplyTo = replyTo },
+            SwitchboardJsonContext.Default.ClientFrame, SwitchboardJsonContext.Default.AckFrame, cancellationToken);
 
     /// <summary>This user's linked devices.</summary>
     public Task<List<DeviceInfo>> GetDevicesAsync(CancellationToken cancellationToken = default) =>

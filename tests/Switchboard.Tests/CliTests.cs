@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
 using System.Text;
 
 namespace Switchboard.Tests;
@@ -38,8 +40,12 @@ public sealed class CliTests(ServerFixture fixture) : IClassFixture<ServerFixtur
             info.ArgumentList.Add(arg);
         }
 
-        info.ArgumentList.Add("--url");
-        info.ArgumentList.Add(Server.Address.ToString());
+        if (!args.Contains("--url"))
+        {
+            info.ArgumentList.Add("--url");
+            info.ArgumentList.Add(Server.Address.ToString());
+        }
+
         if (user is not null)
         {
             info.ArgumentList.Add("--config");
@@ -161,6 +167,88 @@ public sealed class CliTests(ServerFixture fixture) : IClassFixture<ServerFixtur
         (code, var help, _) = await RunAsync(null, null, "send", "--help");
         Assert.Equal(0, code);
         Assert.Contains("durable", help);
+    }
+
+    [Fact]
+    public async Task A_one_shot_send_leaves_an_open_chat_of_the_same_device_running_and_a_bad_open_is_shown_not_fatal()
+    {
+        var alice = await LoggedInAsync();
+        var bob = await Server.NewClientAsync();
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, StandardOutputEncoding = Encoding.UTF8 };
+        foreach (var arg in new[] { CliDll(), "chat", bob.User, "--url", Server.Address.ToString(), "--config", ConfigOf(alice) })
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        using var chat = Process.Start(info)!;
+        var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        chat.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is not null)
+            {
+                lines.Enqueue(e.Data);
+            }
+        };
+        chat.BeginOutputReadLine();
+        _ = chat.StandardError.ReadToEndAsync();
+        async Task WaitForAsync(string text)
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (!lines.Any(l => l.Contains(text, StringComparison.Ordinal)))
+            {
+                Assert.True(DateTime.UtcNow < deadline && !chat.HasExited, $"chat never printed '{text}': {string.Join(" | ", lines)}");
+                await Task.Delay(50);
+            }
+        }
+
+        await WaitForAsync("conversations"); // the list, then the socket
+        await chat.StandardInput.WriteLineAsync("/open nobody-" + Guid.NewGuid().ToString("N")[..6]);
+        await WaitForAsync("error:");
+        await chat.StandardInput.WriteLineAsync("/open " + bob.User);
+
+        // Another terminal, the same login and so the same device: the chat keeps its socket and shows the message.
+        var (code, _, error) = await RunAsync(alice, null, "send", bob.User, "from another terminal");
+        Assert.True(code == 0, error);
+        await WaitForAsync("from another terminal");
+        await chat.StandardInput.WriteLineAsync("typed in the chat");
+        await WaitForAsync("typed in the chat ✓");
+        await chat.StandardInput.WriteLineAsync("/quit");
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await chat.WaitForExitAsync(timeout.Token);
+        Assert.Equal(0, chat.ExitCode);
+        Assert.DoesNotContain(lines, l => l.Contains("disconnected", StringComparison.Ordinal));
+        Assert.Equal("from another terminal", (await bob.ExpectAsync("msg")).GetProperty("body").GetString());
+        Assert.Equal("typed in the chat", (await bob.ExpectAsync("msg")).GetProperty("body").GetString());
+    }
+
+    [Fact]
+    public async Task Usage_errors_exit_2_a_server_that_is_down_exits_5_and_SWITCHBOARD_URL_finds_the_server()
+    {
+        Assert.Equal(2, (await RunAsync(null, null, "sendx")).Code); // unknown command
+        Assert.Equal(2, (await RunAsync(null, null, "send")).Code);  // missing arguments
+
+        var alice = await LoggedInAsync();
+        var closed = ServerProcess.FreePort();
+        var (code, _, error) = await RunAsync(alice, null, "send", "someone", "hi", "--url", $"http://127.0.0.1:{closed}");
+        Assert.Equal(5, code);
+        Assert.Contains("127.0.0.1", error);
+        (code, _, _) = await RunAsync(alice, "/quit\n", "chat", "someone", "--url", $"http://127.0.0.1:{closed}");
+        Assert.Equal(5, code);
+
+        // No --url: the environment names the server.
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var user = TestServer.NewUser("env");
+        foreach (var arg in new[] { CliDll(), "register", user, "--password", "correct horse" })
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        info.Environment["SWITCHBOARD_URL"] = Server.Address.ToString();
+        using var process = Process.Start(info)!;
+        var output = await process.StandardOutput.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        Assert.True(process.ExitCode == 0, output + await process.StandardError.ReadToEndAsync());
+        Assert.Equal(HttpStatusCode.Created, (await Server.Http.PostAsJsonAsync("/v1/devices", new { user, password = "correct horse", name = "check" })).StatusCode);
     }
 
     // The load generator speaks WebSocket over its own sockets: these runs check that its connection handshakes,

@@ -37,10 +37,12 @@ internal static class ChatCommand
 
         public async Task<int> RunAsync(string? target, CancellationToken cancellationToken)
         {
+            // Over HTTP first: a server that is down or a token that is refused is said at once, not after the
+            // socket has retried for half a minute.
+            await ListAsync(cancellationToken);
             await client.ConnectAsync(cancellationToken).WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             var events = ShowEventsAsync(stop.Token);
-            await ListAsync(cancellationToken);
             if (target is not null)
             {
                 await OpenAsync(target, cancellationToken);
@@ -50,12 +52,23 @@ internal static class ChatCommand
                 Write("open a conversation with /open <user or id>; /help for commands");
             }
 
-            while (await Console.In.ReadLineAsync(cancellationToken) is { } line)
+            // Lines until /quit, the end of input, or the connection ending for good (then the chat ends too,
+            // rather than taking lines it can no longer send).
+            var input = Console.In.ReadLineAsync(cancellationToken).AsTask();
+            while (await Task.WhenAny(input, _stopped.Task) == input && await input is { } line)
             {
                 if (!await HandleLineAsync(line.Trim(), cancellationToken))
                 {
                     break;
                 }
+
+                input = Console.In.ReadLineAsync(cancellationToken).AsTask();
+            }
+
+            if (_stopped.Task.IsCompleted)
+            {
+                await stop.CancelAsync();
+                return ExitCodes.Unauthorized;
             }
 
             await Task.WhenAll(_pendingSends).WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
@@ -73,6 +86,9 @@ internal static class ChatCommand
 
         private int _failedSends;
 
+        /// <summary>Set when the connection ends for good (token refused, device unlinked, replaced by another socket).</summary>
+        private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
         private async Task<bool> HandleLineAsync(string line, CancellationToken cancellationToken)
         {
             if (line.Length == 0)
@@ -81,6 +97,20 @@ internal static class ChatCommand
             }
 
             var words = line.Split(' ', 2, StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            try
+            {
+                return await CommandAsync(line, words, cancellationToken);
+            }
+            catch (SwitchboardException ex)
+            {
+                // A mistyped /open, a group that is gone: said, and the chat goes on.
+                Write($"error: {ex.Message}");
+                return true;
+            }
+        }
+
+        private async Task<bool> CommandAsync(string line, string[] words, CancellationToken cancellationToken)
+        {
             switch (words[0])
             {
                 case "/quit" or "/exit":
@@ -223,7 +253,10 @@ internal static class ChatCommand
                         Write("  (connection lost, reconnecting…)");
                         break;
                     case ConnectionChanged { State: ConnectionState.Stopped, CloseCode: var code }:
-                        Write($"  (disconnected for good: close code {code})");
+                        Write(code == 4001
+                            ? "  (disconnected for good: another socket of this device took over; the chat ends)"
+                            : $"  (disconnected for good: close code {code}; the chat ends)");
+                        _stopped.TrySetResult();
                         break;
                     case ServerError { Error: var error }:
                         Write($"  server: {error.Code}: {error.Message}");

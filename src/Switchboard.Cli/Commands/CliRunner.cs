@@ -7,7 +7,7 @@ namespace Switchboard.Cli.Commands;
 /// <summary>Shared options and the error handling every command gets.</summary>
 internal static class CliRunner
 {
-    public static readonly Option<string?> Url = new("--url") { Description = "Server base URL (default: the one you logged in to, else http://127.0.0.1:5080)" };
+    public static readonly Option<string?> Url = new("--url") { Description = "Server base URL (default: $SWITCHBOARD_URL, else the one you logged in to, else http://127.0.0.1:5080)" };
     public static readonly Option<string?> Config = new("--config") { Description = "Config file (default: ~/.config/switchboard/config.json)" };
 
     public const string DefaultUrl = "http://127.0.0.1:5080";
@@ -28,9 +28,11 @@ internal static class CliRunner
         }
     }
 
+    private static string? NonEmpty(string? value) => string.IsNullOrWhiteSpace(value) ? null : value;
+
     public static Uri ServerUrl(ParseResult parse, CliConfig? config)
     {
-        var text = parse.GetValue(Url) ?? config?.Url ?? DefaultUrl;
+        var text = parse.GetValue(Url) ?? NonEmpty(Environment.GetEnvironmentVariable("SWITCHBOARD_URL")) ?? config?.Url ?? DefaultUrl;
         return Uri.TryCreate(text, UriKind.Absolute, out var url) && url.Scheme is "http" or "https"
             ? url
             : throw new UsageException($"--url must be an absolute http:// or https:// URL, not '{text}'");

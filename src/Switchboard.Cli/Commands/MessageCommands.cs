@@ -18,16 +18,9 @@ internal static class MessageCommands
             var config = CliRunner.RequireLogin(parse);
             var conv = CliRunner.Conversation(parse.GetValue(to)!, config.User);
             await using var client = CliRunner.Client(parse, config);
-            // The connection waits for its event reader; this command only wants its ack, so a backlog of
-            // unread messages being replayed must not hold the ack up.
-            _ = Task.Run(async () =>
-            {
-                await foreach (var _ in client.ReadEventsAsync(ct))
-                {
-                }
-            }, CancellationToken.None);
-            await client.ConnectAsync(ct).WaitAsync(TimeSpan.FromSeconds(30), ct);
-            var ack = await client.SendTextAsync(conv, string.Join(' ', parse.GetValue(text)!), cancellationToken: ct).WaitAsync(TimeSpan.FromSeconds(30), ct);
+            // Over HTTP, not a socket: an open `chat` of this device keeps its socket (a second socket of the same
+            // device would replace it), and sees the message too.
+            var ack = await client.PostTextAsync(conv, string.Join(' ', parse.GetValue(text)!), cancellationToken: ct).WaitAsync(TimeSpan.FromSeconds(30), ct);
             Console.WriteLine($"✓ {ack.Conv} #{ack.Seq}{(ack.Dup ? " (already sent)" : "")}");
             return ExitCodes.Ok;
         }));

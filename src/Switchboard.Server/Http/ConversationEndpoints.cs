@@ -16,8 +16,42 @@ internal static class ConversationEndpoints
     {
         app.MapGet("/v1/conversations", List);
         app.MapGet("/v1/conversations/{conv}/messages", History);
+        app.MapPost("/v1/conversations/{conv}/messages", SendAsync);
         app.MapGet("/v1/conversations/{conv}/receipts", Receipts);
         app.MapGet("/v1/presence/{user}", PresenceOf);
+    }
+
+    /// <summary>
+    /// A send over HTTP, for scripts, bots and one-shot commands that should not take a device's socket: the same
+    /// checks and the same idempotency by cid as the <c>send</c> frame, answered 201 with the ack once durable
+    /// (<c>dup: true</c> for a cid already stored, with the original seq).
+    /// </summary>
+    private static async Task<IResult> SendAsync(HttpContext context, string conv, AccountService accounts, MessageService messages, IOptions<AccountsOptions> limits, IOptions<MessagingOptions> messaging)
+    {
+        if (await AuthenticateAsync(context, accounts) is not { } me)
+        {
+            return Unauthorized();
+        }
+
+        // The body may carry a message as large as a frame allows; the size rule itself is the sequencer's.
+        var (frame, error) = await ReadAsync(context, SwitchboardJsonContext.Default.ClientFrame, Math.Max(limits.Value.MaxRequestBodyBytes, Math.Max(messaging.Value.MaxBodyBytes, messaging.Value.MaxE2eeBytes) * 2));
+        if (error is not null)
+        {
+            return error;
+        }
+
+        frame!.Conv = conv;
+        var command = await messages.SendOverHttpAsync(new HttpOrigin(me.User, me.Device), frame, context.RequestAborted);
+        return command.ErrorCode switch
+        {
+            null => Json(command.Ack!, SwitchboardJsonContext.Default.AckFrame, 201),
+            ErrorCodes.BadFrame or ErrorCodes.Invalid => Error(400, ErrorCodes.Invalid, command.ErrorMessage!),
+            ErrorCodes.Forbidden => Error(403, ErrorCodes.Forbidden, command.ErrorMessage!),
+            ErrorCodes.NotFound => Error(404, ErrorCodes.NotFound, command.ErrorMessage!),
+            ErrorCodes.TooLarge => Error(413, ErrorCodes.TooLarge, command.ErrorMessage!),
+            ErrorCodes.RateLimited => RateLimited(context, command.RetryAfterMs, command.ErrorMessage!),
+            _ => Error(503, ErrorCodes.Unavailable, command.ErrorMessage!),
+        };
     }
 
     private static async Task<IResult> List(HttpContext context, AccountService accounts, IMessageStore store)

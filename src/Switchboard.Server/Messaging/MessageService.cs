@@ -21,6 +21,7 @@ internal sealed partial class MessageService(
     ConversationAccess access,
     GroupReceipts groupReceipts,
     PresenceService presence,
+    RateGates rates,
     IOptions<MessagingOptions> options,
     SwitchboardMetrics metrics,
     TimeProvider time,
@@ -59,51 +60,67 @@ internal sealed partial class MessageService(
     private ValueTask BadFrame(ConnectionContext client, string message, string? reference) =>
         delivery.SendToConnectionAsync(client, Frames.Error(ErrorCodes.BadFrame, message, reference));
 
-    private ValueTask SendAsync(ConnectionContext client, ClientFrame frame, long receivedAt, CancellationToken cancellationToken)
+    private ValueTask SendAsync(ConnectionContext client, ClientFrame frame, long receivedAt, CancellationToken cancellationToken) =>
+        CheckSend(frame) is { } error
+            ? BadFrame(client, error, frame.Cid is { Length: > 0 and <= Limits.MaxCidLength } ? frame.Cid : null)
+            : SubmitAsync(client, NewSend(client, frame, client.State.Rate, receivedAt), cancellationToken);
+
+    /// <summary>What is wrong with a send's shape, or null.</summary>
+    private string? CheckSend(ClientFrame frame) =>
+        frame.Cid is not { Length: > 0 and <= Limits.MaxCidLength } ? $"cid must be a string of 1 to {Limits.MaxCidLength} characters"
+        : string.IsNullOrEmpty(frame.Conv) ? "missing conv"
+        : frame.Kind is not (EventKinds.Text or EventKinds.Media) ? (frame.Kind is null ? "missing kind" : $"kind must be text or media, not '{frame.Kind}'")
+        : CheckPayload(frame) is { } shape ? shape
+        : frame.ReplyTo is < 1 ? "reply_to must be a seq (≥ 1)"
+        : null;
+
+    private AppendCommand NewSend(ICommandOrigin origin, ClientFrame frame, RateGate? rate, long receivedAt, TaskCompletionSource? completion = null)
     {
-        if (frame.Cid is not { Length: > 0 and <= Limits.MaxCidLength } cid)
-        {
-            return BadFrame(client, $"cid must be a string of 1 to {Limits.MaxCidLength} characters", frame.Cid);
-        }
-
-        if (string.IsNullOrEmpty(frame.Conv))
-        {
-            return BadFrame(client, "missing conv", cid);
-        }
-
-        if (frame.Kind is not (EventKinds.Text or EventKinds.Media))
-        {
-            return BadFrame(client, frame.Kind is null ? "missing kind" : $"kind must be text or media, not '{frame.Kind}'", cid);
-        }
-
-        if (CheckPayload(frame) is { } shape)
-        {
-            return BadFrame(client, shape, cid);
-        }
-
-        if (frame.ReplyTo is < 1)
-        {
-            return BadFrame(client, "reply_to must be a seq (≥ 1)", cid);
-        }
-
         var (pendingCode, pendingMessage) = CheckSize(frame);
-        return SubmitAsync(
-            client,
-            new AppendCommand
-            {
-                Origin = client,
-                Conv = frame.Conv,
-                Cid = cid,
-                Kind = frame.Kind,
-                Body = frame.Body,
-                E2ee = frame.E2ee,
-                ReplyTo = frame.ReplyTo,
-                PendingErrorCode = pendingCode,
-                PendingErrorMessage = pendingMessage,
-                Rate = client.State.Rate,
-                ReceivedAt = receivedAt,
-            },
-            cancellationToken);
+        return new AppendCommand
+        {
+            Origin = origin,
+            Conv = frame.Conv!,
+            Cid = frame.Cid!,
+            Kind = frame.Kind!,
+            Body = frame.Body,
+            E2ee = frame.E2ee,
+            ReplyTo = frame.ReplyTo,
+            PendingErrorCode = pendingCode,
+            PendingErrorMessage = pendingMessage,
+            Rate = rate,
+            ReceivedAt = receivedAt,
+            Completion = completion,
+        };
+    }
+
+    /// <summary>
+    /// A send over HTTP (<c>POST /v1/conversations/{conv}/messages</c>): the same checks, the same idempotency by
+    /// cid, and the same promise as on a socket, answered once durable; the message reaches every device of the
+    /// sender, the calling one too (it has no socket waiting for an ack). Returns the command with its ack or error.
+    /// </summary>
+    public async Task<AppendCommand> SendOverHttpAsync(HttpOrigin origin, ClientFrame frame, CancellationToken cancellationToken)
+    {
+        var receivedAt = System.Diagnostics.Stopwatch.GetTimestamp();
+        if (CheckSend(frame) is { } error)
+        {
+            var refused = new AppendCommand { Origin = origin, Conv = frame.Conv ?? "", Cid = frame.Cid ?? "", Kind = frame.Kind ?? "" };
+            refused.Fail(ErrorCodes.BadFrame, error);
+            return refused;
+        }
+
+        var rate = rates.For(origin.User); // the user's shared bucket, as for each of their sockets
+        try
+        {
+            var command = NewSend(origin, frame, rate, receivedAt, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+            await sequencer.SubmitAsync(command, cancellationToken);
+            await command.Completion!.Task.WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
+            return command;
+        }
+        finally
+        {
+            rates.Release(origin.User);
+        }
     }
 
     private ValueTask ChangeAsync(ConnectionContext client, ClientFrame frame, long receivedAt, CancellationToken cancellationToken)
@@ -385,8 +402,9 @@ internal sealed partial class MessageService(
             groupReceipts.Appended(stored);
         }
 
-        // Everyone's devices but the sending one, which has its ack.
-        Done(delivery.SendEventAsync(new EventDelivery(stored.Conv, stored.Seq, Frames.Event(stored), command.Members, stored.Sender, stored.Dev, command.ReceivedAt)));
+        // Everyone's devices but the sending one, which has its ack; a send over HTTP reaches the calling device too.
+        var exceptDevice = command.Origin is HttpOrigin ? 0 : stored.Dev;
+        Done(delivery.SendEventAsync(new EventDelivery(stored.Conv, stored.Seq, Frames.Event(stored), command.Members, stored.Sender, exceptDevice, command.ReceivedAt)));
     }
 
     private void Committed(CursorCommand command)
