@@ -222,6 +222,28 @@ public sealed class CliTests(ServerFixture fixture) : IClassFixture<ServerFixtur
     }
 
     [Fact]
+    public async Task Logging_in_again_keeps_this_machines_device_while_its_token_works()
+    {
+        var alice = await LoggedInAsync();
+        var (code, output, _) = await RunAsync(alice, "correct horse\n", "login", alice);
+        Assert.Equal(0, code);
+        Assert.Contains("already logged in", output);
+        (code, output, _) = await RunAsync(alice, null, "devices", "list");
+        Assert.Equal(0, code);
+        Assert.Single(output.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+
+        // Unlinked elsewhere: login links a new device.
+        var config = System.Text.Json.JsonDocument.Parse(await File.ReadAllTextAsync(ConfigOf(alice))).RootElement;
+        var token = config.GetProperty("token").GetString()!;
+        var (status, _) = await Server.CallAsync(HttpMethod.Delete, $"/v1/devices/{config.GetProperty("device").GetInt32()}", token);
+        Assert.Equal(HttpStatusCode.NoContent, status);
+        (code, output, _) = await RunAsync(alice, "correct horse\n", "login", alice);
+        Assert.Equal(0, code);
+        Assert.Contains("logged in as", output);
+        Assert.DoesNotContain("already", output);
+    }
+
+    [Fact]
     public async Task Usage_errors_exit_2_a_server_that_is_down_exits_5_and_SWITCHBOARD_URL_finds_the_server()
     {
         Assert.Equal(2, (await RunAsync(null, null, "sendx")).Code); // unknown command

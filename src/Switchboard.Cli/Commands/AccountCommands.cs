@@ -22,11 +22,28 @@ internal static class AccountCommands
         var loginUser = new Argument<string>("user") { Description = "Your handle" };
         var loginPassword = new Option<string?>("--password") { Description = "Password (else $SWITCHBOARD_PASSWORD, else read from standard input)" };
         var deviceName = new Option<string>("--name") { Description = "A name for this device", DefaultValueFactory = _ => $"cli@{Environment.MachineName}" };
-        var login = new Command("login", "Link this machine as a new device and remember its token (file mode 600)") { loginUser, loginPassword, deviceName };
+        var login = new Command("login", "Link this machine as a device and remember its token (file mode 600); kept when already linked") { loginUser, loginPassword, deviceName };
         login.SetAction((parse, ct) => CliRunner.RunAsync(async () =>
         {
             var path = CliConfig.PathFor(parse.GetValue(CliRunner.Config));
             var url = CliRunner.ServerUrl(parse, null);
+            // This machine is already a device of that user on that server, and its token still works: keep it,
+            // rather than link one more device each time (a user may have at most 16).
+            if (CliConfig.Load(path) is { } saved && saved.User == parse.GetValue(loginUser) && saved.Url == url.ToString().TrimEnd('/'))
+            {
+                await using var existing = new SwitchboardClient(url, saved.Token);
+                try
+                {
+                    await existing.GetDevicesAsync(ct);
+                    Console.WriteLine($"already logged in as {saved.User}, device {saved.Device} ({path}); `switchboard logout` first to link this machine anew");
+                    return ExitCodes.Ok;
+                }
+                catch (SwitchboardException ex) when (ex.Status == 401)
+                {
+                    // unlinked meanwhile: link again below
+                }
+            }
+
             var linked = await SwitchboardClient.LinkDeviceAsync(url, parse.GetValue(loginUser)!, CliRunner.Password(parse.GetValue(loginPassword)), parse.GetValue(deviceName)!, cancellationToken: ct);
             new CliConfig(url.ToString().TrimEnd('/'), linked.User, linked.Device, linked.Token).Save(path);
             Console.WriteLine($"logged in as {linked.User}, device {linked.Device} (saved to {path})");
