@@ -25,7 +25,11 @@ public sealed record LinkDeviceResponse(string User, int Device, string Token);
 public sealed record DeviceInfo(int Device, string Name, long Created, bool Current);
 
 /// <summary>One row of <c>GET /v1/conversations</c>.</summary>
-public sealed record ConversationInfo(string Conv, string Kind, long LastSeq, long Delivered, long Read, long Unread);
+public sealed record ConversationInfo(string Conv, string Kind, long LastSeq, long Delivered, long Read, long Unread)
+{
+    /// <summary>What to call it: a group's name, or the other user's handle in a direct conversation.</summary>
+    public string? Name { get; init; }
+}
 
 /// <summary><c>GET /v1/conversations/{conv}/messages</c> answer.</summary>
 public sealed record HistoryPage(IReadOnlyList<MsgFrame> Messages, bool More);

@@ -128,6 +128,14 @@ public sealed class CliTests(ServerFixture fixture) : IClassFixture<ServerFixtur
         Assert.Contains(bob, output);
         (code, _, _) = await RunAsync(alice, null, "send", conv, "to the group");
         Assert.Equal(0, code);
+
+        // Listed by name, not only by id.
+        (code, output, _) = await RunAsync(alice, null, "conversations");
+        Assert.Equal(0, code);
+        Assert.Contains(output.Split('\n'), line => line.StartsWith("cli group", StringComparison.Ordinal) && line.Contains(conv, StringComparison.Ordinal));
+        (code, output, _) = await RunAsync(alice, null, "groups", "list");
+        Assert.Equal(0, code);
+        Assert.StartsWith("cli group", output, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -33,6 +33,11 @@ internal static class ChatCommand
         private readonly Lock _output = new();
         private readonly List<Task> _pendingSends = [];
         private string? _open;
+
+        /// <summary>What to call each conversation (a group's name, the other user), from the conversation list.</summary>
+        private readonly Dictionary<string, string> _names = new(StringComparer.Ordinal);
+
+        private string NameOf(string conv) => _names.GetValueOrDefault(conv) ?? conv;
         private long _oldestShown = long.MaxValue;
 
         public async Task<int> RunAsync(string? target, CancellationToken cancellationToken)
@@ -166,7 +171,8 @@ internal static class ChatCommand
             Write(list.Count == 0 ? "no conversations yet" : "conversations:");
             foreach (var c in list)
             {
-                Write($"  {c.Conv,-44} {(c.Unread > 0 ? $"{c.Unread} unread" : "")}");
+                _names[c.Conv] = c.Name ?? c.Conv;
+                Write($"  {c.Name ?? c.Conv,-32} {(c.Unread > 0 ? $"{c.Unread} unread" : ""),-10} {c.Conv}");
             }
         }
 
@@ -186,7 +192,7 @@ internal static class ChatCommand
             var page = await client.GetHistoryAsync(conv, null, 20, cancellationToken);
             _open = conv;
             _oldestShown = page.Messages.Count > 0 ? page.Messages[^1].Seq : long.MaxValue;
-            Write($"── {conv} ──");
+            Write(NameOf(conv) == conv ? $"── {conv} ──" : $"── {NameOf(conv)} ({conv}) ──");
             foreach (var message in page.Messages.Reverse())
             {
                 Write(MessageCommands.Format(message));
@@ -238,7 +244,7 @@ internal static class ChatCommand
 
                         break;
                     case MessageReceived { Message: var m }:
-                        Write($"(new in {m.Conv} from {m.From})");
+                        Write($"(new in {NameOf(m.Conv)} from {m.From})");
                         break;
                     case ReceiptReceived { Receipt: var r } when r.Conv == _open && r.User != me:
                         Write(r.Kind == ReceiptKinds.Read ? $"  read up to #{r.Seq} ({Who(r.User)})" : $"  ✓✓ delivered up to #{r.Seq} ({Who(r.User)})");

@@ -24,7 +24,7 @@ internal static class GroupCommands
             {
                 if (c.Kind == "group")
                 {
-                    Console.WriteLine($"{c.Conv,-32} last #{c.LastSeq,-6} {(c.Unread > 0 ? $"{c.Unread} unread" : "")}");
+                    Console.WriteLine($"{c.Name ?? c.Conv,-32} {c.Conv,-28} last #{c.LastSeq,-6} {(c.Unread > 0 ? $"{c.Unread} unread" : "")}");
                 }
             }
         }));

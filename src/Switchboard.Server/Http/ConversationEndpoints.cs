@@ -54,7 +54,7 @@ internal static class ConversationEndpoints
         };
     }
 
-    private static async Task<IResult> List(HttpContext context, AccountService accounts, IMessageStore store)
+    private static async Task<IResult> List(HttpContext context, AccountService accounts, IMessageStore store, GroupDirectory groups)
     {
         if (await AuthenticateAsync(context, accounts) is not { } me)
         {
@@ -72,7 +72,10 @@ internal static class ConversationEndpoints
             var own = await store.GetMemberCursorAsync(new MemberCursorKey(member.Conv, me.User), ct);
             var read = own is { } found ? Math.Clamp(found.Read, floor, last) : floor;
             var delivered = Math.Clamp(cursors.GetValueOrDefault(member.Conv), floor, last);
-            list.Add(new ConversationInfo(member.Conv, member.ListKind, last, delivered, read, await store.CountUnreadAsync(member.Conv, me.User, read, last, ct)));
+            var name = Names.IsGroup(member.Conv)
+                ? (await groups.GetAsync(member.Conv, ct))?.Name
+                : Names.TryParseDirect(member.Conv, out var first, out var second) ? (first == me.User ? second : first) : null;
+            list.Add(new ConversationInfo(member.Conv, member.ListKind, last, delivered, read, await store.CountUnreadAsync(member.Conv, me.User, read, last, ct)) { Name = name });
         }
 
         return Json(list, SwitchboardJsonContext.Default.ListConversationInfo);
