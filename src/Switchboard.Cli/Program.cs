@@ -1,13 +1,10 @@
 using System.CommandLine;
-using Switchboard.Cli.Bench;
 using Switchboard.Cli.Commands;
 
 if (args.Length > 0 && args[0] == "bench")
 {
-    // The generator's socket completions run on the socket event threads, not a thread-pool hop per frame: it
-    // shares the machine with the server, and each hop was a context switch taken from the server's share.
-    // .NET reads this once, at the first socket.
-    Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
+    // The load generator is a program of its own (src/Switchboard.Bench): run it with the rest of the line.
+    return await BenchLauncher.RunAsync(args[1..]);
 }
 
 var root = new RootCommand("switchboard: client, admin and load generator for a Switchboard server");
@@ -24,8 +21,10 @@ foreach (var command in clientCommands)
     root.Subcommands.Add(command);
 }
 
-// Load generator: every workload lives in Bench/ (BenchCommands builds the command tree).
-root.Subcommands.Add(BenchCommands.Create());
+// Load generator: listed here, run as its own program (`switchboard bench --help` lists its workloads).
+var bench = new Command("bench", "Load generator: measures a running server (`switchboard bench --help`)");
+bench.SetAction((_, _) => BenchLauncher.RunAsync([]));
+root.Subcommands.Add(bench);
 var parsed = root.Parse(args);
 var code = await parsed.InvokeAsync();
 // A missing argument or an unknown command is a usage error: 2, as the README says (System.CommandLine gives 1).

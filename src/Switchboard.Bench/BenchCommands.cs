@@ -1,6 +1,6 @@
 using System.CommandLine;
 
-namespace Switchboard.Cli.Bench;
+namespace Switchboard.Bench;
 
 /// <summary>
 /// The <c>bench</c> command and its workloads. Kept apart from Program.cs so the client and admin commands can grow
@@ -8,7 +8,7 @@ namespace Switchboard.Cli.Bench;
 /// </summary>
 internal static class BenchCommands
 {
-    public static Command Create() => new("bench", "Load generator: measures a running server")
+    public static RootCommand Create() => new("switchboard bench: load generator, measures a running server")
     {
         Direct(), Group(), Heartbeats(), Connections(), Reconnect(), Fill(), LoginFlood(), PreAuth(),
     };

@@ -1,7 +1,7 @@
 using System.Net.Http.Json;
 using System.Text.Json;
 
-namespace Switchboard.Cli.Bench;
+namespace Switchboard.Bench;
 
 /// <summary>Creates throwaway accounts and device tokens for a run.</summary>
 internal sealed class BenchAccounts(HttpClient http)

@@ -1,6 +1,6 @@
 using System.Net;
 
-namespace Switchboard.Cli.Bench;
+namespace Switchboard.Bench;
 
 /// <summary>
 /// Where a workload connects: the server's HTTP base URL, its WebSocket endpoint, and how many loopback source

@@ -5,7 +5,7 @@ using System.Text;
 using System.Text.Json;
 using HdrHistogram;
 
-namespace Switchboard.Cli.Bench;
+namespace Switchboard.Bench;
 
 /// <summary>Settings of the <c>group</c> workload.</summary>
 internal sealed record GroupOptions(BenchTarget Target, int Members, int Posts, int WarmupPosts, int IntervalMs, bool Recv, int Parallel, bool Json);

@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text;
 using HdrHistogram;
 
-namespace Switchboard.Cli.Bench;
+namespace Switchboard.Bench;
 
 /// <summary>Settings of the <c>reconnect</c> workload.</summary>
 internal sealed record ReconnectOptions(BenchTarget Target, int Clients, int Messages, TimeSpan Timeout, int Parallel, bool Json);

@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace Switchboard.Cli.Bench;
+namespace Switchboard.Bench;
 
 /// <summary>Reads the server's persist batch-size histogram from /metrics, to report what group commit did.</summary>
 internal sealed record BatchStats(double Count, double Sum, SortedDictionary<double, double> Buckets)

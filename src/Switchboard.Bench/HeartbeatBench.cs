@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Text;
 using HdrHistogram;
 
-namespace Switchboard.Cli.Bench;
+namespace Switchboard.Bench;
 
 /// <summary>Settings of the <c>heartbeats</c> workload.</summary>
 internal sealed record HeartbeatOptions(BenchTarget Target, int Clients, TimeSpan Duration, int Parallel, bool Json);

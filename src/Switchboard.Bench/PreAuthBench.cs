@@ -5,7 +5,7 @@ using System.Security.Cryptography;
 using System.Text;
 using HdrHistogram;
 
-namespace Switchboard.Cli.Bench;
+namespace Switchboard.Bench;
 
 /// <summary>Settings of the <c>preauth</c> workload.</summary>
 internal sealed record PreAuthOptions(BenchTarget Target, int Sockets, int Bytes, TimeSpan Hold, int? ServerPid, bool Json);

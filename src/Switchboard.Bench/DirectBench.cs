@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text;
 using HdrHistogram;
 
-namespace Switchboard.Cli.Bench;
+namespace Switchboard.Bench;
 
 /// <summary>Settings of the <c>direct</c> workload.</summary>
 internal sealed record DirectOptions(BenchTarget Target, int Pairs, int Window, TimeSpan Duration, TimeSpan Warmup, int BodyBytes, bool Json, int Rate = 0, RecvPolicy Recv = default);

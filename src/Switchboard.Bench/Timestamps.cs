@@ -1,4 +1,4 @@
-namespace Switchboard.Cli.Bench;
+namespace Switchboard.Bench;
 
 /// <summary>
 /// Send times by message number, in chunks so a long run never copies; one writer (the send loop), many readers.

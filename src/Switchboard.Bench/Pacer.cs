@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 
-namespace Switchboard.Cli.Bench;
+namespace Switchboard.Bench;
 
 /// <summary>
 /// Waits until a <see cref="Stopwatch"/> timestamp with about ten microseconds of precision, without spinning.

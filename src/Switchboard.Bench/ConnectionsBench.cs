@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using HdrHistogram;
 
-namespace Switchboard.Cli.Bench;
+namespace Switchboard.Bench;
 
 /// <summary>Settings of the <c>connections</c> workload.</summary>
 internal sealed record ConnectionsOptions(BenchTarget Target, int Clients, int? ServerPid, TimeSpan Hold, int Parallel, bool Json);

@@ -7,7 +7,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 
-namespace Switchboard.Cli.Bench;
+namespace Switchboard.Bench;
 
 /// <summary>
 /// A lean protocol connection for load generation: no outbox, no dedup, just frames. Sends are serialised by a

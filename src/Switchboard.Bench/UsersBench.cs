@@ -5,7 +5,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using HdrHistogram;
 
-namespace Switchboard.Cli.Bench;
+namespace Switchboard.Bench;
 
 /// <summary>How a receiver acknowledges what it got: a cumulative recv per socket read (as the SDK does), or every N messages per conversation.</summary>
 internal readonly record struct RecvPolicy(int Every)

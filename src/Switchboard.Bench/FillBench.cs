@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Net.Http.Json;
 using System.Text;
 
-namespace Switchboard.Cli.Bench;
+namespace Switchboard.Bench;
 
 /// <summary>Settings of the <c>fill</c> workload.</summary>
 internal sealed record FillOptions(BenchTarget Target, int Users, int Conversations, int Senders, int Rate, int Window, int Parallel, int? ServerPid, bool Json);

@@ -4,7 +4,7 @@ using System.Net.Http.Json;
 using System.Net.Sockets;
 using HdrHistogram;
 
-namespace Switchboard.Cli.Bench;
+namespace Switchboard.Bench;
 
 /// <summary>Settings of the <c>login-flood</c> workload.</summary>
 internal sealed record LoginFloodOptions(BenchTarget Target, int Attackers, bool RandomNames, TimeSpan Duration, double ConnectsPerSecond, int? ServerPid, bool Json);

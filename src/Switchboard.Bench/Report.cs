@@ -4,7 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using HdrHistogram;
 
-namespace Switchboard.Cli.Bench;
+namespace Switchboard.Bench;
 
 /// <summary>What every workload shares: latency histograms, their percentiles, and printing the result.</summary>
 internal static class Report
