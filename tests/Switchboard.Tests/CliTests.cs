@@ -154,6 +154,41 @@ public sealed class CliTests(ServerFixture fixture) : IClassFixture<ServerFixtur
     }
 
     [Fact]
+    public async Task Chat_replies_edits_and_deletes_by_number_and_shows_ticks_of_earlier_messages()
+    {
+        var alice = await LoggedInAsync();
+        var bob = await Server.NewClientAsync();
+        var conv = Conv.Direct(alice, bob.User);
+        Assert.Equal(0, (await RunAsync(alice, null, "send", bob.User, "read before the chat")).Code);
+        Assert.Equal(0, (await RunAsync(alice, null, "send", bob.User, "not read yet")).Code);
+        await bob.ExpectAsync("msg");
+        await bob.ExpectAsync("msg");
+        await bob.SendAsync(new { t = "recv", conv, seq = 2 });
+        await bob.SendAsync(new { t = "read", conv, seq = 1 });
+
+        // Wait until both are stored: the chat reads them when it opens the conversation.
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while ((await Server.GetAsync($"/v1/conversations/{conv}/receipts?seq=1", bob.Token)).Body.EnumerateArray()
+               .All(r => r.GetProperty("user").GetString() != bob.User || r.GetProperty("read").GetInt64() < 1 || r.GetProperty("delivered").GetInt64() < 2))
+        {
+            Assert.True(DateTime.UtcNow < deadline);
+            await Task.Delay(50);
+        }
+
+        var (code, output, error) = await RunAsync(alice, "/reply 1 answering\n/edit 2 not read yet, edited\n/delete 1\n/quit\n", "chat", bob.User);
+        Assert.True(code == 0, error);
+        Assert.Contains("read before the chat ✓✓ read", output);
+        Assert.Contains("not read yet ✓✓", output);
+        Assert.DoesNotContain("not read yet ✓✓ read", output);
+        var reply = await bob.ExpectAsync("msg");
+        Assert.Equal(1, reply.GetProperty("reply_to").GetInt64());
+        var edit = await bob.ExpectAsync("msg");
+        Assert.Equal(("edit", 2L), (edit.GetProperty("kind").GetString(), edit.GetProperty("target").GetInt64()));
+        var delete = await bob.ExpectAsync("msg");
+        Assert.Equal(("delete", 1L), (delete.GetProperty("kind").GetString(), delete.GetProperty("target").GetInt64()));
+    }
+
+    [Fact]
     public async Task Errors_have_clear_messages_and_exit_codes()
     {
         var nobody = TestServer.NewUser("none");

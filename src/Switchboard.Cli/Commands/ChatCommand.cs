@@ -122,6 +122,8 @@ internal static class ChatCommand
                     return false;
                 case "/help":
                     Write("/open <user|id>  open a conversation · /more  older messages · /list  conversations · /quit");
+                    Write("/reply <#> <text> · /edit <#> <text> · /delete <#>  (# is a message's number)");
+                    Write("in a group: /members · /add <user> · /remove <user> · /rename <name> · /leave");
                     return true;
                 case "/list":
                     await ListAsync(cancellationToken);
@@ -131,6 +133,9 @@ internal static class ChatCommand
                     return true;
                 case "/more":
                     await MoreAsync(cancellationToken);
+                    return true;
+                case "/reply" or "/edit" or "/delete" or "/members" or "/add" or "/remove" or "/rename" or "/leave":
+                    await ConversationCommandAsync(words[0], words.Length > 1 ? words[1] : "", cancellationToken);
                     return true;
             }
 
@@ -149,6 +154,55 @@ internal static class ChatCommand
             var send = client.SendTextAsync(conv, line, cancellationToken: cancellationToken);
             _pendingSends.Add(ConfirmAsync(send, line));
             return true;
+        }
+
+        /// <summary>Commands on the open conversation: replies, edits and deletes by number, and group administration.</summary>
+        private async Task ConversationCommandAsync(string command, string rest, CancellationToken cancellationToken)
+        {
+            if (_open is not { } conv)
+            {
+                Write("no conversation open: /open <user or id>");
+                return;
+            }
+
+            var parts = rest.Split(' ', 2, StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            long? Number() => parts.Length > 0 && long.TryParse(parts[0].TrimStart('#'), CultureInfo.InvariantCulture, out var n) && n > 0 ? n : null;
+            var isGroup = Names.IsGroup(conv);
+            switch (command)
+            {
+                case "/reply" when Number() is { } target && parts.Length == 2:
+                    _pendingSends.Add(ConfirmAsync(client.SendTextAsync(conv, parts[1], replyTo: target, cancellationToken: cancellationToken), $"(reply to #{target}) {parts[1]}"));
+                    return;
+                case "/edit" when Number() is { } target && parts.Length == 2:
+                    _pendingSends.Add(ConfirmAsync(client.EditAsync(conv, target, parts[1], cancellationToken), $"(edited #{target}) {parts[1]}"));
+                    return;
+                case "/delete" when Number() is { } target:
+                    _pendingSends.Add(ConfirmAsync(client.DeleteAsync(conv, target, cancellationToken), $"(deleted #{target})"));
+                    return;
+                case "/members" when isGroup:
+                    var group = await client.GetGroupAsync(conv, cancellationToken);
+                    Write($"{group.Name}: {string.Join(", ", group.Members.Select(m => m.Role == Roles.Admin ? $"{m.User} (admin)" : m.User))}");
+                    return;
+                case "/add" when isGroup && parts.Length > 0:
+                    var added = await client.AddMembersAsync(conv, rest.Split(' ', StringSplitOptions.RemoveEmptyEntries), cancellationToken);
+                    Write(added.Invited is { Count: > 0 } invited ? $"invited (their privacy asks for it): {string.Join(", ", invited)}" : "added");
+                    return;
+                case "/remove" when isGroup && parts.Length > 0:
+                    await client.RemoveMemberAsync(conv, parts[0], cancellationToken);
+                    return;
+                case "/rename" when isGroup && rest.Length > 0:
+                    await client.RenameGroupAsync(conv, rest, cancellationToken);
+                    _names[conv] = rest;
+                    return;
+                case "/leave" when isGroup:
+                    await client.RemoveMemberAsync(conv, me, cancellationToken);
+                    return;
+                default:
+                    Write(isGroup || command is "/reply" or "/edit" or "/delete"
+                        ? $"usage: {command} {(command is "/delete" ? "<#>" : command is "/reply" or "/edit" ? "<#> <text>" : "…")}; /help lists them"
+                        : $"{command} is for groups");
+                    return;
+            }
         }
 
         private async Task ConfirmAsync(Task<AckFrame> send, string text)
@@ -192,10 +246,18 @@ internal static class ChatCommand
             var page = await client.GetHistoryAsync(conv, null, 20, cancellationToken);
             _open = conv;
             _oldestShown = page.Messages.Count > 0 ? page.Messages[^1].Seq : long.MaxValue;
+            // Where the others are, so your own messages show their ticks as they stand (read before you opened too).
+            _othersDelivered = _othersRead = 0;
+            if (page.Messages.Count > 0 && (await client.GetReceiptsAsync(conv, page.Messages[0].Seq, cancellationToken)).Where(r => r.User != me).ToList() is { Count: > 0 } others)
+            {
+                _othersDelivered = others.Min(r => r.Delivered);
+                _othersRead = others.Min(r => r.Read);
+            }
+
             Write(NameOf(conv) == conv ? $"── {conv} ──" : $"── {NameOf(conv)} ({conv}) ──");
             foreach (var message in page.Messages.Reverse())
             {
-                Write(MessageCommands.Format(message));
+                Write(WithTicks(message));
             }
 
             if (page.Messages.Count > 0)
@@ -225,9 +287,18 @@ internal static class ChatCommand
 
             foreach (var message in page.Messages.Reverse())
             {
-                Write(MessageCommands.Format(message));
+                Write(WithTicks(message));
             }
         }
+
+        private long _othersDelivered;
+        private long _othersRead;
+
+        /// <summary>A message as shown; yours with ✓ (stored), ✓✓ (delivered to everyone else) or ✓✓ read.</summary>
+        private string WithTicks(MsgFrame message) =>
+            message.From != me || message.Kind is not (EventKinds.Text or EventKinds.Media)
+                ? MessageCommands.Format(message)
+                : MessageCommands.Format(message) + (message.Seq <= _othersRead ? " ✓✓ read" : message.Seq <= _othersDelivered ? " ✓✓" : " ✓");
 
         private async Task ShowEventsAsync(CancellationToken cancellationToken)
         {
@@ -247,6 +318,12 @@ internal static class ChatCommand
                         Write($"(new in {NameOf(m.Conv)} from {m.From})");
                         break;
                     case ReceiptReceived { Receipt: var r } when r.Conv == _open && r.User != me:
+                        if (r.Kind == ReceiptKinds.Read)
+                        {
+                            _othersRead = Math.Max(_othersRead, r.Seq);
+                        }
+
+                        _othersDelivered = Math.Max(_othersDelivered, r.Seq);
                         Write(r.Kind == ReceiptKinds.Read ? $"  read up to #{r.Seq} ({Who(r.User)})" : $"  ✓✓ delivered up to #{r.Seq} ({Who(r.User)})");
                         break;
                     case TypingReceived { Typing: var t } when t.Conv == _open && t.On:
