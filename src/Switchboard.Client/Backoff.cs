@@ -1,7 +1,7 @@
 namespace Switchboard.Client;
 
 /// <summary>Reconnect delays: "full jitter" exponential backoff, so many clients dropped at once do not return at once.</summary>
-public static class Backoff
+internal static class Backoff
 {
     /// <summary>
     /// A delay drawn uniformly from [0, min(max, base × 2^attempt)] (attempt 0 is the first retry).

@@ -4,7 +4,7 @@ namespace Switchboard.Client;
 public sealed record SwitchboardClientOptions
 {
     /// <summary>
-    /// Where cursors and the outbox are kept. In memory by default; <see cref="SqliteClientStateStore"/> keeps them
+    /// Where cursors and the outbox are kept. In memory by default; <c>SqliteClientStateStore</c> (package Switchboard.Client.Sqlite) keeps them
     /// on disk so a restarted client resumes where it was, resending what was never acked.
     /// </summary>
     public IClientStateStore? State { get; init; }

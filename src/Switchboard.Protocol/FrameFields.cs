@@ -3,7 +3,7 @@ using System.Text.Json;
 namespace Switchboard.Protocol;
 
 /// <summary>Reads single top-level fields of a frame without building a document: cheap routing on hot paths.</summary>
-public static class FrameFields
+internal static class FrameFields
 {
     /// <summary>The frame's type (<c>t</c>), or null.</summary>
     public static string? Type(ReadOnlySpan<byte> json) => String(json, "t"u8);

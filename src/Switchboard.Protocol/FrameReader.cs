@@ -9,7 +9,7 @@ namespace Switchboard.Protocol;
 /// bad JSON, a field of the wrong type, a key given twice (refused: which of the two counts would depend on the
 /// parser), a string whose escapes are not valid UTF-16.
 /// </summary>
-public static class FrameReader
+internal static class FrameReader
 {
     /// <summary>The frame, or null with <paramref name="error"/> saying why.</summary>
     public static ClientFrame? TryParse(ReadOnlySpan<byte> json, out string? error) =>

@@ -5,7 +5,7 @@ namespace Switchboard.Protocol;
 /// 10 bits of node id (1,024 nodes), 12 bits of sequence within a millisecond (4,096 ids per ms per node).
 /// Thread-safe; never goes backwards even if the wall clock does.
 /// </summary>
-public sealed class IdGenerator
+internal sealed class IdGenerator
 {
     /// <summary>2024-01-01T00:00:00Z in Unix milliseconds.</summary>
     public const long Epoch = 1_704_067_200_000;

@@ -41,4 +41,4 @@ namespace Switchboard.Protocol;
 [JsonSerializable(typeof(AddMembersRequest))]
 [JsonSerializable(typeof(RoleRequest))]
 [JsonSerializable(typeof(GroupInfo))]
-public sealed partial class SwitchboardJsonContext : JsonSerializerContext;
+internal sealed partial class SwitchboardJsonContext : JsonSerializerContext;

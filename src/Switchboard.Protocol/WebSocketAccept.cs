@@ -4,7 +4,7 @@ using System.Text;
 namespace Switchboard.Protocol;
 
 /// <summary>The opening handshake's proof (RFC 6455 §4.2.2), for the server that answers and the client that checks.</summary>
-public static class WebSocketAccept
+internal static class WebSocketAccept
 {
     private static readonly byte[] Guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"u8.ToArray();
 
