@@ -149,6 +149,7 @@ public sealed class CliTests(ServerFixture fixture) : IClassFixture<ServerFixtur
         Assert.Contains("earlier message", output);
         Assert.Contains("first line ✓", output);
         Assert.Contains("second line ✓", output);
+        Assert.Single(output.Split('\n'), l => l.Contains("first line", StringComparison.Ordinal)); // your own message once
         Assert.Equal("first line", (await bob.ExpectAsync("msg")).GetProperty("body").GetString());
         Assert.Equal("second line", (await bob.ExpectAsync("msg")).GetProperty("body").GetString());
     }
@@ -186,6 +187,70 @@ public sealed class CliTests(ServerFixture fixture) : IClassFixture<ServerFixtur
         Assert.Equal(("edit", 2L), (edit.GetProperty("kind").GetString(), edit.GetProperty("target").GetInt64()));
         var delete = await bob.ExpectAsync("msg");
         Assert.Equal(("delete", 1L), (delete.GetProperty("kind").GetString(), delete.GetProperty("target").GetInt64()));
+    }
+
+    [Fact]
+    public async Task Chat_on_a_terminal_sends_typing_while_a_line_is_typed()
+    {
+        var alice = await LoggedInAsync();
+        var bob = await Server.NewClientAsync();
+        await bob.SendAckedAsync(Conv.Direct(alice, bob.User), "hi alice");
+        // A pseudo-terminal (util-linux `script`), so the chat reads keys one by one as it does for a person.
+        var command = $"dotnet {CliDll()} chat {bob.User} --url {Server.Address} --config {ConfigOf(alice)}";
+        var info = new ProcessStartInfo("script") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var arg in new[] { "-qefc", command, "/dev/null" })
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        using var chat = Process.Start(info)!;
+        var screen = new StringBuilder();
+        var reading = Task.Run(async () =>
+        {
+            var buffer = new char[4096];
+            int n;
+            while ((n = await chat.StandardOutput.ReadAsync(buffer)) > 0)
+            {
+                lock (screen)
+                {
+                    screen.Append(buffer, 0, n);
+                }
+            }
+        });
+        async Task WaitForAsync(string text)
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (true)
+            {
+                lock (screen)
+                {
+                    if (screen.ToString().Contains(text, StringComparison.Ordinal))
+                    {
+                        return;
+                    }
+                }
+
+                Assert.True(DateTime.UtcNow < deadline && !chat.HasExited, $"never saw '{text}': {screen}");
+                await Task.Delay(50);
+            }
+        }
+
+        await WaitForAsync($"── {bob.User}");
+        await chat.StandardInput.WriteAsync("hel");
+        await chat.StandardInput.FlushAsync();
+        var typing = await bob.ExpectAsync("typing");
+        Assert.Equal(alice, typing.GetProperty("user").GetString());
+        Assert.True(typing.GetProperty("on").GetBoolean());
+        await chat.StandardInput.WriteAsync("lo\r");
+        await chat.StandardInput.FlushAsync();
+        Assert.Equal("hello", (await bob.ExpectAsync("msg")).GetProperty("body").GetString());
+        await WaitForAsync("hello ✓");
+        await chat.StandardInput.WriteAsync("/quit\r");
+        await chat.StandardInput.FlushAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await chat.WaitForExitAsync(timeout.Token);
+        Assert.Equal(0, chat.ExitCode);
+        await reading;
     }
 
     [Fact]

@@ -58,8 +58,10 @@ internal static class ChatCommand
             }
 
             // Lines until /quit, the end of input, or the connection ending for good (then the chat ends too,
-            // rather than taking lines it can no longer send).
-            var input = Console.In.ReadLineAsync(cancellationToken).AsTask();
+            // rather than taking lines it can no longer send). On a terminal, keys are read one by one, so the
+            // other side sees "typing…"; from a pipe, whole lines.
+            var lines = Console.IsInputRedirected ? null : StartKeyReader(cancellationToken);
+            var input = NextLineAsync(lines, cancellationToken);
             while (await Task.WhenAny(input, _stopped.Task) == input && await input is { } line)
             {
                 if (!await HandleLineAsync(line.Trim(), cancellationToken))
@@ -67,7 +69,7 @@ internal static class ChatCommand
                     break;
                 }
 
-                input = Console.In.ReadLineAsync(cancellationToken).AsTask();
+                input = NextLineAsync(lines, cancellationToken);
             }
 
             if (_stopped.Task.IsCompleted)
@@ -356,8 +358,92 @@ internal static class ChatCommand
         {
             lock (_output)
             {
-                Console.WriteLine(line);
+                if (_typed.Length > 0)
+                {
+                    // Keep what is being typed below the new line: clear it, write, type it again.
+                    Console.Write("\r\u001b[K");
+                    Console.WriteLine(line);
+                    Console.Write(_typed.ToString());
+                }
+                else
+                {
+                    Console.WriteLine(line);
+                }
             }
+        }
+
+        /// <summary>The line being typed on a terminal (guarded by <see cref="_output"/>).</summary>
+        private readonly System.Text.StringBuilder _typed = new();
+
+        /// <summary>When "typing" was last sent for the open conversation; sent again at most every 3 s.</summary>
+        private long _typingSentAt;
+
+        private static async Task<string?> NextLineAsync(System.Threading.Channels.ChannelReader<string>? lines, CancellationToken cancellationToken)
+        {
+            if (lines is null)
+            {
+                return await Console.In.ReadLineAsync(cancellationToken);
+            }
+
+            return await lines.WaitToReadAsync(cancellationToken) && lines.TryRead(out var line) ? line : null;
+        }
+
+        /// <summary>
+        /// Reads keys on a thread of its own: echoes them, sends <c>typing</c> on the first key (and again every 3 s
+        /// while keys come), and hands over each line at Enter. Ctrl+D on an empty line ends the input.
+        /// </summary>
+        private System.Threading.Channels.ChannelReader<string> StartKeyReader(CancellationToken cancellationToken)
+        {
+            var channel = System.Threading.Channels.Channel.CreateUnbounded<string>();
+            var thread = new Thread(() =>
+            {
+                while (!cancellationToken.IsCancellationRequested)
+                {
+                    var key = Console.ReadKey(intercept: true);
+                    lock (_output)
+                    {
+                        switch (key.Key)
+                        {
+                            case ConsoleKey.Enter:
+                                Console.WriteLine();
+                                channel.Writer.TryWrite(_typed.ToString());
+                                _typed.Clear();
+                                _typingSentAt = 0;
+                                continue;
+                            case ConsoleKey.Backspace when _typed.Length > 0:
+                                _typed.Length--;
+                                Console.Write("\b \b");
+                                continue;
+                            case ConsoleKey.D when key.Modifiers.HasFlag(ConsoleModifiers.Control) && _typed.Length == 0:
+                                channel.Writer.TryComplete();
+                                return;
+                        }
+
+                        if (key.KeyChar < ' ')
+                        {
+                            continue;
+                        }
+
+                        _typed.Append(key.KeyChar);
+                        Console.Write(key.KeyChar);
+                    }
+
+                    bool isCommand;
+                    lock (_output)
+                    {
+                        isCommand = _typed.Length > 0 && _typed[0] == '/';
+                    }
+
+                    if (_open is { } conv && !isCommand && Environment.TickCount64 - _typingSentAt > 3_000)
+                    {
+                        _typingSentAt = Environment.TickCount64;
+                        _ = client.SetTypingAsync(conv, true, cancellationToken).ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
+                    }
+                }
+            })
+            { IsBackground = true, Name = "chat keys" };
+            thread.Start();
+            return channel.Reader;
         }
     }
 }
