@@ -180,6 +180,7 @@ public sealed partial class SwitchboardClient
             case FrameTypes.Ack:
                 var ack = JsonSerializer.Deserialize(json.Span, context.AckFrame)!;
                 await _state.RemovePendingAsync(ack.Cid);
+                await OnOwnAckAsync(ack, stop);
                 if (_waiting.TryRemove(ack.Cid, out var waiter))
                 {
                     waiter.TrySetResult(ack);

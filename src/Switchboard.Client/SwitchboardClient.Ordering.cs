@@ -15,6 +15,15 @@ public sealed partial class SwitchboardClient
     private async ValueTask OnMessageAsync(MsgFrame message, CancellationToken stop)
     {
         var conversation = await ConversationAsync(message.Conv);
+        if (conversation.Own.Contains(message.Seq))
+        {
+            // One of this client's own sends, acked already (a sync brings it back): the app has its ack.
+            await AdvanceOverOwnAsync(conversation, message.Conv);
+            await DrainHeldAsync(conversation, stop);
+            return;
+        }
+
+        await AdvanceOverOwnAsync(conversation, message.Conv);
         if (conversation.Last is { } last)
         {
             if (message.Seq <= last)
@@ -73,6 +82,55 @@ public sealed partial class SwitchboardClient
         await SendRawAsync(JsonSerializer.Serialize(new ClientFrame { T = FrameTypes.Sync, Conv = conv, After = after, Limit = Limits.MaxSyncLimit }, SwitchboardJsonContext.Default.ClientFrame), stop);
     }
 
+    /// <summary>
+    /// An ack of this client's own send: its seq counts as seen, so the next event from someone else is not taken
+    /// for one past a gap (which would fetch, and show again, what this client sent).
+    /// </summary>
+    private async ValueTask OnOwnAckAsync(AckFrame ack, CancellationToken stop)
+    {
+        var conversation = await ConversationAsync(ack.Conv);
+        if (conversation.Last is { } last && ack.Seq <= last)
+        {
+            return;
+        }
+
+        if (conversation.Own.Count < MaxHeld)
+        {
+            conversation.Own.Add(ack.Seq);
+        }
+
+        await AdvanceOverOwnAsync(conversation, ack.Conv);
+        await DrainHeldAsync(conversation, stop);
+    }
+
+    /// <summary>Moves past own acked seqs that come next, without handing them to the application.</summary>
+    private async ValueTask AdvanceOverOwnAsync(Conversation conversation, string conv)
+    {
+        var moved = false;
+        while (conversation.Own.Count > 0)
+        {
+            var next = (conversation.Last ?? 0) + 1;
+            if (conversation.Own.Min < next)
+            {
+                conversation.Own.Remove(conversation.Own.Min); // behind us already
+                continue;
+            }
+
+            if (!conversation.Own.Remove(next))
+            {
+                break;
+            }
+
+            conversation.Last = next;
+            moved = true;
+        }
+
+        if (moved)
+        {
+            await _state.SetLastSeqAsync(conv, conversation.Last!.Value);
+        }
+    }
+
     private async ValueTask DrainHeldAsync(Conversation conversation, CancellationToken stop)
     {
         while (conversation.Held.Count > 0 && conversation.Last is { } last)
@@ -87,6 +145,7 @@ public sealed partial class SwitchboardClient
             if (first.Key == last + 1)
             {
                 await DeliverAsync(conversation, first.Value, stop);
+                await AdvanceOverOwnAsync(conversation, first.Value.Conv);
             }
         }
     }
@@ -136,5 +195,8 @@ public sealed partial class SwitchboardClient
         public long? Last { get; set; }
         public bool Syncing { get; set; }
         public SortedDictionary<long, MsgFrame> Held { get; } = [];
+
+        /// <summary>Seqs of this client's own acked sends not yet passed.</summary>
+        public SortedSet<long> Own { get; } = [];
     }
 }

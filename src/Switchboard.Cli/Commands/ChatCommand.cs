@@ -123,7 +123,7 @@ internal static class ChatCommand
                 case "/quit" or "/exit":
                     return false;
                 case "/help":
-                    Write("/open <user|id>  open a conversation · /more  older messages · /list  conversations · /quit");
+                    Write("/open <user|group name|id>  open a conversation · /more  older messages · /list  conversations · /quit");
                     Write("/reply <#> <text> · /edit <#> <text> · /delete <#>  (# is a message's number)");
                     Write("in a group: /members · /add <user> · /remove <user> · /rename <name> · /leave");
                     return true;
@@ -237,7 +237,8 @@ internal static class ChatCommand
             string conv;
             try
             {
-                conv = CliRunner.Conversation(target, me);
+                // A name from the conversation list (a group's name), else a handle or an id.
+                conv = _names.FirstOrDefault(n => n.Value == target && Names.IsGroup(n.Key)).Key ?? CliRunner.Conversation(target, me);
             }
             catch (UsageException ex)
             {
@@ -262,9 +263,10 @@ internal static class ChatCommand
                 Write(WithTicks(message));
             }
 
-            if (page.Messages.Count > 0)
+            // Read up to the newest message from someone else (marking your own read would only tell them so).
+            if (page.Messages.FirstOrDefault(m => m.From != me) is { } newest)
             {
-                await client.MarkReadAsync(conv, page.Messages[0].Seq, cancellationToken);
+                await client.MarkReadAsync(conv, newest.Seq, cancellationToken);
             }
 
             if (Names.TryParseDirect(conv, out var a, out var b))
