@@ -254,6 +254,66 @@ public sealed class CliTests(ServerFixture fixture) : IClassFixture<ServerFixtur
     }
 
     [Fact]
+    public async Task A_chat_says_once_that_the_link_dropped_and_once_that_it_is_back()
+    {
+        var port = ServerProcess.FreePort();
+        var dataDir = Path.Combine(Path.GetTempPath(), "switchboard-cli-restart-" + Guid.NewGuid().ToString("N"));
+        var settings = new Dictionary<string, string?> { ["urls"] = $"http://127.0.0.1:{port}" };
+        var server = await TestServer.StartAsync(settings, dataDir);
+        var user = TestServer.NewUser("cli");
+        await server.RegisterAsync(user);
+        var (device, token) = await server.LinkAsync(user);
+        Directory.CreateDirectory(Path.GetDirectoryName(ConfigOf(user))!);
+        await File.WriteAllTextAsync(ConfigOf(user), System.Text.Json.JsonSerializer.Serialize(new { url = server.Address.ToString().TrimEnd('/'), user, device, token }));
+
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, StandardOutputEncoding = Encoding.UTF8 };
+        foreach (var arg in new[] { CliDll(), "chat", "--config", ConfigOf(user) })
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        using var chat = Process.Start(info)!;
+        var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        chat.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is not null)
+            {
+                lines.Enqueue(e.Data);
+            }
+        };
+        chat.BeginOutputReadLine();
+        _ = chat.StandardError.ReadToEndAsync();
+        async Task WaitForAsync(string text)
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(60);
+            while (!lines.Any(l => l.Contains(text, StringComparison.Ordinal)))
+            {
+                Assert.True(DateTime.UtcNow < deadline && !chat.HasExited, $"chat never printed '{text}': {string.Join(" | ", lines)}");
+                await Task.Delay(50);
+            }
+        }
+
+        try
+        {
+            await WaitForAsync("open a conversation");
+            await server.StopAsync(); // the server goes away (its sockets closed with 4003), for a few seconds
+            await WaitForAsync("connection lost");
+            await Task.Delay(TimeSpan.FromSeconds(3)); // several reconnect attempts fail meanwhile
+            await using var again = await TestServer.StartAsync(settings, dataDir);
+            await WaitForAsync("(reconnected)");
+            Assert.Single(lines, l => l.Contains("connection lost", StringComparison.Ordinal));
+            await chat.StandardInput.WriteLineAsync("/quit");
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await chat.WaitForExitAsync(timeout.Token);
+            Assert.Equal(0, chat.ExitCode);
+        }
+        finally
+        {
+            await server.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task Errors_have_clear_messages_and_exit_codes()
     {
         var nobody = TestServer.NewUser("none");

@@ -295,6 +295,8 @@ internal static class ChatCommand
             }
         }
 
+        private bool _reconnecting;
+
         private long _othersDelivered;
         private long _othersRead;
 
@@ -337,7 +339,17 @@ internal static class ChatCommand
                         Write(p.Online ? $"  {p.User} is online" : $"  {p.User} was last seen {(p.LastSeen is { } seen ? Time(seen) : "never")}");
                         break;
                     case ConnectionChanged { State: ConnectionState.Reconnecting }:
-                        Write("  (connection lost, reconnecting…)");
+                        // One line when the link drops, however many attempts it takes, and one when it is back.
+                        if (!_reconnecting)
+                        {
+                            _reconnecting = true;
+                            Write("  (connection lost, reconnecting…)");
+                        }
+
+                        break;
+                    case ConnectionChanged { State: ConnectionState.Live } when _reconnecting:
+                        _reconnecting = false;
+                        Write("  (reconnected)");
                         break;
                     case ConnectionChanged { State: ConnectionState.Stopped, CloseCode: var code }:
                         Write(code == 4001
