@@ -72,6 +72,15 @@ public sealed partial class SwitchboardClient
             new ClientFrame { Cid = cid ?? Guid.CreateVersion7().ToString(), Kind = EventKinds.Text, Body = body, ReplyTo = replyTo },
             SwitchboardJsonContext.Default.ClientFrame, SwitchboardJsonContext.Default.AckFrame, cancellationToken);
 
+    /// <summary>Mutes a conversation for every device of this user, until <paramref name="until"/> or until unmuted.</summary>
+    public Task MuteAsync(string conv, DateTimeOffset? until = null, CancellationToken cancellationToken = default) =>
+        SendAsync(HttpMethod.Put, $"/v1/conversations/{Uri.EscapeDataString(conv)}/mute", new MuteRequest(until?.ToUnixTimeMilliseconds()),
+            SwitchboardJsonContext.Default.MuteRequest, cancellationToken);
+
+    /// <summary>Unmutes a conversation.</summary>
+    public Task UnmuteAsync(string conv, CancellationToken cancellationToken = default) =>
+        SendAsync(HttpMethod.Delete, $"/v1/conversations/{Uri.EscapeDataString(conv)}/mute", cancellationToken);
+
     /// <summary>This user's linked devices.</summary>
     public Task<List<DeviceInfo>> GetDevicesAsync(CancellationToken cancellationToken = default) =>
         GetAsync("/v1/devices", SwitchboardJsonContext.Default.ListDeviceInfo, cancellationToken);
@@ -143,6 +152,13 @@ public sealed partial class SwitchboardClient
     private async Task SendAsync(HttpMethod method, string path, CancellationToken cancellationToken)
     {
         using var request = new HttpRequestMessage(method, path);
+        using var response = await _http.SendAsync(request, cancellationToken);
+        await EnsureAsync(response, cancellationToken);
+    }
+
+    private async Task SendAsync<TBody>(HttpMethod method, string path, TBody body, JsonTypeInfo<TBody> bodyType, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(method, path) { Content = JsonContent.Create(body, bodyType) };
         using var response = await _http.SendAsync(request, cancellationToken);
         await EnsureAsync(response, cancellationToken);
     }

@@ -29,6 +29,9 @@ public sealed record ConversationInfo(string Conv, string Kind, long LastSeq, lo
 {
     /// <summary>What to call it: a group's name, or the other user's handle in a direct conversation.</summary>
     public string? Name { get; init; }
+
+    /// <summary>Muted until this time (Unix ms; 9223372036854775807: until unmuted), or absent when not muted.</summary>
+    public long? MutedUntil { get; init; }
 }
 
 /// <summary><c>GET /v1/conversations/{conv}/messages</c> answer.</summary>
@@ -61,6 +64,9 @@ public sealed record GroupInfo(string Conv, string Name, IReadOnlyList<GroupMemb
     /// <summary>After an add: users whose privacy did not let the caller add them; each got an invite instead.</summary>
     public IReadOnlyList<string>? Invited { get; init; }
 }
+
+/// <summary><c>PUT /v1/conversations/{conv}/mute</c>: until when (Unix ms); absent, until unmuted.</summary>
+public sealed record MuteRequest(long? Until);
 
 /// <summary><c>GET|PUT /v1/settings/privacy</c>: who may add this user to groups, <c>everyone</c>, <c>contacts</c> or <c>nobody</c>.</summary>
 public sealed record PrivacySettings(string? GroupsAdd);

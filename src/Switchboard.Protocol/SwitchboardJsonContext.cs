@@ -31,6 +31,7 @@ namespace Switchboard.Protocol;
 [JsonSerializable(typeof(DeviceInfo[]))]
 [JsonSerializable(typeof(List<DeviceInfo>))]
 [JsonSerializable(typeof(PrivacySettings))]
+[JsonSerializable(typeof(MuteRequest))]
 [JsonSerializable(typeof(List<InviteInfo>))]
 [JsonSerializable(typeof(List<ConversationInfo>))]
 [JsonSerializable(typeof(HistoryPage))]

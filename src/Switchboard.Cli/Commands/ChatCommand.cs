@@ -37,6 +37,9 @@ internal static class ChatCommand
         /// <summary>What to call each conversation (a group's name, the other user), from the conversation list.</summary>
         private readonly Dictionary<string, string> _names = new(StringComparer.Ordinal);
 
+        /// <summary>Conversations muted: no "new in" line for them.</summary>
+        private readonly HashSet<string> _muted = new(StringComparer.Ordinal);
+
         private string NameOf(string conv) => _names.GetValueOrDefault(conv) ?? conv;
         private long _oldestShown = long.MaxValue;
 
@@ -125,7 +128,7 @@ internal static class ChatCommand
                 case "/help":
                     Write("/open <user|group name|id>  open a conversation · /more  older messages · /list  conversations · /quit");
                     Write("/reply <#> <text> · /edit <#> <text> · /delete <#>  (# is a message's number)");
-                    Write("in a group: /members · /add <user> · /remove <user> · /rename <name> · /leave");
+                    Write("in a group: /members · /add <user> · /remove <user> · /rename <name> · /leave · /mute [hours] · /unmute");
                     return true;
                 case "/list":
                     await ListAsync(cancellationToken);
@@ -136,7 +139,7 @@ internal static class ChatCommand
                 case "/more":
                     await MoreAsync(cancellationToken);
                     return true;
-                case "/reply" or "/edit" or "/delete" or "/members" or "/add" or "/remove" or "/rename" or "/leave":
+                case "/reply" or "/edit" or "/delete" or "/members" or "/add" or "/remove" or "/rename" or "/leave" or "/mute" or "/unmute":
                     await ConversationCommandAsync(words[0], words.Length > 1 ? words[1] : "", cancellationToken);
                     return true;
             }
@@ -180,6 +183,17 @@ internal static class ChatCommand
                     return;
                 case "/delete" when Number() is { } target:
                     _pendingSends.Add(ConfirmAsync(client.DeleteAsync(conv, target, cancellationToken), $"(deleted #{target})"));
+                    return;
+                case "/mute":
+                    var hours = parts.Length > 0 && double.TryParse(parts[0], CultureInfo.InvariantCulture, out var h) && h > 0 ? h : (double?)null;
+                    await client.MuteAsync(conv, hours is { } forHours ? DateTimeOffset.UtcNow.AddHours(forHours) : null, cancellationToken);
+                    _muted.Add(conv);
+                    Write(hours is null ? "muted until you unmute it" : $"muted for {hours} h");
+                    return;
+                case "/unmute":
+                    await client.UnmuteAsync(conv, cancellationToken);
+                    _muted.Remove(conv);
+                    Write("unmuted");
                     return;
                 case "/members" when isGroup:
                     var group = await client.GetGroupAsync(conv, cancellationToken);
@@ -228,7 +242,12 @@ internal static class ChatCommand
             foreach (var c in list)
             {
                 _names[c.Conv] = c.Name ?? c.Conv;
-                Write($"  {c.Name ?? c.Conv,-32} {(c.Unread > 0 ? $"{c.Unread} unread" : ""),-10} {c.Conv}");
+                if (c.MutedUntil is not null)
+                {
+                    _muted.Add(c.Conv);
+                }
+
+                Write($"  {c.Name ?? c.Conv,-32} {(c.Unread > 0 ? $"{c.Unread} unread" : ""),-10} {(c.MutedUntil is null ? "" : "muted "),-6}{c.Conv}");
             }
         }
 
@@ -320,7 +339,7 @@ internal static class ChatCommand
                         }
 
                         break;
-                    case MessageReceived { Message: var m }:
+                    case MessageReceived { Message: var m } when !_muted.Contains(m.Conv):
                         Write($"(new in {NameOf(m.Conv)} from {m.From})");
                         break;
                     case ReceiptReceived { Receipt: var r } when r.Conv == _open && r.User != me:

@@ -55,7 +55,7 @@ internal static class MessageCommands
             await using var client = CliRunner.Client(parse, config);
             foreach (var c in await client.GetConversationsAsync(ct))
             {
-                Console.WriteLine($"{c.Name ?? c.Conv,-32} {c.Kind,-6} last #{c.LastSeq,-6} {(c.Unread > 0 ? $"{c.Unread} unread" : ""),-10} {c.Conv}");
+                Console.WriteLine($"{c.Name ?? c.Conv,-32} {c.Kind,-6} last #{c.LastSeq,-6} {(c.Unread > 0 ? $"{c.Unread} unread" : ""),-10} {(c.MutedUntil is null ? "" : "muted "),-6}{c.Conv}");
             }
 
             return ExitCodes.Ok;

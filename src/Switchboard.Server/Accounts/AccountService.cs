@@ -88,6 +88,22 @@ internal sealed class AccountService(IAccountStore store, IMessageStore messages
     public ValueTask SetLastSeenAsync(string user, long ts, CancellationToken cancellationToken = default) =>
         store.SetLastSeenAsync(user, ts, cancellationToken);
 
+    public ValueTask SetMuteAsync(string user, string conv, long? until, CancellationToken cancellationToken = default) =>
+        store.SetMuteAsync(user, conv, until, cancellationToken);
+
+    /// <summary>The conversations the user has muted now, with until when (ms; long.MaxValue: until unmuted).</summary>
+    public async ValueTask<Dictionary<string, long>> GetMutesAsync(string user, CancellationToken cancellationToken = default)
+    {
+        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        var mutes = await store.GetMutesAsync(user, cancellationToken);
+        foreach (var expired in mutes.Where(m => m.Value <= now).Select(m => m.Key).ToList())
+        {
+            mutes.Remove(expired);
+        }
+
+        return mutes;
+    }
+
     /// <summary>How long an invite to a group stays good (WhatsApp's private invites: three days).</summary>
     public static readonly TimeSpan InviteLifetime = TimeSpan.FromDays(3);
 

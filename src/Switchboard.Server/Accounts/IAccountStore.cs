@@ -71,6 +71,12 @@ internal interface IAccountStore
     /// <summary>A user's invites, expired ones included, by group.</summary>
     ValueTask<List<InviteRecord>> GetInvitesAsync(string user, CancellationToken cancellationToken = default);
 
+    /// <summary>Mutes a conversation for a user until <paramref name="until"/> (ms; long.MaxValue: until unmuted), or unmutes it (null).</summary>
+    ValueTask SetMuteAsync(string user, string conv, long? until, CancellationToken cancellationToken = default);
+
+    /// <summary>The user's mutes, expired ones included: conversation → muted until (ms).</summary>
+    ValueTask<Dictionary<string, long>> GetMutesAsync(string user, CancellationToken cancellationToken = default);
+
     /// <summary>Removes an invite and returns it; null when there was none.</summary>
     ValueTask<InviteRecord?> TakeInviteAsync(string user, string conv, CancellationToken cancellationToken = default);
 }

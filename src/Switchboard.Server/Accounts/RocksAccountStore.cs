@@ -232,6 +232,34 @@ internal sealed class RocksAccountStore(RocksDatabase database) : IAccountStore
         }
     }
 
+    public ValueTask SetMuteAsync(string user, string conv, long? until, CancellationToken cancellationToken = default)
+    {
+        var key = new RocksKeys.Builder().MuteOf(user, conv);
+        using var lease = database.Enter();
+        if (until is { } ms)
+        {
+            var value = new RecordCodec.Writer();
+            RecordCodec.WriteNumber(value, ms);
+            lease.Db.Put(key.Span, value.Span, lease.Handles.Meta, RocksDatabase.Synced);
+        }
+        else
+        {
+            lease.Db.Remove(key.ToArray(), lease.Handles.Meta, RocksDatabase.Synced);
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask<Dictionary<string, long>> GetMutesAsync(string user, CancellationToken cancellationToken = default)
+    {
+        var mutes = new Dictionary<string, long>(StringComparer.Ordinal);
+        using var lease = database.Enter();
+        var prefix = new RocksKeys.Builder().MutePrefix(user).ToArray();
+        RocksMessageStore.ScanPrefix(lease, lease.Handles.Meta, prefix,
+            (key, value) => mutes[System.Text.Encoding.UTF8.GetString(key[prefix.Length..])] = RecordCodec.ReadNumber(value));
+        return ValueTask.FromResult(mutes);
+    }
+
     private static InviteRecord ReadInvite(string user, string conv, ReadOnlySpan<byte> value)
     {
         var r = new RecordCodec.Reader(value);

@@ -17,6 +17,8 @@ internal static class ConversationEndpoints
         app.MapGet("/v1/conversations", List);
         app.MapGet("/v1/conversations/{conv}/messages", History);
         app.MapPost("/v1/conversations/{conv}/messages", SendAsync);
+        app.MapPut("/v1/conversations/{conv}/mute", MuteAsync);
+        app.MapDelete("/v1/conversations/{conv}/mute", UnmuteAsync);
         app.MapGet("/v1/conversations/{conv}/receipts", Receipts);
         app.MapGet("/v1/presence/{user}", PresenceOf);
     }
@@ -54,6 +56,48 @@ internal static class ConversationEndpoints
         };
     }
 
+    /// <summary>Mutes a conversation of the caller's, for every device of theirs, until a time or until unmuted.</summary>
+    private static async Task<IResult> MuteAsync(HttpContext context, string conv, AccountService accounts, ConversationAccess access, IOptions<AccountsOptions> limits)
+    {
+        if (await AuthenticateAsync(context, accounts) is not { } me)
+        {
+            return Unauthorized();
+        }
+
+        var hasBody = context.Request.ContentLength > 0 || context.Request.Headers.TransferEncoding.Count > 0;
+        var (body, error) = !hasBody
+            ? (new MuteRequest(null), null)
+            : await ReadAsync(context, SwitchboardJsonContext.Default.MuteRequest, limits.Value.MaxRequestBodyBytes);
+        if (error is not null)
+        {
+            return error;
+        }
+
+        if ((await access.ResolveAsync(conv, me.User, context.RequestAborted)) is { Membership: null } found)
+        {
+            return AccessError(found);
+        }
+
+        await accounts.SetMuteAsync(me.User, conv, body!.Until ?? long.MaxValue, context.RequestAborted);
+        return Results.NoContent();
+    }
+
+    private static async Task<IResult> UnmuteAsync(HttpContext context, string conv, AccountService accounts, ConversationAccess access)
+    {
+        if (await AuthenticateAsync(context, accounts) is not { } me)
+        {
+            return Unauthorized();
+        }
+
+        if ((await access.ResolveAsync(conv, me.User, context.RequestAborted)) is { Membership: null } found)
+        {
+            return AccessError(found);
+        }
+
+        await accounts.SetMuteAsync(me.User, conv, null, context.RequestAborted);
+        return Results.NoContent();
+    }
+
     private static async Task<IResult> List(HttpContext context, AccountService accounts, IMessageStore store, GroupDirectory groups)
     {
         if (await AuthenticateAsync(context, accounts) is not { } me)
@@ -63,6 +107,7 @@ internal static class ConversationEndpoints
 
         var ct = context.RequestAborted;
         var cursors = await store.GetDeviceCursorsAsync(me.User, me.Device, ct);
+        var mutes = await accounts.GetMutesAsync(me.User, ct);
         var list = new List<ConversationInfo>();
         foreach (var member in await store.GetMembershipsAsync(me.User, ct))
         {
@@ -75,7 +120,7 @@ internal static class ConversationEndpoints
             var name = Names.IsGroup(member.Conv)
                 ? (await groups.GetAsync(member.Conv, ct))?.Name
                 : Names.TryParseDirect(member.Conv, out var first, out var second) ? (first == me.User ? second : first) : null;
-            list.Add(new ConversationInfo(member.Conv, member.ListKind, last, delivered, read, await store.CountUnreadAsync(member.Conv, me.User, read, last, ct)) { Name = name });
+            list.Add(new ConversationInfo(member.Conv, member.ListKind, last, delivered, read, await store.CountUnreadAsync(member.Conv, me.User, read, last, ct)) { Name = name, MutedUntil = mutes.TryGetValue(member.Conv, out var until) ? until : null });
         }
 
         return Json(list, SwitchboardJsonContext.Default.ListConversationInfo);

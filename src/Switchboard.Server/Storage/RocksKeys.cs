@@ -21,6 +21,7 @@ namespace Switchboard.Server.Storage;
 ///          'u' user, 'v' user 0 device, 'k' token hash, 'a' user 0 device, 's' user   → accounts
 ///          'p' user                          → who may add the user to groups
 ///          'i' user 0 conv                   → an invite to a group (a user's invites, one scan per user)
+///          'z' user 0 conv                   → muted until (ms; a user's mutes, one scan per user)
 ///          '!' name                          → the store's own facts (schema version, import done)
 /// </code>
 /// </summary>
@@ -42,6 +43,7 @@ internal static class RocksKeys
     public const byte StoreFact = (byte)'!';
     public const byte Privacy = (byte)'p';
     public const byte Invite = (byte)'i';
+    public const byte Mute = (byte)'z';
 
     private static readonly UTF8Encoding Utf8 = new(false, true);
 
@@ -167,6 +169,10 @@ internal static class RocksKeys
     public static Builder InviteOf(this Builder b, string user, string conv) => b.Start(Invite).Name(user).Text(conv);
 
     public static Builder InvitePrefix(this Builder b, string user) => b.Start(Invite).Name(user);
+
+    public static Builder MuteOf(this Builder b, string user, string conv) => b.Start(Mute).Name(user).Text(conv);
+
+    public static Builder MutePrefix(this Builder b, string user) => b.Start(Mute).Name(user);
 
     public static Builder StoreFactOf(this Builder b, string name) => b.Start(StoreFact).Text(name);
 
