@@ -65,6 +65,26 @@ public sealed record GroupInfo(string Conv, string Name, IReadOnlyList<GroupMemb
     public IReadOnlyList<string>? Invited { get; init; }
 }
 
+/// <summary>
+/// <c>PUT /v1/devices/current/push</c>: where to wake this device. <c>webpush</c> needs <c>endpoint</c> and
+/// <c>keys</c> (a browser's PushSubscription as JSON); <c>fcm</c> a <c>token</c>; <c>apns</c> a <c>token</c>, <c>topic</c>
+/// and <c>sandbox</c>.
+/// </summary>
+public sealed record PushRegistrationRequest(string? Kind, string? Endpoint, PushKeys? Keys, string? Token, string? Topic, bool? Sandbox);
+
+/// <summary>A Web Push subscription's keys, base64url: the browser's P-256 public key and its auth secret.</summary>
+public sealed record PushKeys(string? P256dh, string? Auth);
+
+/// <summary><c>GET /v1/push/vapid</c>: the server's VAPID public key, base64url, for a browser's <c>applicationServerKey</c>.</summary>
+public sealed record VapidKey([property: System.Text.Json.Serialization.JsonPropertyName("publicKey")] string PublicKey);
+
+/// <summary>What a push carries by default: which conversation and event to fetch, no text.</summary>
+public sealed record PushPayload(string Conv, long Seq, string From, string Kind, long Unread)
+{
+    /// <summary>The text, only when the server allows it (<c>Push:IncludeText</c>) and the message is not end-to-end encrypted.</summary>
+    public string? Body { get; init; }
+}
+
 /// <summary><c>PUT /v1/conversations/{conv}/mute</c>: until when (Unix ms); absent, until unmuted.</summary>
 public sealed record MuteRequest(long? Until);
 

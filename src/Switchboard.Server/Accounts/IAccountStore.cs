@@ -77,6 +77,11 @@ internal interface IAccountStore
     /// <summary>The user's mutes, expired ones included: conversation → muted until (ms).</summary>
     ValueTask<Dictionary<string, long>> GetMutesAsync(string user, CancellationToken cancellationToken = default);
 
+    /// <summary>Stores a device's push registration (JSON), or removes it (null); durable on return.</summary>
+    ValueTask SetPushAsync(string user, int device, string? registration, CancellationToken cancellationToken = default);
+
+    ValueTask<string?> GetPushAsync(string user, int device, CancellationToken cancellationToken = default);
+
     /// <summary>Removes an invite and returns it; null when there was none.</summary>
     ValueTask<InviteRecord?> TakeInviteAsync(string user, string conv, CancellationToken cancellationToken = default);
 }

@@ -260,6 +260,29 @@ internal sealed class RocksAccountStore(RocksDatabase database) : IAccountStore
         return ValueTask.FromResult(mutes);
     }
 
+    public ValueTask SetPushAsync(string user, int device, string? registration, CancellationToken cancellationToken = default)
+    {
+        var key = new RocksKeys.Builder().PushOf(user, device).ToArray();
+        using var lease = database.Enter();
+        if (registration is null)
+        {
+            lease.Db.Remove(key, lease.Handles.Meta, RocksDatabase.Synced);
+        }
+        else
+        {
+            lease.Db.Put(key, System.Text.Encoding.UTF8.GetBytes(registration), lease.Handles.Meta, RocksDatabase.Synced);
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask<string?> GetPushAsync(string user, int device, CancellationToken cancellationToken = default)
+    {
+        using var lease = database.Enter();
+        var value = lease.Db.Get(new RocksKeys.Builder().PushOf(user, device).ToArray(), lease.Handles.Meta);
+        return ValueTask.FromResult(value is null ? null : System.Text.Encoding.UTF8.GetString(value));
+    }
+
     private static InviteRecord ReadInvite(string user, string conv, ReadOnlySpan<byte> value)
     {
         var r = new RecordCodec.Reader(value);

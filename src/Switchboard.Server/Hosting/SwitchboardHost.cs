@@ -70,6 +70,7 @@ public static class SwitchboardHost
         Bind<AccountsOptions>(services, config.GetSection("Switchboard:Accounts"), o => o.Validate());
         Bind<FanoutOptions>(services, config.GetSection("Switchboard:Fanout"), o => o.Validate());
         Bind<AbuseOptions>(services, config.GetSection("Switchboard:Abuse"), o => o.Validate());
+        Bind<Push.PushOptions>(services, config.GetSection("Switchboard:Push"), o => o.Validate());
         // Kestrel's own settings from configuration (Kestrel:Limits:MaxConcurrentConnections and the rest), as its
         // documentation describes them; the gateway applies the connection limits to its own sockets too.
         services.Configure<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>(config.GetSection("Kestrel"));
@@ -101,6 +102,11 @@ public static class SwitchboardHost
         services.AddSingleton<AccountService>();
         services.AddSingleton<PasswordHasher>();
         services.AddSingleton<AbuseGuard>();
+
+        // Push: Web Push to devices without a live socket.
+        services.AddSingleton<Push.VapidKeys>();
+        services.AddSingleton<Push.PushDispatcher>();
+        services.AddHostedService(sp => sp.GetRequiredService<Push.PushDispatcher>());
 
         // Routing, presence and delivery: in memory, every socket on this node.
         services.AddSingleton<ISessionRouter, InMemorySessionRouter>();
@@ -186,6 +192,7 @@ public static class SwitchboardHost
         app.MapAccountEndpoints();
         app.MapConversationEndpoints();
         app.MapGroupEndpoints();
+        Push.PushEndpoints.MapPushEndpoints(app);
         app.MapGateway();
     }
 

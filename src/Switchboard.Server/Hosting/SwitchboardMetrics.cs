@@ -28,6 +28,8 @@ internal sealed class SwitchboardMetrics
         DeliveryLatency = factory.CreateHistogram("switchboard_messaging_delivery_seconds", "Time from a send frame's arrival to its msg frame being written to a recipient socket.", new HistogramConfiguration { Buckets = LatencyBuckets });
         AbuseRefused = factory.CreateCounter("switchboard_abuse_refused_total", "Requests refused with 429 by a limit on sign-ups, logins, device links, groups or password hashing.", "limit");
         GatewayRefused = factory.CreateCounter("switchboard_gateway_refused_total", "Connections refused before anything of them was read: over the bound on unauthenticated connections (in all or from one address) or Kestrel's connection limits.", "reason");
+        PushSent = factory.CreateCounter("switchboard_push_sent_total", "Pushes handed to a push service, by provider and result (ok, gone: the registration was removed, failed).", "provider", "result");
+        PushDropped = factory.CreateCounter("switchboard_push_dropped_total", "Events not turned into pushes because the push queue was full.");
         BadFrames = factory.CreateCounter("switchboard_gateway_bad_frames_total", "Frames that did not parse (bad JSON, wrong types, a key given twice, invalid UTF-16), answered with bad_frame.");
         SlowClosed = factory.CreateCounter("switchboard_gateway_slow_closed_total", "Sockets closed with 4002 because their outbound queue filled.");
         _factory = factory;
@@ -101,6 +103,10 @@ internal sealed class SwitchboardMetrics
     public Counter BadFrames { get; }
 
     public Counter GatewayRefused { get; }
+
+    public Counter PushSent { get; }
+
+    public Counter PushDropped { get; }
 
     public void SocketOpened() => Sockets.Inc();
 

@@ -22,6 +22,7 @@ internal sealed partial class MessageService(
     GroupReceipts groupReceipts,
     PresenceService presence,
     RateGates rates,
+    Push.PushDispatcher push,
     IOptions<MessagingOptions> options,
     SwitchboardMetrics metrics,
     TimeProvider time,
@@ -405,6 +406,7 @@ internal sealed partial class MessageService(
         // Everyone's devices but the sending one, which has its ack; a send over HTTP reaches the calling device too.
         var exceptDevice = command.Origin is HttpOrigin ? 0 : stored.Dev;
         Done(delivery.SendEventAsync(new EventDelivery(stored.Conv, stored.Seq, Frames.Event(stored), command.Members, stored.Sender, exceptDevice, command.ReceivedAt)));
+        push.Offer(stored, command.Members); // devices without a socket get a push, later, from the push worker
     }
 
     private void Committed(CursorCommand command)

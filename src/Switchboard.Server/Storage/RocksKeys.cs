@@ -22,6 +22,7 @@ namespace Switchboard.Server.Storage;
 ///          'p' user                          → who may add the user to groups
 ///          'i' user 0 conv                   → an invite to a group (a user's invites, one scan per user)
 ///          'z' user 0 conv                   → muted until (ms; a user's mutes, one scan per user)
+///          'q' user 0 device                 → the device's push registration (JSON)
 ///          '!' name                          → the store's own facts (schema version, import done)
 /// </code>
 /// </summary>
@@ -44,6 +45,7 @@ internal static class RocksKeys
     public const byte Privacy = (byte)'p';
     public const byte Invite = (byte)'i';
     public const byte Mute = (byte)'z';
+    public const byte Push = (byte)'q';
 
     private static readonly UTF8Encoding Utf8 = new(false, true);
 
@@ -173,6 +175,8 @@ internal static class RocksKeys
     public static Builder MuteOf(this Builder b, string user, string conv) => b.Start(Mute).Name(user).Text(conv);
 
     public static Builder MutePrefix(this Builder b, string user) => b.Start(Mute).Name(user);
+
+    public static Builder PushOf(this Builder b, string user, int device) => b.Start(Push).Name(user).Int32(device);
 
     public static Builder StoreFactOf(this Builder b, string name) => b.Start(StoreFact).Text(name);
 

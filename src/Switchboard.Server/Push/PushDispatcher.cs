@@ -1,0 +1,261 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using System.Threading.Channels;
+using Lib.Net.Http.WebPush;
+using Lib.Net.Http.WebPush.Authentication;
+using Microsoft.Extensions.Options;
+using Switchboard.Protocol;
+using Switchboard.Server.Accounts;
+using Switchboard.Server.Delivery;
+using Switchboard.Server.Hosting;
+using Switchboard.Server.Storage;
+
+namespace Switchboard.Server.Push;
+
+/// <summary>A stored event that may wake devices, with who should get it.</summary>
+internal readonly record struct PushCandidate(EventRecord Event, IReadOnlyList<string> Members);
+
+/// <summary>
+/// Wakes devices that have no live socket when an event reaches them. The commit path only offers events to a
+/// bounded queue (<see cref="Offer"/>); this worker finds, per member, the devices with a push registration and no
+/// socket on this node, skips muted conversations and the sender, and waits <c>CoalesceMilliseconds</c> so a burst
+/// is one push per device and conversation (the newest wins; the conversation is the collapse key). Before sending,
+/// it looks again: a device that came back meanwhile gets nothing. Web Push (RFC 8030, aes128gcm per RFC 8291,
+/// VAPID per RFC 8292) through Lib.Net.Http.WebPush; a registration the service answers 404 or 410 is removed.
+/// </summary>
+internal sealed partial class PushDispatcher(
+    IOptions<PushOptions> options,
+    VapidKeys vapid,
+    IAccountStore accounts,
+    IMessageStore store,
+    ILocalSessions sessions,
+    AccountService accountService,
+    SwitchboardMetrics metrics,
+    ILogger<PushDispatcher> logger) : BackgroundService
+{
+    private readonly PushOptions _options = options.Value;
+    private readonly Channel<PushCandidate> _queue = Channel.CreateBounded<PushCandidate>(new BoundedChannelOptions(options.Value.QueueCapacity) { FullMode = BoundedChannelFullMode.DropWrite });
+
+    /// <summary>Pushes waiting for their coalescing time: (user, device, conv) → the newest event and when it is due.</summary>
+    private readonly Dictionary<(string User, int Device, string Conv), (EventRecord Event, long Due)> _pending = [];
+
+    /// <summary>From the commit path: never waits; a full queue drops the event (counted), the store still has it.</summary>
+    public void Offer(EventRecord stored, IReadOnlyList<string> members)
+    {
+        if (!_options.Enabled || stored.Kind is not (EventKinds.Text or EventKinds.Media))
+        {
+            return; // edits, deletes, group changes and receipts never push
+        }
+
+        if (!_queue.Writer.TryWrite(new PushCandidate(stored, members)))
+        {
+            metrics.PushDropped.Inc();
+        }
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (!_options.Enabled)
+        {
+            return;
+        }
+
+        using var auth = new VapidAuthentication(vapid.PublicKey, vapid.PrivateKey) { Subject = _options.VapidSubject };
+        using var http = new HttpClient(new VapidAudienceHandler(auth) { InnerHandler = new SocketsHttpHandler { ConnectCallback = ConnectAsync } })
+        {
+            Timeout = TimeSpan.FromSeconds(_options.TimeoutSeconds),
+        };
+        var client = new PushServiceClient(http) { AutoRetryAfter = true, MaxRetriesAfter = 3, DefaultTimeToLive = 86_400 };
+        var tick = TimeSpan.FromMilliseconds(Math.Clamp(_options.CoalesceMilliseconds / 4, 10, 250));
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                // New events for up to one tick, then whatever is due.
+                using var wait = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+                wait.CancelAfter(tick);
+                try
+                {
+                    while (await _queue.Reader.WaitToReadAsync(wait.Token))
+                    {
+                        while (_queue.Reader.TryRead(out var candidate))
+                        {
+                            await ScheduleAsync(candidate, stoppingToken);
+                        }
+                    }
+                }
+                catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested)
+                {
+                    // the tick is over
+                }
+
+                await SendDueAsync(client, auth, stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                LogFailed(ex);
+            }
+        }
+    }
+
+    private async ValueTask ScheduleAsync(PushCandidate candidate, CancellationToken cancellationToken)
+    {
+        var stored = candidate.Event;
+        var due = Environment.TickCount64 + _options.CoalesceMilliseconds;
+        foreach (var user in candidate.Members)
+        {
+            if (user == stored.Sender || (await accountService.GetMutesAsync(user, cancellationToken)).ContainsKey(stored.Conv))
+            {
+                continue;
+            }
+
+            var online = Online(user);
+            foreach (var device in await accounts.GetDevicesAsync(user, cancellationToken))
+            {
+                if (device.Revoked || online.Contains(device.Device))
+                {
+                    continue;
+                }
+
+                var key = (user, device.Device, stored.Conv);
+                _pending[key] = _pending.TryGetValue(key, out var earlier) ? (stored, earlier.Due) : (stored, due);
+            }
+        }
+    }
+
+    private async Task SendDueAsync(PushServiceClient client, VapidAuthentication auth, CancellationToken cancellationToken)
+    {
+        var now = Environment.TickCount64;
+        foreach (var (key, (stored, due)) in _pending.Where(p => p.Value.Due <= now).ToList())
+        {
+            _pending.Remove(key);
+            if (Online(key.User).Contains(key.Device) || await accounts.GetPushAsync(key.User, key.Device, cancellationToken) is not { } json
+                || JsonSerializer.Deserialize(json, Protocol.SwitchboardJsonContext.Default.PushRegistrationRequest) is not { Kind: "webpush", Endpoint: { } endpoint, Keys: { P256dh: { } p256dh, Auth: { } secret } })
+            {
+                continue; // back online meanwhile, or no (Web Push) registration
+            }
+
+            var unread = await UnreadAsync(key.User, stored.Conv, cancellationToken);
+            var payload = new PushPayload(stored.Conv, stored.Seq, stored.Sender, stored.Kind, unread)
+            {
+                Body = _options.IncludeText && stored.E2ee is null && stored.Body is { } body ? body[..Math.Min(body.Length, _options.MaxTextChars)] : null,
+            };
+            var subscription = new PushSubscription { Endpoint = endpoint };
+            subscription.SetKey(PushEncryptionKeyName.P256DH, p256dh);
+            subscription.SetKey(PushEncryptionKeyName.Auth, secret);
+            var message = new PushMessage(JsonSerializer.Serialize(payload, Protocol.SwitchboardJsonContext.Default.PushPayload))
+            {
+                Topic = Topic(stored.Conv),
+                Urgency = PushMessageUrgency.High,
+            };
+            try
+            {
+                await client.RequestPushMessageDeliveryAsync(subscription, message, auth, VapidAuthenticationScheme.Vapid, cancellationToken);
+                metrics.PushSent.WithLabels("webpush", "ok").Inc();
+            }
+            catch (PushServiceClientException ex) when (ex.StatusCode is HttpStatusCode.NotFound or HttpStatusCode.Gone)
+            {
+                // The subscription is gone for good: forget it, as the service asks.
+                await accounts.SetPushAsync(key.User, key.Device, null, cancellationToken);
+                metrics.PushSent.WithLabels("webpush", "gone").Inc();
+            }
+            catch (Exception ex) when (ex is PushServiceClientException or HttpRequestException or TaskCanceledException)
+            {
+                metrics.PushSent.WithLabels("webpush", "failed").Inc();
+                LogPushFailed(key.User, key.Device, ex.Message);
+            }
+        }
+    }
+
+    private HashSet<int> Online(string user) => [.. sessions.Sessions(user).Select(s => s.Device)];
+
+    /// <summary>The device's unread count in the conversation, for the badge.</summary>
+    private async Task<long> UnreadAsync(string user, string conv, CancellationToken cancellationToken)
+    {
+        var read = (await store.GetMemberCursorAsync(new MemberCursorKey(conv, user), cancellationToken))?.Read ?? 0;
+        var last = await store.GetLastSeqAsync(conv, cancellationToken) ?? 0;
+        return await store.CountUnreadAsync(conv, user, read, last, cancellationToken);
+    }
+
+    /// <summary>The collapse key: a push replaces the one before it for the same conversation (32 base64url characters at most).</summary>
+    private static string Topic(string conv) =>
+        System.Buffers.Text.Base64Url.EncodeToString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(conv)).AsSpan(0, 24));
+
+    /// <summary>
+    /// Connects to a push service, refusing loopback, private and link-local addresses unless allowed: checked on
+    /// the address actually connected to, so a name that resolves differently later cannot get around it.
+    /// </summary>
+    private async ValueTask<Stream> ConnectAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)
+    {
+        var addresses = await Dns.GetHostAddressesAsync(context.DnsEndPoint.Host, cancellationToken);
+        var allowed = addresses.Where(a => _options.AllowPrivateEndpoints || !IsPrivate(a)).ToArray();
+        if (allowed.Length == 0)
+        {
+            throw new HttpRequestException($"push endpoint {context.DnsEndPoint.Host} is on a private address");
+        }
+
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            await socket.ConnectAsync(allowed, context.DnsEndPoint.Port, cancellationToken);
+            return new NetworkStream(socket, ownsSocket: true);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Loopback, RFC 1918, CGNAT, link-local, unique-local and unspecified addresses.</summary>
+    internal static bool IsPrivate(IPAddress address)
+    {
+        if (address.IsIPv4MappedToIPv6)
+        {
+            address = address.MapToIPv4();
+        }
+
+        if (IPAddress.IsLoopback(address) || address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any))
+        {
+            return true;
+        }
+
+        if (address.AddressFamily == AddressFamily.InterNetworkV6)
+        {
+            return address.IsIPv6LinkLocal || address.IsIPv6SiteLocal || address.IsIPv6UniqueLocal;
+        }
+
+        var b = address.GetAddressBytes();
+        return b[0] == 10 || (b[0] == 172 && b[1] is >= 16 and <= 31) || (b[0] == 192 && b[1] == 168)
+            || (b[0] == 169 && b[1] == 254) || (b[0] == 100 && b[1] is >= 64 and <= 127) || b[0] == 0;
+    }
+
+    /// <summary>
+    /// Signs each request's VAPID token for the endpoint's whole origin, port included (RFC 8292 §2: <c>aud</c> is
+    /// the origin); the library leaves a non-default port out, which a push service on one would refuse.
+    /// </summary>
+    private sealed class VapidAudienceHandler(VapidAuthentication auth) : DelegatingHandler
+    {
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            if (request.RequestUri is { } uri)
+            {
+                var audience = uri.GetLeftPart(UriPartial.Authority);
+                request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("vapid", auth.GetVapidSchemeAuthenticationHeaderValueParameter(audience));
+            }
+
+            return base.SendAsync(request, cancellationToken);
+        }
+    }
+
+    [LoggerMessage(EventId = 5001, Level = LogLevel.Error, Message = "The push worker failed a round; it goes on")]
+    private partial void LogFailed(Exception exception);
+
+    [LoggerMessage(EventId = 5002, Level = LogLevel.Warning, Message = "Push to {User}/{Device} failed: {Reason}")]
+    private partial void LogPushFailed(string user, int device, string reason);
+}

@@ -1,0 +1,93 @@
+using Microsoft.Extensions.Options;
+using Switchboard.Protocol;
+using Switchboard.Server.Accounts;
+using static Switchboard.Server.Http.HttpHelpers;
+
+namespace Switchboard.Server.Push;
+
+/// <summary><c>PUT|DELETE /v1/devices/current/push</c> and <c>GET /v1/push/vapid</c>.</summary>
+internal static class PushEndpoints
+{
+    public static void MapPushEndpoints(this IEndpointRouteBuilder app)
+    {
+        app.MapPut("/v1/devices/current/push", RegisterAsync);
+        app.MapDelete("/v1/devices/current/push", UnregisterAsync);
+        app.MapGet("/v1/push/vapid", (VapidKeys keys) => Json(new VapidKey(keys.PublicKey), SwitchboardJsonContext.Default.VapidKey));
+    }
+
+    private static async Task<IResult> RegisterAsync(HttpContext context, AccountService accounts, IAccountStore store, IOptions<PushOptions> push, IOptions<AccountsOptions> limits)
+    {
+        if (await AuthenticateAsync(context, accounts) is not { } me)
+        {
+            return Unauthorized();
+        }
+
+        var (body, error) = await ReadAsync(context, SwitchboardJsonContext.Default.PushRegistrationRequest, limits.Value.MaxRequestBodyBytes);
+        if (error is not null)
+        {
+            return error;
+        }
+
+        if (Check(body!, push.Value) is { } problem)
+        {
+            return Error(400, ErrorCodes.Invalid, problem);
+        }
+
+        // One registration per device: a new one replaces the old.
+        await store.SetPushAsync(me.User, me.Device, System.Text.Json.JsonSerializer.Serialize(body!, SwitchboardJsonContext.Default.PushRegistrationRequest), context.RequestAborted);
+        return Results.NoContent();
+    }
+
+    private static async Task<IResult> UnregisterAsync(HttpContext context, AccountService accounts, IAccountStore store)
+    {
+        if (await AuthenticateAsync(context, accounts) is not { } me)
+        {
+            return Unauthorized();
+        }
+
+        await store.SetPushAsync(me.User, me.Device, null, context.RequestAborted);
+        return Results.NoContent();
+    }
+
+    /// <summary>What is wrong with a registration, or null.</summary>
+    internal static string? Check(PushRegistrationRequest request, PushOptions options)
+    {
+        switch (request.Kind)
+        {
+            case "webpush":
+                if (!Uri.TryCreate(request.Endpoint, UriKind.Absolute, out var endpoint) || request.Endpoint!.Length > 2048
+                    || !(endpoint.Scheme == Uri.UriSchemeHttps || (options.AllowPrivateEndpoints && endpoint.Scheme == Uri.UriSchemeHttp)))
+                {
+                    return "endpoint must be an https URL (at most 2048 characters)";
+                }
+
+                if (!options.AllowPrivateEndpoints && System.Net.IPAddress.TryParse(endpoint.Host.Trim('[', ']'), out var address) && PushDispatcher.IsPrivate(address))
+                {
+                    return "endpoint is on a private address";
+                }
+
+                if (Decoded(request.Keys?.P256dh) is not { Length: 65 } key || key[0] != 4 || Decoded(request.Keys?.Auth) is not { Length: 16 })
+                {
+                    return "keys must hold p256dh (an uncompressed P-256 public key, base64url) and auth (16 bytes, base64url)";
+                }
+
+                return null;
+            case "fcm" or "apns":
+                return $"{request.Kind} is not supported by this server yet; use webpush";
+            default:
+                return "kind must be webpush, fcm or apns";
+        }
+    }
+
+    private static byte[]? Decoded(string? base64Url)
+    {
+        try
+        {
+            return base64Url is null ? null : System.Buffers.Text.Base64Url.DecodeFromChars(base64Url.TrimEnd('='));
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
+    }
+}

@@ -1,0 +1,202 @@
+using System.Buffers.Text;
+using System.Collections.Concurrent;
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+
+namespace Switchboard.Tests;
+
+/// <summary>
+/// Web Push to a device without a socket, against a push service on loopback that checks what a real one checks:
+/// the VAPID token's ES256 signature and audience, and that the aes128gcm body decrypts with the subscription's keys.
+/// </summary>
+public sealed class PushTests
+{
+    /// <summary>A push service: keeps every request it gets; answers 201, or what <see cref="Answer"/> says.</summary>
+    private sealed class FakePushService : IAsyncDisposable
+    {
+        private readonly WebApplication _app;
+
+        private FakePushService(WebApplication app, Uri address)
+        {
+            _app = app;
+            Address = address;
+        }
+
+        public Uri Address { get; }
+
+        public HttpStatusCode Answer { get; set; } = HttpStatusCode.Created;
+
+        public ConcurrentQueue<(string Path, Dictionary<string, string> Headers, byte[] Body)> Received { get; } = new();
+
+        public static async Task<FakePushService> StartAsync()
+        {
+            var builder = WebApplication.CreateSlimBuilder();
+            builder.WebHost.UseUrls("http://127.0.0.1:0");
+            builder.Logging.ClearProviders();
+            var app = builder.Build();
+            FakePushService? self = null;
+            app.MapPost("/push/{id}", async (HttpContext context) =>
+            {
+                using var body = new MemoryStream();
+                await context.Request.Body.CopyToAsync(body);
+                self!.Received.Enqueue((context.Request.Path, context.Request.Headers.ToDictionary(h => h.Key, h => h.Value.ToString(), StringComparer.OrdinalIgnoreCase), body.ToArray()));
+                return Results.StatusCode((int)self.Answer);
+            });
+            await app.StartAsync();
+            var address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+            return self = new FakePushService(app, address);
+        }
+
+        public async ValueTask DisposeAsync() => await _app.DisposeAsync();
+    }
+
+    /// <summary>A browser's subscription: a P-256 key pair and an auth secret.</summary>
+    private sealed class Subscriber : IDisposable
+    {
+        public ECDiffieHellman Key { get; } = ECDiffieHellman.Create(ECCurve.NamedCurves.nistP256);
+
+        public byte[] Auth { get; } = RandomNumberGenerator.GetBytes(16);
+
+        public byte[] PublicKey
+        {
+            get
+            {
+                var q = Key.ExportParameters(false).Q;
+                return [0x04, .. q.X!, .. q.Y!];
+            }
+        }
+
+        /// <summary>RFC 8291: the aes128gcm body (RFC 8188 header, one record) decrypted with this subscription's keys.</summary>
+        public byte[] Decrypt(byte[] body)
+        {
+            var salt = body.AsSpan(0, 16).ToArray();
+            var idLength = body[20];
+            var senderPublic = body.AsSpan(21, idLength).ToArray();
+            var record = body.AsSpan(21 + idLength).ToArray();
+            using var sender = ECDiffieHellman.Create(new ECParameters
+            {
+                Curve = ECCurve.NamedCurves.nistP256,
+                Q = new ECPoint { X = senderPublic[1..33], Y = senderPublic[33..65] },
+            });
+            var shared = Key.DeriveRawSecretAgreement(sender.PublicKey);
+            var keyInfo = Encoding.ASCII.GetBytes("WebPush: info\0").Concat(PublicKey).Concat(senderPublic).ToArray();
+            var ikm = HKDF.DeriveKey(HashAlgorithmName.SHA256, shared, 32, Auth, keyInfo);
+            var prk = HKDF.Extract(HashAlgorithmName.SHA256, ikm, salt);
+            var cek = HKDF.Expand(HashAlgorithmName.SHA256, prk, 16, Encoding.ASCII.GetBytes("Content-Encoding: aes128gcm\0"));
+            var nonce = HKDF.Expand(HashAlgorithmName.SHA256, prk, 12, Encoding.ASCII.GetBytes("Content-Encoding: nonce\0"));
+            var plain = new byte[record.Length - 16];
+            using (var aes = new AesGcm(cek, 16))
+            {
+                aes.Decrypt(nonce, record.AsSpan(0, record.Length - 16), record.AsSpan(record.Length - 16), plain);
+            }
+
+            var end = Array.LastIndexOf(plain, (byte)2); // the last record's padding delimiter
+            return plain[..end];
+        }
+
+        public void Dispose() => Key.Dispose();
+    }
+
+    /// <summary>Checks the VAPID header (RFC 8292) as a push service does: the key is the server's, the token signed by it for this origin.</summary>
+    private static void AssertVapid(Dictionary<string, string> headers, string serverKey, Uri service)
+    {
+        var authorization = headers["Authorization"];
+        Assert.StartsWith("vapid ", authorization, StringComparison.Ordinal);
+        var parts = authorization["vapid ".Length..].Split(',', StringSplitOptions.TrimEntries).Select(p => p.Split('=', 2)).ToDictionary(p => p[0], p => p[1]);
+        Assert.Equal(serverKey, parts["k"]);
+        var token = parts["t"].Split('.');
+        var claims = JsonDocument.Parse(Base64Url.DecodeFromChars(token[1])).RootElement;
+        Assert.Equal($"{service.Scheme}://{service.Authority}", claims.GetProperty("aud").GetString());
+        Assert.True(claims.GetProperty("exp").GetInt64() > DateTimeOffset.UtcNow.ToUnixTimeSeconds());
+        var key = Base64Url.DecodeFromChars(serverKey);
+        using var ecdsa = ECDsa.Create(new ECParameters { Curve = ECCurve.NamedCurves.nistP256, Q = new ECPoint { X = key[1..33], Y = key[33..65] } });
+        Assert.True(ecdsa.VerifyData(Encoding.ASCII.GetBytes(token[0] + "." + token[1]), Base64Url.DecodeFromChars(token[2]), HashAlgorithmName.SHA256, DSASignatureFormat.IeeeP1363FixedFieldConcatenation));
+    }
+
+    [Fact]
+    public async Task A_device_without_a_socket_gets_a_vapid_signed_encrypted_push_and_none_while_online()
+    {
+        await using var service = await FakePushService.StartAsync();
+        await using var server = await TestServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Switchboard:Push:AllowPrivateEndpoints"] = "true",
+            ["Switchboard:Push:CoalesceMilliseconds"] = "100",
+        });
+        var alice = await server.NewClientAsync();
+        var bobUser = await server.RegisterAsync();
+        var (_, bobToken) = await server.LinkAsync(bobUser);
+        var conv = Conv.Direct(alice.User, bobUser);
+        using var subscriber = new Subscriber();
+
+        var (status, vapid) = await server.CallAsync(HttpMethod.Get, "/v1/push/vapid", bobToken);
+        Assert.Equal(HttpStatusCode.OK, status);
+        var serverKey = vapid.GetProperty("publicKey").GetString()!;
+        var registration = new { kind = "webpush", endpoint = new Uri(service.Address, "/push/bob").ToString(), keys = new { p256dh = Base64Url.EncodeToString(subscriber.PublicKey), auth = Base64Url.EncodeToString(subscriber.Auth) } };
+        Assert.Equal(HttpStatusCode.NoContent, (await server.CallAsync(HttpMethod.Put, "/v1/devices/current/push", bobToken, registration)).Status);
+
+        // Bob has no socket: a push comes, encrypted for his subscription, signed by the server.
+        await alice.SendAckedAsync(conv, "are you there?");
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (service.Received.IsEmpty)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "no push arrived");
+            await Task.Delay(20);
+        }
+
+        Assert.True(service.Received.TryDequeue(out var push));
+        Assert.Equal("aes128gcm", push.Headers["Content-Encoding"]);
+        AssertVapid(push.Headers, serverKey, service.Address);
+        var payload = JsonDocument.Parse(subscriber.Decrypt(push.Body)).RootElement;
+        Assert.Equal(conv, payload.GetProperty("conv").GetString());
+        Assert.Equal(1, payload.GetProperty("seq").GetInt64());
+        Assert.Equal(alice.User, payload.GetProperty("from").GetString());
+        Assert.False(payload.TryGetProperty("body", out _)); // no text unless the operator allows it
+        Assert.False(string.IsNullOrEmpty(push.Headers["Topic"])); // the conversation collapses its pushes
+
+        // Bob online: nothing is pushed.
+        var bob = await TestClient.ConnectAsync(server, bobUser, 1, bobToken);
+        await bob.ExpectAsync("live");
+        await alice.SendAckedAsync(conv, "good, you are here");
+        await bob.ExpectAsync("msg", m => m.GetProperty("seq").GetInt64() == 2);
+        await Task.Delay(500); // five coalescing periods
+        Assert.True(service.Received.IsEmpty);
+
+        // Offline again, and the service says the subscription is gone: the registration is removed.
+        await bob.CloseAsync();
+        service.Answer = HttpStatusCode.Gone;
+        await Task.Delay(200); // the socket's end reaches the server
+        await alice.SendAckedAsync(conv, "bye");
+        deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!(await server.Http.GetStringAsync("/metrics")).Contains("result=\"gone\"", StringComparison.Ordinal))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the gone subscription was not dropped");
+            await Task.Delay(50);
+        }
+
+        var store = server.Services.GetRequiredService<Switchboard.Server.Accounts.IAccountStore>();
+        Assert.Null(await store.GetPushAsync(bobUser, 1));
+    }
+
+    [Fact]
+    public async Task Registrations_are_checked_and_private_endpoints_refused_by_default()
+    {
+        await using var server = await TestServer.StartAsync();
+        var alice = await server.NewClientAsync();
+        var keys = new { p256dh = Base64Url.EncodeToString([0x04, .. new byte[64]]), auth = Base64Url.EncodeToString(new byte[16]) };
+        async Task<HttpStatusCode> RegisterAsync(object body) => (await server.CallAsync(HttpMethod.Put, "/v1/devices/current/push", alice.Token, body)).Status;
+        Assert.Equal(HttpStatusCode.BadRequest, await RegisterAsync(new { kind = "webpush", endpoint = "https://127.0.0.1/push", keys }));
+        Assert.Equal(HttpStatusCode.BadRequest, await RegisterAsync(new { kind = "webpush", endpoint = "http://push.example/x", keys }));
+        Assert.Equal(HttpStatusCode.BadRequest, await RegisterAsync(new { kind = "webpush", endpoint = "https://push.example/x", keys = new { p256dh = "abc", auth = "x" } }));
+        Assert.Equal(HttpStatusCode.BadRequest, await RegisterAsync(new { kind = "carrier-pigeon" }));
+        Assert.Equal(HttpStatusCode.NoContent, await RegisterAsync(new { kind = "webpush", endpoint = "https://push.example/x", keys }));
+        Assert.Equal(HttpStatusCode.NoContent, (await server.CallAsync(HttpMethod.Delete, "/v1/devices/current/push", alice.Token)).Status);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await server.CallAsync(HttpMethod.Put, "/v1/devices/current/push", "nope", new { kind = "webpush" })).Status);
+    }
+}
