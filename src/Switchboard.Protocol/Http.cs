@@ -85,6 +85,18 @@ public sealed record PushPayload(string Conv, long Seq, string From, string Kind
     public string? Body { get; init; }
 }
 
+/// <summary>
+/// <c>GET /v1/conversations/{conv}/messages/{seq}/journey</c>: where a message is, per recipient device (all of them
+/// for its sender, your own for a recipient).
+/// </summary>
+public sealed record JourneyInfo(string Conv, long Seq, string From, long StoredAt, IReadOnlyList<JourneyDevice> Devices);
+
+/// <summary>One device: whether its cursors cover the message, and what the push worker did for it.</summary>
+public sealed record JourneyDevice(string User, int Device, bool Delivered, bool Read, IReadOnlyList<JourneyStepInfo> Steps);
+
+/// <summary>One step (<c>pushed</c>, <c>not pushed</c>, <c>collapsed</c>, <c>push refused</c>, <c>push failed</c>) at a time (Unix ms), with why.</summary>
+public sealed record JourneyStepInfo(long At, string What, string? Detail);
+
 /// <summary><c>PUT /v1/conversations/{conv}/mute</c>: until when (Unix ms); absent, until unmuted.</summary>
 public sealed record MuteRequest(long? Until);
 

@@ -35,6 +35,7 @@ namespace Switchboard.Protocol;
 [JsonSerializable(typeof(PushRegistrationRequest))]
 [JsonSerializable(typeof(VapidKey))]
 [JsonSerializable(typeof(PushPayload))]
+[JsonSerializable(typeof(JourneyInfo))]
 [JsonSerializable(typeof(List<InviteInfo>))]
 [JsonSerializable(typeof(List<ConversationInfo>))]
 [JsonSerializable(typeof(HistoryPage))]

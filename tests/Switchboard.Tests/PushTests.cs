@@ -160,6 +160,12 @@ public sealed class PushTests
         Assert.False(payload.TryGetProperty("body", out _)); // no text unless the operator allows it
         Assert.False(string.IsNullOrEmpty(push.Headers["Topic"])); // the conversation collapses its pushes
 
+        // Where is it? For its sender: bob's device was pushed to, and has not fetched it yet.
+        var journey = await JourneyAsync(server, alice.Token, conv, 1);
+        var bobDevice = Assert.Single(journey.GetProperty("devices").EnumerateArray(), d => d.GetProperty("user").GetString() == bobUser);
+        Assert.False(bobDevice.GetProperty("delivered").GetBoolean());
+        Assert.Contains(bobDevice.GetProperty("steps").EnumerateArray(), step => step.GetProperty("what").GetString() == "pushed");
+
         // Bob online: nothing is pushed.
         var bob = await TestClient.ConnectAsync(server, bobUser, 1, bobToken);
         await bob.ExpectAsync("live");
@@ -167,6 +173,11 @@ public sealed class PushTests
         await bob.ExpectAsync("msg", m => m.GetProperty("seq").GetInt64() == 2);
         await Task.Delay(500); // five coalescing periods
         Assert.True(service.Received.IsEmpty);
+        journey = await JourneyAsync(server, bobToken, conv, 2); // a recipient sees their own devices
+        var online = Assert.Single(journey.GetProperty("devices").EnumerateArray());
+        Assert.Equal("online: delivered on its socket", Assert.Single(online.GetProperty("steps").EnumerateArray()).GetProperty("detail").GetString());
+        var stranger = await server.NewClientAsync();
+        Assert.Equal(HttpStatusCode.Forbidden, (await server.CallAsync(HttpMethod.Get, $"/v1/conversations/{conv}/messages/2/journey", stranger.Token)).Status);
 
         // Offline again, and the service says the subscription is gone: the registration is removed.
         await bob.CloseAsync();
@@ -182,6 +193,16 @@ public sealed class PushTests
 
         var store = server.Services.GetRequiredService<Switchboard.Server.Accounts.IAccountStore>();
         Assert.Null(await store.GetPushAsync(bobUser, 1));
+        journey = await JourneyAsync(server, alice.Token, conv, 3);
+        Assert.Contains(journey.GetProperty("devices").EnumerateArray().SelectMany(d => d.GetProperty("steps").EnumerateArray()), step => step.GetProperty("what").GetString() == "push refused");
+    }
+
+    private static async Task<JsonElement> JourneyAsync(TestServer server, string token, string conv, long seq)
+    {
+        var (status, journey) = await server.CallAsync(HttpMethod.Get, $"/v1/conversations/{conv}/messages/{seq}/journey", token);
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(seq, journey.GetProperty("seq").GetInt64());
+        return journey;
     }
 
     [Fact]

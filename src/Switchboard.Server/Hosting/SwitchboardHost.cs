@@ -105,6 +105,7 @@ public static class SwitchboardHost
 
         // Push: Web Push to devices without a live socket.
         services.AddSingleton<Push.VapidKeys>();
+        services.AddSingleton<Push.DeliveryJournal>();
         services.AddSingleton<Push.PushDispatcher>();
         services.AddHostedService(sp => sp.GetRequiredService<Push.PushDispatcher>());
 

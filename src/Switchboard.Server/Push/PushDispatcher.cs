@@ -31,6 +31,8 @@ internal sealed partial class PushDispatcher(
     IMessageStore store,
     ILocalSessions sessions,
     AccountService accountService,
+    DeliveryJournal journal,
+    TimeProvider time,
     SwitchboardMetrics metrics,
     ILogger<PushDispatcher> logger) : BackgroundService
 {
@@ -51,6 +53,7 @@ internal sealed partial class PushDispatcher(
         if (!_queue.Writer.TryWrite(new PushCandidate(stored, members)))
         {
             metrics.PushDropped.Inc();
+            journal.Record(stored.Conv, stored.Seq, new JourneyStep("*", 0, Now(), "not pushed", "the push queue was full"));
         }
     }
 
@@ -109,21 +112,33 @@ internal sealed partial class PushDispatcher(
         var due = Environment.TickCount64 + _options.CoalesceMilliseconds;
         foreach (var user in candidate.Members)
         {
-            if (user == stored.Sender || (await accountService.GetMutesAsync(user, cancellationToken)).ContainsKey(stored.Conv))
+            if (user == stored.Sender)
             {
                 continue;
             }
 
+            var muted = (await accountService.GetMutesAsync(user, cancellationToken)).ContainsKey(stored.Conv);
             var online = Online(user);
             foreach (var device in await accounts.GetDevicesAsync(user, cancellationToken))
             {
-                if (device.Revoked || online.Contains(device.Device))
+                if (device.Revoked)
                 {
                     continue;
                 }
 
+                if (muted || online.Contains(device.Device))
+                {
+                    journal.Record(stored.Conv, stored.Seq, new JourneyStep(user, device.Device, Now(), "not pushed", muted ? "muted" : "online: delivered on its socket"));
+                    continue;
+                }
+
                 var key = (user, device.Device, stored.Conv);
-                _pending[key] = _pending.TryGetValue(key, out var earlier) ? (stored, earlier.Due) : (stored, due);
+                if (_pending.TryGetValue(key, out var earlier))
+                {
+                    journal.Record(earlier.Event.Conv, earlier.Event.Seq, new JourneyStep(user, device.Device, Now(), "collapsed", $"into the push for #{stored.Seq}"));
+                }
+
+                _pending[key] = _pending.TryGetValue(key, out var pending) ? (stored, pending.Due) : (stored, due);
             }
         }
     }
@@ -134,10 +149,18 @@ internal sealed partial class PushDispatcher(
         foreach (var (key, (stored, due)) in _pending.Where(p => p.Value.Due <= now).ToList())
         {
             _pending.Remove(key);
-            if (Online(key.User).Contains(key.Device) || await accounts.GetPushAsync(key.User, key.Device, cancellationToken) is not { } json
+            void Note(string what, string? detail) => journal.Record(stored.Conv, stored.Seq, new JourneyStep(key.User, key.Device, Now(), what, detail));
+            if (Online(key.User).Contains(key.Device))
+            {
+                Note("not pushed", "back online: delivered on its socket");
+                continue;
+            }
+
+            if (await accounts.GetPushAsync(key.User, key.Device, cancellationToken) is not { } json
                 || JsonSerializer.Deserialize(json, Protocol.SwitchboardJsonContext.Default.PushRegistrationRequest) is not { Kind: "webpush", Endpoint: { } endpoint, Keys: { P256dh: { } p256dh, Auth: { } secret } })
             {
-                continue; // back online meanwhile, or no (Web Push) registration
+                Note("not pushed", "no push registration");
+                continue;
             }
 
             var unread = await UnreadAsync(key.User, stored.Conv, cancellationToken);
@@ -153,24 +176,31 @@ internal sealed partial class PushDispatcher(
                 Topic = Topic(stored.Conv),
                 Urgency = PushMessageUrgency.High,
             };
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            string Took() => $"{System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds:0} ms";
             try
             {
                 await client.RequestPushMessageDeliveryAsync(subscription, message, auth, VapidAuthenticationScheme.Vapid, cancellationToken);
                 metrics.PushSent.WithLabels("webpush", "ok").Inc();
+                Note("pushed", $"webpush to {new Uri(endpoint).Host}: accepted in {Took()}");
             }
             catch (PushServiceClientException ex) when (ex.StatusCode is HttpStatusCode.NotFound or HttpStatusCode.Gone)
             {
                 // The subscription is gone for good: forget it, as the service asks.
                 await accounts.SetPushAsync(key.User, key.Device, null, cancellationToken);
                 metrics.PushSent.WithLabels("webpush", "gone").Inc();
+                Note("push refused", $"webpush: {(int)ex.StatusCode}, the subscription is gone; registration removed ({Took()})");
             }
             catch (Exception ex) when (ex is PushServiceClientException or HttpRequestException or TaskCanceledException)
             {
                 metrics.PushSent.WithLabels("webpush", "failed").Inc();
                 LogPushFailed(key.User, key.Device, ex.Message);
+                Note("push failed", $"webpush: {(ex is PushServiceClientException p ? $"{(int)p.StatusCode} " : "")}{ex.Message} ({Took()})");
             }
         }
     }
+
+    private long Now() => time.GetUtcNow().ToUnixTimeMilliseconds();
 
     private HashSet<int> Online(string user) => [.. sessions.Sessions(user).Select(s => s.Device)];
 

@@ -13,6 +13,54 @@ internal static class PushEndpoints
         app.MapPut("/v1/devices/current/push", RegisterAsync);
         app.MapDelete("/v1/devices/current/push", UnregisterAsync);
         app.MapGet("/v1/push/vapid", (VapidKeys keys) => Json(new VapidKey(keys.PublicKey), SwitchboardJsonContext.Default.VapidKey));
+        app.MapGet("/v1/conversations/{conv}/messages/{seq}/journey", JourneyAsync);
+    }
+
+    /// <summary>
+    /// "Where is my message?": for its sender, every current member's devices (the sender's other devices too);
+    /// for a recipient, their own. Delivered and read come from the store's cursors; the push steps from the journal.
+    /// </summary>
+    private static async Task<IResult> JourneyAsync(HttpContext context, string conv, string seq, AccountService accounts, IAccountStore accountStore,
+        Messaging.ConversationAccess access, Storage.IMessageStore store, DeliveryJournal journal)
+    {
+        if (await AuthenticateAsync(context, accounts) is not { } me)
+        {
+            return Unauthorized();
+        }
+
+        var ct = context.RequestAborted;
+        var found = await access.ResolveAsync(conv, me.User, ct);
+        if (found.Membership is not { } member)
+        {
+            return Error(found.ErrorCode == ErrorCodes.NotFound ? 404 : 403, found.ErrorCode ?? ErrorCodes.Forbidden, found.ErrorMessage ?? "not a member of this conversation");
+        }
+
+        if (!long.TryParse(seq, System.Globalization.CultureInfo.InvariantCulture, out var number) || number < member.FirstSeq || number > member.LastVisible
+            || await store.GetEventAsync(conv, number, ct) is not { } stored)
+        {
+            return Error(404, ErrorCodes.NotFound, "no such message");
+        }
+
+        var users = stored.Sender == me.User ? await access.CurrentMembersAsync(conv, ct) : [me.User];
+        var steps = journal.StepsOf(conv, number);
+        var devices = new List<JourneyDevice>();
+        foreach (var user in users)
+        {
+            var read = (await store.GetMemberCursorAsync(new Storage.MemberCursorKey(conv, user), ct))?.Read >= number;
+            foreach (var device in await accountStore.GetDevicesAsync(user, ct))
+            {
+                if (device.Revoked || (user == stored.Sender && device.Device == stored.Dev))
+                {
+                    continue; // the sending device has its ack
+                }
+
+                var delivered = (await store.GetDeviceCursorAsync(new Storage.DeviceCursorKey(user, device.Device, conv), ct) ?? 0) >= number;
+                devices.Add(new JourneyDevice(user, device.Device, delivered, read,
+                    [.. steps.Where(s => (s.User == user && s.Device == device.Device) || s.User == "*").Select(s => new JourneyStepInfo(s.At, s.What, s.Detail))]));
+            }
+        }
+
+        return Json(new JourneyInfo(conv, number, stored.Sender, stored.Ts, devices), SwitchboardJsonContext.Default.JourneyInfo);
     }
 
     private static async Task<IResult> RegisterAsync(HttpContext context, AccountService accounts, IAccountStore store, IOptions<PushOptions> push, IOptions<AccountsOptions> limits)

@@ -35,8 +35,16 @@ public sealed class PushOptions
     /// <summary>Events waiting to be turned into pushes; past it they are dropped (counted), never memory.</summary>
     public int QueueCapacity { get; set; } = 10_000;
 
+    /// <summary>Messages whose push steps are kept for their journey (in memory); the oldest are forgotten first.</summary>
+    public int JournalEvents { get; set; } = 100_000;
+
     internal void Validate()
     {
+        if (JournalEvents is < 1 or > 10_000_000)
+        {
+            throw new InvalidOperationException("Switchboard:Push:JournalEvents must be between 1 and 10000000.");
+        }
+
         if (CoalesceMilliseconds is < 0 or > 600_000 || MaxTextChars is < 1 or > 4000 || TimeoutSeconds is < 1 or > 300 || QueueCapacity < 1)
         {
             throw new InvalidOperationException("Switchboard:Push: CoalesceMilliseconds must be 0–600000, MaxTextChars 1–4000, TimeoutSeconds 1–300, QueueCapacity at least 1.");
