@@ -220,4 +220,99 @@ public sealed class PushTests
         Assert.Equal(HttpStatusCode.NoContent, (await server.CallAsync(HttpMethod.Delete, "/v1/devices/current/push", alice.Token)).Status);
         Assert.Equal(HttpStatusCode.Unauthorized, (await server.CallAsync(HttpMethod.Put, "/v1/devices/current/push", "nope", new { kind = "webpush" })).Status);
     }
+
+    [Fact]
+    public async Task An_android_device_gets_an_fcm_data_message_after_the_oauth_exchange_and_a_stale_token_is_dropped()
+    {
+        using var rsa = RSA.Create(2048);
+        var tokenRequests = 0;
+        var sends = new ConcurrentQueue<(string Authorization, JsonElement Message)>();
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.ClearProviders();
+        var fake = builder.Build();
+        string? tokenUri = null;
+        fake.MapPost("/token", async (HttpContext context) =>
+        {
+            var form = await context.Request.ReadFormAsync();
+            Assert.Equal("urn:ietf:params:oauth:grant-type:jwt-bearer", form["grant_type"].ToString());
+            var jwt = form["assertion"].ToString().Split('.');
+            Assert.True(rsa.VerifyData(Encoding.ASCII.GetBytes(jwt[0] + "." + jwt[1]), Base64Url.DecodeFromChars(jwt[2]), HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1));
+            var claims = JsonDocument.Parse(Base64Url.DecodeFromChars(jwt[1])).RootElement;
+            Assert.Equal(tokenUri, claims.GetProperty("aud").GetString());
+            Assert.Equal("https://www.googleapis.com/auth/firebase.messaging", claims.GetProperty("scope").GetString());
+            Interlocked.Increment(ref tokenRequests);
+            return Results.Json(new { access_token = "tok-1", expires_in = 3600, token_type = "Bearer" });
+        });
+        fake.MapPost("/v1/projects/demo/messages:send", async (HttpContext context) =>
+        {
+            var message = (await JsonDocument.ParseAsync(context.Request.Body)).RootElement.GetProperty("message").Clone();
+            sends.Enqueue((context.Request.Headers.Authorization.ToString(), message));
+            return message.GetProperty("token").GetString() == "stale"
+                ? Results.Json(new { error = new { code = 404, status = "NOT_FOUND", details = new[] { new { errorCode = "UNREGISTERED" } } } }, statusCode: 404)
+                : Results.Json(new { name = "projects/demo/messages/1" });
+        });
+        await fake.StartAsync();
+        var baseUrl = fake.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        tokenUri = baseUrl + "/token";
+        var accountFile = Path.Combine(Path.GetTempPath(), "switchboard-fcm-" + Guid.NewGuid().ToString("N") + ".json");
+        await File.WriteAllTextAsync(accountFile, JsonSerializer.Serialize(new Dictionary<string, string>
+        {
+            ["type"] = "service_account", ["project_id"] = "demo", ["client_email"] = "switchboard@demo.iam.gserviceaccount.com",
+            ["private_key"] = rsa.ExportPkcs8PrivateKeyPem(), ["token_uri"] = tokenUri,
+        }));
+        try
+        {
+            await using var server = await TestServer.StartAsync(new Dictionary<string, string?>
+            {
+                ["Switchboard:Push:Fcm:ServiceAccountFile"] = accountFile,
+                ["Switchboard:Push:Fcm:BaseUrl"] = baseUrl,
+                ["Switchboard:Push:CoalesceMilliseconds"] = "100",
+            });
+            var alice = await server.NewClientAsync();
+            var bobUser = await server.RegisterAsync();
+            var (_, bobToken) = await server.LinkAsync(bobUser);
+            var conv = Conv.Direct(alice.User, bobUser);
+            Assert.Equal(HttpStatusCode.NoContent, (await server.CallAsync(HttpMethod.Put, "/v1/devices/current/push", bobToken, new { kind = "fcm", token = "device-token-1" })).Status);
+
+            for (var i = 1; i <= 2; i++)
+            {
+                await alice.SendAckedAsync(conv, $"message {i}");
+                var deadline = DateTime.UtcNow.AddSeconds(10);
+                while (sends.Count < i)
+                {
+                    Assert.True(DateTime.UtcNow < deadline, $"push {i} never came");
+                    await Task.Delay(20);
+                }
+            }
+
+            Assert.Equal(1, tokenRequests); // the access token is kept until it expires
+            foreach (var (authorization, message) in sends)
+            {
+                Assert.Equal("Bearer tok-1", authorization);
+                Assert.Equal("device-token-1", message.GetProperty("token").GetString());
+                Assert.Equal(conv, message.GetProperty("data").GetProperty("conv").GetString());
+                Assert.False(string.IsNullOrEmpty(message.GetProperty("android").GetProperty("collapse_key").GetString()));
+                Assert.False(message.GetProperty("data").TryGetProperty("body", out _));
+            }
+
+            Assert.Equal(["1", "2"], sends.Select(s => s.Message.GetProperty("data").GetProperty("seq").GetString()));
+
+            // A token FCM no longer knows: the registration is removed.
+            Assert.Equal(HttpStatusCode.NoContent, (await server.CallAsync(HttpMethod.Put, "/v1/devices/current/push", bobToken, new { kind = "fcm", token = "stale" })).Status);
+            await alice.SendAckedAsync(conv, "message 3");
+            var store = server.Services.GetRequiredService<Switchboard.Server.Accounts.IAccountStore>();
+            var until = DateTime.UtcNow.AddSeconds(10);
+            while (await store.GetPushAsync(bobUser, 1) is not null)
+            {
+                Assert.True(DateTime.UtcNow < until, "the stale registration was kept");
+                await Task.Delay(20);
+            }
+        }
+        finally
+        {
+            await fake.DisposeAsync();
+            File.Delete(accountFile);
+        }
+    }
 }

@@ -42,6 +42,8 @@ internal sealed partial class PushDispatcher(
     /// <summary>Pushes waiting for their coalescing time: (user, device, conv) → the newest event and when it is due.</summary>
     private readonly Dictionary<(string User, int Device, string Conv), (EventRecord Event, long Due)> _pending = [];
 
+    private FcmSender? _fcm;
+
     /// <summary>From the commit path: never waits; a full queue drops the event (counted), the store still has it.</summary>
     public void Offer(EventRecord stored, IReadOnlyList<string> members)
     {
@@ -70,6 +72,9 @@ internal sealed partial class PushDispatcher(
             Timeout = TimeSpan.FromSeconds(_options.TimeoutSeconds),
         };
         var client = new PushServiceClient(http) { AutoRetryAfter = true, MaxRetriesAfter = 3, DefaultTimeToLive = 86_400 };
+        // Providers the operator configured are trusted addresses: no private-address filter on their client.
+        using var providers = new HttpClient { Timeout = TimeSpan.FromSeconds(_options.TimeoutSeconds) };
+        _fcm = _options.Fcm.ServiceAccountFile is null ? null : new FcmSender(_options.Fcm, providers, time);
         var tick = TimeSpan.FromMilliseconds(Math.Clamp(_options.CoalesceMilliseconds / 4, 10, 250));
         while (!stoppingToken.IsCancellationRequested)
         {
@@ -156,8 +161,10 @@ internal sealed partial class PushDispatcher(
                 continue;
             }
 
-            if (await accounts.GetPushAsync(key.User, key.Device, cancellationToken) is not { } json
-                || JsonSerializer.Deserialize(json, Protocol.SwitchboardJsonContext.Default.PushRegistrationRequest) is not { Kind: "webpush", Endpoint: { } endpoint, Keys: { P256dh: { } p256dh, Auth: { } secret } })
+            var registration = await accounts.GetPushAsync(key.User, key.Device, cancellationToken) is { } json
+                ? JsonSerializer.Deserialize(json, Protocol.SwitchboardJsonContext.Default.PushRegistrationRequest)
+                : null;
+            if (registration is null)
             {
                 Note("not pushed", "no push registration");
                 continue;
@@ -168,6 +175,19 @@ internal sealed partial class PushDispatcher(
             {
                 Body = _options.IncludeText && stored.E2ee is null && stored.Body is { } body ? body[..Math.Min(body.Length, _options.MaxTextChars)] : null,
             };
+            if (registration is { Kind: "fcm", Token: { } fcmToken })
+            {
+                await SendThroughAsync("fcm", key.User, key.Device, Note, () => _fcm is { } fcm
+                    ? fcm.SendAsync(fcmToken, payload, Topic(stored.Conv), cancellationToken)
+                    : Task.FromResult((PushOutcome.Failed, "fcm is not configured")), cancellationToken);
+                continue;
+            }
+
+            if (registration is not { Kind: "webpush", Endpoint: { } endpoint, Keys: { P256dh: { } p256dh, Auth: { } secret } })
+            {
+                Note("not pushed", $"no sender for a {registration.Kind} registration");
+                continue;
+            }
             var subscription = new PushSubscription { Endpoint = endpoint };
             subscription.SetKey(PushEncryptionKeyName.P256DH, p256dh);
             subscription.SetKey(PushEncryptionKeyName.Auth, secret);
@@ -197,6 +217,40 @@ internal sealed partial class PushDispatcher(
                 LogPushFailed(key.User, key.Device, ex.Message);
                 Note("push failed", $"webpush: {(ex is PushServiceClientException p ? $"{(int)p.StatusCode} " : "")}{ex.Message} ({Took()})");
             }
+        }
+    }
+
+    /// <summary>Sends through a provider, counts and notes the outcome, and forgets a registration the provider says is gone.</summary>
+    private async Task SendThroughAsync(string provider, string user, int device, Action<string, string?> note, Func<Task<(PushOutcome Outcome, string Detail)>> send, CancellationToken cancellationToken)
+    {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        (PushOutcome Outcome, string Detail) result;
+        try
+        {
+            result = await send();
+        }
+        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or IOException or System.Security.Cryptography.CryptographicException or JsonException)
+        {
+            result = (PushOutcome.Failed, $"{provider}: {ex.Message}");
+        }
+
+        var took = $"{System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds:0} ms";
+        switch (result.Outcome)
+        {
+            case PushOutcome.Accepted:
+                metrics.PushSent.WithLabels(provider, "ok").Inc();
+                note("pushed", $"{result.Detail}, accepted in {took}");
+                break;
+            case PushOutcome.Gone:
+                await accounts.SetPushAsync(user, device, null, cancellationToken);
+                metrics.PushSent.WithLabels(provider, "gone").Inc();
+                note("push refused", $"{result.Detail}: the registration is gone; removed ({took})");
+                break;
+            default:
+                metrics.PushSent.WithLabels(provider, "failed").Inc();
+                LogPushFailed(user, device, result.Detail);
+                note("push failed", $"{result.Detail} ({took})");
+                break;
         }
     }
 

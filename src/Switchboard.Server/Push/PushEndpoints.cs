@@ -120,8 +120,11 @@ internal static class PushEndpoints
                 }
 
                 return null;
-            case "fcm" or "apns":
-                return $"{request.Kind} is not supported by this server yet; use webpush";
+            case "fcm":
+                return options.Fcm.ServiceAccountFile is null ? "fcm is not configured on this server (Switchboard:Push:Fcm:ServiceAccountFile)"
+                    : string.IsNullOrWhiteSpace(request.Token) || request.Token.Length > 4096 ? "token must be an FCM registration token" : null;
+            case "apns":
+                return "apns is not supported by this server yet; use webpush or fcm";
             default:
                 return "kind must be webpush, fcm or apns";
         }

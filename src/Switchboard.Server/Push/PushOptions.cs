@@ -35,6 +35,9 @@ public sealed class PushOptions
     /// <summary>Events waiting to be turned into pushes; past it they are dropped (counted), never memory.</summary>
     public int QueueCapacity { get; set; } = 10_000;
 
+    /// <summary>Firebase Cloud Messaging (Android): the service account and the endpoint.</summary>
+    public FcmOptions Fcm { get; set; } = new();
+
     /// <summary>Messages whose push steps are kept for their journey (in memory); the oldest are forgotten first.</summary>
     public int JournalEvents { get; set; } = 100_000;
 
