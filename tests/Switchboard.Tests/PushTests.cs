@@ -315,4 +315,79 @@ public sealed class PushTests
             File.Delete(accountFile);
         }
     }
+
+    [Fact]
+    public async Task An_ios_device_gets_an_apns_alert_over_http2_with_an_es256_provider_token_and_a_gone_token_is_dropped()
+    {
+        using var signing = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var received = new ConcurrentQueue<(string Protocol, string Path, Dictionary<string, string> Headers, JsonElement Body)>();
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l => l.Protocols = Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http2));
+        builder.Logging.ClearProviders();
+        var apple = builder.Build();
+        apple.MapPost("/3/device/{token}", async (HttpContext context, string token) =>
+        {
+            var body = (await JsonDocument.ParseAsync(context.Request.Body)).RootElement.Clone();
+            received.Enqueue((context.Request.Protocol, context.Request.Path, context.Request.Headers.ToDictionary(h => h.Key, h => h.Value.ToString(), StringComparer.OrdinalIgnoreCase), body));
+            return token == "0ff1ce" ? Results.Json(new { reason = "Unregistered" }, statusCode: 410) : Results.Ok();
+        });
+        await apple.StartAsync();
+        var baseUrl = apple.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var keyFile = Path.Combine(Path.GetTempPath(), "switchboard-apns-" + Guid.NewGuid().ToString("N") + ".p8");
+        await File.WriteAllTextAsync(keyFile, signing.ExportPkcs8PrivateKeyPem());
+        try
+        {
+            await using var server = await TestServer.StartAsync(new Dictionary<string, string?>
+            {
+                ["Switchboard:Push:Apns:KeyFile"] = keyFile,
+                ["Switchboard:Push:Apns:KeyId"] = "ABC123DEFG",
+                ["Switchboard:Push:Apns:TeamId"] = "TEAM123456",
+                ["Switchboard:Push:Apns:SandboxBaseUrl"] = baseUrl,
+                ["Switchboard:Push:CoalesceMilliseconds"] = "100",
+            });
+            var alice = await server.NewClientAsync();
+            var bobUser = await server.RegisterAsync();
+            var (_, bobToken) = await server.LinkAsync(bobUser);
+            var conv = Conv.Direct(alice.User, bobUser);
+            Assert.Equal(HttpStatusCode.NoContent, (await server.CallAsync(HttpMethod.Put, "/v1/devices/current/push", bobToken, new { kind = "apns", token = "a1b2c3d4", topic = "chat.switchboard.app", sandbox = true })).Status);
+            await alice.SendAckedAsync(conv, "for your phone");
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            while (received.IsEmpty)
+            {
+                Assert.True(DateTime.UtcNow < deadline, "no APNs request came");
+                await Task.Delay(20);
+            }
+
+            Assert.True(received.TryDequeue(out var push));
+            Assert.Equal("HTTP/2", push.Protocol);
+            Assert.Equal("/3/device/a1b2c3d4", push.Path);
+            Assert.Equal("chat.switchboard.app", push.Headers["apns-topic"]);
+            Assert.Equal("alert", push.Headers["apns-push-type"]);
+            Assert.False(string.IsNullOrEmpty(push.Headers["apns-collapse-id"]));
+            var jwt = push.Headers["authorization"]["bearer ".Length..].Split('.');
+            var header = JsonDocument.Parse(Base64Url.DecodeFromChars(jwt[0])).RootElement;
+            Assert.Equal(("ES256", "ABC123DEFG"), (header.GetProperty("alg").GetString(), header.GetProperty("kid").GetString()));
+            Assert.Equal("TEAM123456", JsonDocument.Parse(Base64Url.DecodeFromChars(jwt[1])).RootElement.GetProperty("iss").GetString());
+            Assert.True(signing.VerifyData(Encoding.ASCII.GetBytes(jwt[0] + "." + jwt[1]), Base64Url.DecodeFromChars(jwt[2]), HashAlgorithmName.SHA256, DSASignatureFormat.IeeeP1363FixedFieldConcatenation));
+            Assert.Equal(conv, push.Body.GetProperty("conv").GetString());
+            Assert.Equal(1, push.Body.GetProperty("aps").GetProperty("badge").GetInt64());
+            Assert.Equal("New message", push.Body.GetProperty("aps").GetProperty("alert").GetProperty("body").GetString()); // no text
+
+            // A device token Apple no longer knows (410): the registration is removed.
+            Assert.Equal(HttpStatusCode.NoContent, (await server.CallAsync(HttpMethod.Put, "/v1/devices/current/push", bobToken, new { kind = "apns", token = "0ff1ce", topic = "chat.switchboard.app", sandbox = true })).Status);
+            await alice.SendAckedAsync(conv, "again");
+            var store = server.Services.GetRequiredService<Switchboard.Server.Accounts.IAccountStore>();
+            deadline = DateTime.UtcNow.AddSeconds(10);
+            while (await store.GetPushAsync(bobUser, 1) is not null)
+            {
+                Assert.True(DateTime.UtcNow < deadline, "the unregistered token was kept");
+                await Task.Delay(20);
+            }
+        }
+        finally
+        {
+            await apple.DisposeAsync();
+            File.Delete(keyFile);
+        }
+    }
 }

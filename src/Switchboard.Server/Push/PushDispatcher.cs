@@ -43,6 +43,7 @@ internal sealed partial class PushDispatcher(
     private readonly Dictionary<(string User, int Device, string Conv), (EventRecord Event, long Due)> _pending = [];
 
     private FcmSender? _fcm;
+    private ApnsSender? _apns;
 
     /// <summary>From the commit path: never waits; a full queue drops the event (counted), the store still has it.</summary>
     public void Offer(EventRecord stored, IReadOnlyList<string> members)
@@ -75,6 +76,7 @@ internal sealed partial class PushDispatcher(
         // Providers the operator configured are trusted addresses: no private-address filter on their client.
         using var providers = new HttpClient { Timeout = TimeSpan.FromSeconds(_options.TimeoutSeconds) };
         _fcm = _options.Fcm.ServiceAccountFile is null ? null : new FcmSender(_options.Fcm, providers, time);
+        _apns = _options.Apns.Configured ? new ApnsSender(_options.Apns, providers, time) : null;
         var tick = TimeSpan.FromMilliseconds(Math.Clamp(_options.CoalesceMilliseconds / 4, 10, 250));
         while (!stoppingToken.IsCancellationRequested)
         {
@@ -180,6 +182,14 @@ internal sealed partial class PushDispatcher(
                 await SendThroughAsync("fcm", key.User, key.Device, Note, () => _fcm is { } fcm
                     ? fcm.SendAsync(fcmToken, payload, Topic(stored.Conv), cancellationToken)
                     : Task.FromResult((PushOutcome.Failed, "fcm is not configured")), cancellationToken);
+                continue;
+            }
+
+            if (registration is { Kind: "apns", Token: { } apnsToken, Topic: { } apnsTopic })
+            {
+                await SendThroughAsync("apns", key.User, key.Device, Note, () => _apns is { } apns
+                    ? apns.SendAsync(apnsToken, apnsTopic, registration.Sandbox == true, payload, Topic(stored.Conv), cancellationToken)
+                    : Task.FromResult((PushOutcome.Failed, "apns is not configured")), cancellationToken);
                 continue;
             }
 

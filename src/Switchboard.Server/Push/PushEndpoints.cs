@@ -124,7 +124,10 @@ internal static class PushEndpoints
                 return options.Fcm.ServiceAccountFile is null ? "fcm is not configured on this server (Switchboard:Push:Fcm:ServiceAccountFile)"
                     : string.IsNullOrWhiteSpace(request.Token) || request.Token.Length > 4096 ? "token must be an FCM registration token" : null;
             case "apns":
-                return "apns is not supported by this server yet; use webpush or fcm";
+                return !options.Apns.Configured ? "apns is not configured on this server (Switchboard:Push:Apns)"
+                    : string.IsNullOrWhiteSpace(request.Token) || request.Token.Length > 200 || !request.Token.All(char.IsAsciiHexDigit) ? "token must be an APNs device token (hex)"
+                    : string.IsNullOrWhiteSpace(request.Topic) || request.Topic.Length > 255 ? "topic must be the app's bundle id"
+                    : null;
             default:
                 return "kind must be webpush, fcm or apns";
         }

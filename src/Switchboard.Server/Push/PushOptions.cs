@@ -38,6 +38,9 @@ public sealed class PushOptions
     /// <summary>Firebase Cloud Messaging (Android): the service account and the endpoint.</summary>
     public FcmOptions Fcm { get; set; } = new();
 
+    /// <summary>Apple Push Notification service (iOS): the signing key and the endpoints.</summary>
+    public ApnsOptions Apns { get; set; } = new();
+
     /// <summary>Messages whose push steps are kept for their journey (in memory); the oldest are forgotten first.</summary>
     public int JournalEvents { get; set; } = 100_000;
 
@@ -56,6 +59,11 @@ public sealed class PushOptions
         if (!(VapidSubject.StartsWith("mailto:", StringComparison.Ordinal) || VapidSubject.StartsWith("https://", StringComparison.Ordinal)))
         {
             throw new InvalidOperationException("Switchboard:Push:VapidSubject must be a mailto: or https: URI.");
+        }
+
+        if ((Apns.KeyFile is null) != (Apns.KeyId is null) || (Apns.KeyFile is null) != (Apns.TeamId is null))
+        {
+            throw new InvalidOperationException("Switchboard:Push:Apns: KeyFile, KeyId and TeamId go together.");
         }
 
         if ((VapidPublicKey is null) != (VapidPrivateKey is null))
