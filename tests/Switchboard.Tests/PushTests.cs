@@ -33,6 +33,9 @@ public sealed class PushTests
 
         public HttpStatusCode Answer { get; set; } = HttpStatusCode.Created;
 
+        /// <summary>Answers to give first, before <see cref="Answer"/> (a 429 comes with <c>Retry-After: 1</c>).</summary>
+        public ConcurrentQueue<HttpStatusCode> First { get; } = new();
+
         public ConcurrentQueue<(string Path, Dictionary<string, string> Headers, byte[] Body)> Received { get; } = new();
 
         public static async Task<FakePushService> StartAsync()
@@ -47,7 +50,13 @@ public sealed class PushTests
                 using var body = new MemoryStream();
                 await context.Request.Body.CopyToAsync(body);
                 self!.Received.Enqueue((context.Request.Path, context.Request.Headers.ToDictionary(h => h.Key, h => h.Value.ToString(), StringComparer.OrdinalIgnoreCase), body.ToArray()));
-                return Results.StatusCode((int)self.Answer);
+                var status = self.First.TryDequeue(out var first) ? first : self.Answer;
+                if (status == HttpStatusCode.TooManyRequests)
+                {
+                    context.Response.Headers.RetryAfter = "1";
+                }
+
+                return Results.StatusCode((int)status);
             });
             await app.StartAsync();
             var address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
@@ -389,5 +398,63 @@ public sealed class PushTests
             await apple.DisposeAsync();
             File.Delete(keyFile);
         }
+    }
+
+    [Fact]
+    public async Task A_burst_is_one_push_a_muted_conversation_none_and_a_429_is_tried_again_after_its_wait()
+    {
+        await using var service = await FakePushService.StartAsync();
+        await using var server = await TestServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Switchboard:Push:AllowPrivateEndpoints"] = "true",
+            ["Switchboard:Push:CoalesceMilliseconds"] = "300",
+        });
+        var alice = await server.NewClientAsync();
+        var bobUser = await server.RegisterAsync();
+        var (_, bobToken) = await server.LinkAsync(bobUser);
+        var conv = Conv.Direct(alice.User, bobUser);
+        using var subscriber = new Subscriber();
+        var registration = new { kind = "webpush", endpoint = new Uri(service.Address, "/push/bob").ToString(), keys = new { p256dh = Base64Url.EncodeToString(subscriber.PublicKey), auth = Base64Url.EncodeToString(subscriber.Auth) } };
+        Assert.Equal(HttpStatusCode.NoContent, (await server.CallAsync(HttpMethod.Put, "/v1/devices/current/push", bobToken, registration)).Status);
+
+        // Two messages inside the coalescing wait: one push, for the newer; the service first says 429.
+        service.First.Enqueue(HttpStatusCode.TooManyRequests);
+        await alice.SendAckedAsync(conv, "one");
+        await alice.SendAckedAsync(conv, "two");
+        var deadline = DateTime.UtcNow.AddSeconds(15);
+        while (service.Received.Count < 2)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"{service.Received.Count} push request(s), not the 429 and its retry");
+            await Task.Delay(20);
+        }
+
+        var requests = service.Received.ToArray();
+        Assert.All(requests, r => Assert.Equal(2, JsonDocument.Parse(subscriber.Decrypt(r.Body)).RootElement.GetProperty("seq").GetInt64()));
+        var (_, first) = await server.CallAsync(HttpMethod.Get, $"/v1/conversations/{conv}/messages/1/journey", alice.Token);
+        Assert.Contains(first.GetProperty("devices").EnumerateArray().SelectMany(d => d.GetProperty("steps").EnumerateArray()), s => s.GetProperty("what").GetString() == "collapsed");
+
+        // Muted: nothing.
+        Assert.Equal(HttpStatusCode.NoContent, (await server.CallAsync(HttpMethod.Put, $"/v1/conversations/{conv}/mute", bobToken)).Status);
+        while (service.Received.TryDequeue(out _))
+        {
+        }
+
+        await alice.SendAckedAsync(conv, "three");
+        JsonElement third;
+        deadline = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            (_, third) = await server.CallAsync(HttpMethod.Get, $"/v1/conversations/{conv}/messages/3/journey", alice.Token);
+            if (third.GetProperty("devices").EnumerateArray().SelectMany(d => d.GetProperty("steps").EnumerateArray()).Any(s => s.GetProperty("detail").GetString() == "muted"))
+            {
+                break;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, "the muted conversation was not skipped");
+            await Task.Delay(20);
+        }
+
+        await Task.Delay(600); // two coalescing waits
+        Assert.True(service.Received.IsEmpty);
     }
 }

@@ -9,6 +9,9 @@ internal interface IDeviceSession
     /// <summary>Unique per connection on this node.</summary>
     long ConnectionId { get; }
 
+    /// <summary>When its last frame arrived (Environment.TickCount64 ms): a socket silent past the heartbeat may be dead.</summary>
+    long LastTraffic { get; }
+
     /// <summary>Queues a serialised frame; never waits on the network.</summary>
     void Send(byte[] frame);
 

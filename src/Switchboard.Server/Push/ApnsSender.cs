@@ -29,7 +29,7 @@ internal sealed class ApnsSender(ApnsOptions options, HttpClient http, TimeProvi
     private string? _token;
     private DateTimeOffset _madeAt;
 
-    public async Task<(PushOutcome Outcome, string Detail)> SendAsync(string deviceToken, string topic, bool sandbox, PushPayload payload, string collapseId, CancellationToken cancellationToken)
+    public async Task<PushResult> SendAsync(string deviceToken, string topic, bool sandbox, PushPayload payload, string collapseId, CancellationToken cancellationToken)
     {
         var baseUrl = (sandbox ? options.SandboxBaseUrl : options.BaseUrl).TrimEnd('/');
         using var request = new HttpRequestMessage(HttpMethod.Post, $"{baseUrl}/3/device/{Uri.EscapeDataString(deviceToken)}")
@@ -47,13 +47,18 @@ internal sealed class ApnsSender(ApnsOptions options, HttpClient http, TimeProvi
         var body = await response.Content.ReadAsStringAsync(cancellationToken);
         if (response.IsSuccessStatusCode)
         {
-            return (PushOutcome.Accepted, $"apns: {(int)response.StatusCode}");
+            return new(PushOutcome.Accepted, $"apns: {(int)response.StatusCode}");
+        }
+
+        if (response.StatusCode == HttpStatusCode.TooManyRequests || (int)response.StatusCode >= 500)
+        {
+            return new(PushOutcome.RetryLater, $"apns: {(int)response.StatusCode}", FcmSender.RetryAfter(response));
         }
 
         // 410 Unregistered, or 400 BadDeviceToken: the token is gone for good.
         return response.StatusCode == HttpStatusCode.Gone || body.Contains("BadDeviceToken", StringComparison.Ordinal) || body.Contains("Unregistered", StringComparison.Ordinal)
-            ? (PushOutcome.Gone, $"apns: {(int)response.StatusCode} {body}")
-            : (PushOutcome.Failed, $"apns: {(int)response.StatusCode} {body[..Math.Min(body.Length, 200)]}");
+            ? new(PushOutcome.Gone, $"apns: {(int)response.StatusCode} {body}")
+            : new(PushOutcome.Failed, $"apns: {(int)response.StatusCode} {body[..Math.Min(body.Length, 200)]}");
     }
 
     private static byte[] Body(PushPayload payload)

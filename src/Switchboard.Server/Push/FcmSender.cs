@@ -8,6 +8,9 @@ using Switchboard.Protocol;
 
 namespace Switchboard.Server.Push;
 
+/// <summary>How a push service answered one push; <see cref="RetryAfter"/> with <see cref="PushOutcome.RetryLater"/>.</summary>
+internal readonly record struct PushResult(PushOutcome Outcome, string Detail, TimeSpan RetryAfter = default);
+
 /// <summary>What a push service made of one push.</summary>
 internal enum PushOutcome
 {
@@ -17,6 +20,9 @@ internal enum PushOutcome
     Gone,
 
     Failed,
+
+    /// <summary>Throttled or the service is down for a moment (429, 5xx): try again after the wait it asked for.</summary>
+    RetryLater,
 }
 
 /// <summary>
@@ -31,7 +37,7 @@ internal sealed class FcmSender(FcmOptions options, HttpClient http, TimeProvide
     private string? _accessToken;
     private DateTimeOffset _expires;
 
-    public async Task<(PushOutcome Outcome, string Detail)> SendAsync(string deviceToken, PushPayload payload, string collapseKey, CancellationToken cancellationToken)
+    public async Task<PushResult> SendAsync(string deviceToken, PushPayload payload, string collapseKey, CancellationToken cancellationToken)
     {
         var account = _account.Value;
         using var request = new HttpRequestMessage(HttpMethod.Post, $"{options.BaseUrl.TrimEnd('/')}/v1/projects/{account.ProjectId}/messages:send")
@@ -43,13 +49,30 @@ internal sealed class FcmSender(FcmOptions options, HttpClient http, TimeProvide
         var body = await response.Content.ReadAsStringAsync(cancellationToken);
         if (response.IsSuccessStatusCode)
         {
-            return (PushOutcome.Accepted, $"fcm: {(int)response.StatusCode}");
+            return new(PushOutcome.Accepted, $"fcm: {(int)response.StatusCode}");
+        }
+
+        if (response.StatusCode == HttpStatusCode.TooManyRequests || (int)response.StatusCode >= 500)
+        {
+            return new(PushOutcome.RetryLater, $"fcm: {(int)response.StatusCode}", RetryAfter(response));
         }
 
         // A token the app no longer has: 404 NOT_FOUND with UNREGISTERED (or 400 for a token that never was).
         return response.StatusCode == HttpStatusCode.NotFound || body.Contains("UNREGISTERED", StringComparison.Ordinal)
-            ? (PushOutcome.Gone, $"fcm: {(int)response.StatusCode} UNREGISTERED")
-            : (PushOutcome.Failed, $"fcm: {(int)response.StatusCode} {body[..Math.Min(body.Length, 200)]}");
+            ? new(PushOutcome.Gone, $"fcm: {(int)response.StatusCode} UNREGISTERED")
+            : new(PushOutcome.Failed, $"fcm: {(int)response.StatusCode} {body[..Math.Min(body.Length, 200)]}");
+    }
+
+    /// <summary>The wait a 429 or 503 asks for (<c>Retry-After</c>, seconds or a date), else 5 s; at most 10 minutes.</summary>
+    internal static TimeSpan RetryAfter(HttpResponseMessage response)
+    {
+        var after = response.Headers.RetryAfter switch
+        {
+            { Delta: { } delta } => delta,
+            { Date: { } date } => date - DateTimeOffset.UtcNow,
+            _ => TimeSpan.FromSeconds(5),
+        };
+        return TimeSpan.FromTicks(Math.Clamp(after.Ticks, TimeSpan.FromSeconds(1).Ticks, TimeSpan.FromMinutes(10).Ticks));
     }
 
     private static byte[] Message(string deviceToken, PushPayload payload, string collapseKey)

@@ -31,6 +31,7 @@ internal sealed partial class PushDispatcher(
     IMessageStore store,
     ILocalSessions sessions,
     AccountService accountService,
+    IOptions<Gateway.GatewayOptions> gateway,
     DeliveryJournal journal,
     TimeProvider time,
     SwitchboardMetrics metrics,
@@ -40,7 +41,10 @@ internal sealed partial class PushDispatcher(
     private readonly Channel<PushCandidate> _queue = Channel.CreateBounded<PushCandidate>(new BoundedChannelOptions(options.Value.QueueCapacity) { FullMode = BoundedChannelFullMode.DropWrite });
 
     /// <summary>Pushes waiting for their coalescing time: (user, device, conv) → the newest event and when it is due.</summary>
-    private readonly Dictionary<(string User, int Device, string Conv), (EventRecord Event, long Due)> _pending = [];
+    private readonly Dictionary<(string User, int Device, string Conv), (EventRecord Event, long Due, int Attempt)> _pending = [];
+
+    /// <summary>Tries of one push before it is given up (429 and 5xx answers are tried again after their wait).</summary>
+    private const int MaxAttempts = 3;
 
     private FcmSender? _fcm;
     private ApnsSender? _apns;
@@ -145,7 +149,7 @@ internal sealed partial class PushDispatcher(
                     journal.Record(earlier.Event.Conv, earlier.Event.Seq, new JourneyStep(user, device.Device, Now(), "collapsed", $"into the push for #{stored.Seq}"));
                 }
 
-                _pending[key] = _pending.TryGetValue(key, out var pending) ? (stored, pending.Due) : (stored, due);
+                _pending[key] = _pending.TryGetValue(key, out var pending) ? (stored, pending.Due, pending.Attempt) : (stored, due, 1);
             }
         }
     }
@@ -153,7 +157,7 @@ internal sealed partial class PushDispatcher(
     private async Task SendDueAsync(PushServiceClient client, VapidAuthentication auth, CancellationToken cancellationToken)
     {
         var now = Environment.TickCount64;
-        foreach (var (key, (stored, due)) in _pending.Where(p => p.Value.Due <= now).ToList())
+        foreach (var (key, (stored, due, attempt)) in _pending.Where(p => p.Value.Due <= now).ToList())
         {
             _pending.Remove(key);
             void Note(string what, string? detail) => journal.Record(stored.Conv, stored.Seq, new JourneyStep(key.User, key.Device, Now(), what, detail));
@@ -179,17 +183,17 @@ internal sealed partial class PushDispatcher(
             };
             if (registration is { Kind: "fcm", Token: { } fcmToken })
             {
-                await SendThroughAsync("fcm", key.User, key.Device, Note, () => _fcm is { } fcm
+                await SendThroughAsync("fcm", key, stored, attempt, Note, () => _fcm is { } fcm
                     ? fcm.SendAsync(fcmToken, payload, Topic(stored.Conv), cancellationToken)
-                    : Task.FromResult((PushOutcome.Failed, "fcm is not configured")), cancellationToken);
+                    : Task.FromResult(new PushResult(PushOutcome.Failed, "fcm is not configured")), cancellationToken);
                 continue;
             }
 
             if (registration is { Kind: "apns", Token: { } apnsToken, Topic: { } apnsTopic })
             {
-                await SendThroughAsync("apns", key.User, key.Device, Note, () => _apns is { } apns
+                await SendThroughAsync("apns", key, stored, attempt, Note, () => _apns is { } apns
                     ? apns.SendAsync(apnsToken, apnsTopic, registration.Sandbox == true, payload, Topic(stored.Conv), cancellationToken)
-                    : Task.FromResult((PushOutcome.Failed, "apns is not configured")), cancellationToken);
+                    : Task.FromResult(new PushResult(PushOutcome.Failed, "apns is not configured")), cancellationToken);
                 continue;
             }
 
@@ -231,17 +235,19 @@ internal sealed partial class PushDispatcher(
     }
 
     /// <summary>Sends through a provider, counts and notes the outcome, and forgets a registration the provider says is gone.</summary>
-    private async Task SendThroughAsync(string provider, string user, int device, Action<string, string?> note, Func<Task<(PushOutcome Outcome, string Detail)>> send, CancellationToken cancellationToken)
+    private async Task SendThroughAsync(string provider, (string User, int Device, string Conv) key, EventRecord stored, int attempt, Action<string, string?> note,
+        Func<Task<PushResult>> send, CancellationToken cancellationToken)
     {
+        var (user, device, _) = key;
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        (PushOutcome Outcome, string Detail) result;
+        PushResult result;
         try
         {
             result = await send();
         }
         catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or IOException or System.Security.Cryptography.CryptographicException or JsonException)
         {
-            result = (PushOutcome.Failed, $"{provider}: {ex.Message}");
+            result = new(PushOutcome.Failed, $"{provider}: {ex.Message}");
         }
 
         var took = $"{System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds:0} ms";
@@ -250,6 +256,11 @@ internal sealed partial class PushDispatcher(
             case PushOutcome.Accepted:
                 metrics.PushSent.WithLabels(provider, "ok").Inc();
                 note("pushed", $"{result.Detail}, accepted in {took}");
+                break;
+            case PushOutcome.RetryLater when attempt < MaxAttempts && !_pending.ContainsKey(key):
+                _pending[key] = (stored, Environment.TickCount64 + (long)result.RetryAfter.TotalMilliseconds, attempt + 1);
+                metrics.PushSent.WithLabels(provider, "retry").Inc();
+                note("push deferred", $"{result.Detail}: tried again in {result.RetryAfter.TotalSeconds:0} s (try {attempt} of {MaxAttempts}, {took})");
                 break;
             case PushOutcome.Gone:
                 await accounts.SetPushAsync(user, device, null, cancellationToken);
@@ -266,14 +277,31 @@ internal sealed partial class PushDispatcher(
 
     private long Now() => time.GetUtcNow().ToUnixTimeMilliseconds();
 
-    private HashSet<int> Online(string user) => [.. sessions.Sessions(user).Select(s => s.Device)];
+    /// <summary>The user's devices with a live socket here: open, and heard from within a heartbeat (a phone that went
+    /// out of coverage keeps its socket open for a while, but needs the push).</summary>
+    private HashSet<int> Online(string user)
+    {
+        var silentAfter = gateway.Value.HeartbeatSeconds * 1000L;
+        var now = Environment.TickCount64;
+        return [.. sessions.Sessions(user).Where(s => now - s.LastTraffic <= silentAfter).Select(s => s.Device)];
+    }
 
-    /// <summary>The device's unread count in the conversation, for the badge.</summary>
+    /// <summary>The user's unread messages over all their conversations, for the badge (the first 200 conversations with unread ones).</summary>
     private async Task<long> UnreadAsync(string user, string conv, CancellationToken cancellationToken)
     {
-        var read = (await store.GetMemberCursorAsync(new MemberCursorKey(conv, user), cancellationToken))?.Read ?? 0;
-        var last = await store.GetLastSeqAsync(conv, cancellationToken) ?? 0;
-        return await store.CountUnreadAsync(conv, user, read, last, cancellationToken);
+        long total = 0;
+        var counted = 0;
+        foreach (var member in await store.GetMembershipsAsync(user, cancellationToken))
+        {
+            var last = member.LastVisible;
+            var read = Math.Max((await store.GetMemberCursorAsync(new MemberCursorKey(member.Conv, user), cancellationToken))?.Read ?? 0, member.FirstSeq - 1);
+            if (read < last && counted++ < 200)
+            {
+                total += await store.CountUnreadAsync(member.Conv, user, read, last, cancellationToken);
+            }
+        }
+
+        return total;
     }
 
     /// <summary>The collapse key: a push replaces the one before it for the same conversation (32 base64url characters at most).</summary>
