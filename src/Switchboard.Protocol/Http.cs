@@ -97,6 +97,28 @@ public sealed record JourneyDevice(string User, int Device, bool Delivered, bool
 /// <summary>One step (<c>pushed</c>, <c>not pushed</c>, <c>collapsed</c>, <c>push refused</c>, <c>push failed</c>) at a time (Unix ms), with why.</summary>
 public sealed record JourneyStepInfo(long At, string What, string? Detail);
 
+/// <summary>A signed prekey: its id, the X25519 public key and the identity key's Ed25519 signature over it (base64url).</summary>
+public sealed record SignedPrekey(int Id, string Key, string Signature);
+
+/// <summary>A one-time prekey: its id and X25519 public key (base64url).</summary>
+public sealed record OneTimePrekey(int Id, string Key);
+
+/// <summary>
+/// <c>PUT /v1/devices/current/keys</c>: this device's identity key (Ed25519 public key, base64url), its signed prekey
+/// and one-time prekeys to add. Each part may be left out to keep what is stored (rotate the signed prekey alone, top
+/// up one-time prekeys alone).
+/// </summary>
+public sealed record KeyUpload(string? IdentityKey, SignedPrekey? SignedPrekey, IReadOnlyList<OneTimePrekey>? OneTimePrekeys);
+
+/// <summary>One device's keys to start a session with: a one-time prekey when one was left (it is now used up).</summary>
+public sealed record KeyBundle(string User, int Device, string IdentityKey, SignedPrekey SignedPrekey)
+{
+    public OneTimePrekey? OneTimePrekey { get; init; }
+}
+
+/// <summary><c>GET /v1/devices/current/keys</c>: how many one-time prekeys this device has left on the server.</summary>
+public sealed record KeyCount(int OneTimePrekeys);
+
 /// <summary><c>PUT /v1/conversations/{conv}/mute</c>: until when (Unix ms); absent, until unmuted.</summary>
 public sealed record MuteRequest(long? Until);
 

@@ -22,6 +22,7 @@ internal sealed class AbuseGuard : IDisposable
     private readonly KeyedBuckets _failuresByAccount;
     private readonly KeyedBuckets _groupCreates;
     private readonly KeyedBuckets _groupAdds;
+    private readonly KeyedBuckets _keyFetches;
     private readonly Timer _sweep;
 
     public AbuseGuard(IOptions<AbuseOptions> options, SwitchboardMetrics metrics)
@@ -36,13 +37,14 @@ internal sealed class AbuseGuard : IDisposable
         _failuresByAccount = new KeyedBuckets(_options.LoginFailuresPerAccount, max);
         _groupCreates = new KeyedBuckets(_options.GroupCreatesPerUser, max);
         _groupAdds = new KeyedBuckets(_options.GroupAddsPerUser, max);
+        _keyFetches = new KeyedBuckets(_options.KeyFetchesPerUser, max);
         _sweep = new Timer(static s => ((AbuseGuard)s!).Sweep(), this, TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(10));
 
         metrics.Observe("switchboard_abuse_enabled", "1 when the sign-up, login and device-link limits are on.", () => _options.Enabled ? 1 : 0);
         metrics.Observe("switchboard_abuse_hashes_running", "Password hashes being computed.", () => _hashes.Running);
         metrics.Observe("switchboard_abuse_hashes_queued", "Requests waiting for a password hash slot.", () => _hashes.Queued);
         metrics.Observe("switchboard_abuse_tracked_keys", "Addresses, accounts and users with a bucket that is not full.", () =>
-            _registrations.Count + _links.Count + _failuresByAddress.Count + _failuresByAccount.Count + _groupCreates.Count + _groupAdds.Count);
+            _registrations.Count + _links.Count + _failuresByAddress.Count + _failuresByAccount.Count + _groupCreates.Count + _groupAdds.Count + _keyFetches.Count);
     }
 
     public bool Enabled => _options.Enabled;
@@ -121,6 +123,8 @@ internal sealed class AbuseGuard : IDisposable
 
     public long GroupCreate(string user) => Count("group_creates_per_user", _groupCreates.TryTake(user));
 
+    public long KeyFetch(string user) => Count("key_fetches_per_user", _keyFetches.TryTake(user));
+
     public long GroupAdds(string user, int members) => members <= 0 ? 0 : Count("group_adds_per_user", _groupAdds.TryTake(user, members));
 
     /// <summary>
@@ -174,5 +178,6 @@ internal sealed class AbuseGuard : IDisposable
         _failuresByAccount.Sweep();
         _groupCreates.Sweep();
         _groupAdds.Sweep();
+        _keyFetches.Sweep();
     }
 }

@@ -60,6 +60,9 @@ public sealed class AbuseOptions
     /// <summary>Members a user adds to groups (at creation or later), counted per member.</summary>
     public BucketOptions GroupAddsPerUser { get; set; } = new BucketOptions().With(4096, 1024);
 
+    /// <summary>Key bundles a user fetches (each uses up one-time prekeys of the devices fetched).</summary>
+    public BucketOptions KeyFetchesPerUser { get; set; } = new BucketOptions().With(200, 100);
+
     /// <summary>Addresses, accounts and users tracked per limit; past it, new keys share one bucket.</summary>
     public int MaxTrackedKeys { get; set; } = 100_000;
 
@@ -78,5 +81,6 @@ public sealed class AbuseOptions
         LoginFailuresPerAccount.Validate(nameof(LoginFailuresPerAccount));
         GroupCreatesPerUser.Validate(nameof(GroupCreatesPerUser));
         GroupAddsPerUser.Validate(nameof(GroupAddsPerUser));
+        KeyFetchesPerUser.Validate(nameof(KeyFetchesPerUser));
     }
 }

@@ -82,6 +82,16 @@ internal interface IAccountStore
 
     ValueTask<string?> GetPushAsync(string user, int device, CancellationToken cancellationToken = default);
 
+    /// <summary>Stores a device's identity key and signed prekey (JSON), and adds one-time prekeys (id → key); durable on return.</summary>
+    ValueTask SetDeviceKeysAsync(string user, int device, string? keys, IReadOnlyList<(int Id, string Key)> oneTimeKeys, CancellationToken cancellationToken = default);
+
+    ValueTask<string?> GetDeviceKeysAsync(string user, int device, CancellationToken cancellationToken = default);
+
+    /// <summary>Removes and returns one of the device's one-time prekeys (the lowest id), or null when none is left.</summary>
+    ValueTask<(int Id, string Key)?> TakeOneTimeKeyAsync(string user, int device, CancellationToken cancellationToken = default);
+
+    ValueTask<int> CountOneTimeKeysAsync(string user, int device, CancellationToken cancellationToken = default);
+
     /// <summary>Removes an invite and returns it; null when there was none.</summary>
     ValueTask<InviteRecord?> TakeInviteAsync(string user, string conv, CancellationToken cancellationToken = default);
 }

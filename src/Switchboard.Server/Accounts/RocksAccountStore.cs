@@ -283,6 +283,59 @@ internal sealed class RocksAccountStore(RocksDatabase database) : IAccountStore
         return ValueTask.FromResult(value is null ? null : System.Text.Encoding.UTF8.GetString(value));
     }
 
+    public ValueTask SetDeviceKeysAsync(string user, int device, string? keys, IReadOnlyList<(int Id, string Key)> oneTimeKeys, CancellationToken cancellationToken = default)
+    {
+        var builder = new RocksKeys.Builder();
+        using var lease = database.Enter();
+        using var write = new WriteBatch();
+        if (keys is not null)
+        {
+            write.Put(builder.DeviceKeysOf(user, device).ToArray(), System.Text.Encoding.UTF8.GetBytes(keys), lease.Handles.Meta);
+        }
+
+        foreach (var (id, key) in oneTimeKeys)
+        {
+            write.Put(builder.OneTimeKeyOf(user, device, id).ToArray(), System.Text.Encoding.UTF8.GetBytes(key), lease.Handles.Meta);
+        }
+
+        lease.Db.Write(write, RocksDatabase.Synced);
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask<string?> GetDeviceKeysAsync(string user, int device, CancellationToken cancellationToken = default)
+    {
+        using var lease = database.Enter();
+        var value = lease.Db.Get(new RocksKeys.Builder().DeviceKeysOf(user, device).ToArray(), lease.Handles.Meta);
+        return ValueTask.FromResult(value is null ? null : System.Text.Encoding.UTF8.GetString(value));
+    }
+
+    public ValueTask<(int Id, string Key)?> TakeOneTimeKeyAsync(string user, int device, CancellationToken cancellationToken = default)
+    {
+        var prefix = new RocksKeys.Builder().OneTimeKeyPrefix(user, device).ToArray();
+        using var lease = database.Enter();
+        lock (_writes)
+        {
+            (byte[] Key, int Id, string Value)? first = null;
+            RocksMessageStore.ScanPrefix(lease, lease.Handles.Meta, prefix, (key, value) =>
+                first ??= (key.ToArray(), System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(key[prefix.Length..]), System.Text.Encoding.UTF8.GetString(value)));
+            if (first is not { } found)
+            {
+                return ValueTask.FromResult<(int, string)?>(null);
+            }
+
+            lease.Db.Remove(found.Key, lease.Handles.Meta, RocksDatabase.Synced); // a one-time prekey is handed out once
+            return ValueTask.FromResult<(int, string)?>((found.Id, found.Value));
+        }
+    }
+
+    public ValueTask<int> CountOneTimeKeysAsync(string user, int device, CancellationToken cancellationToken = default)
+    {
+        var count = 0;
+        using var lease = database.Enter();
+        RocksMessageStore.ScanPrefix(lease, lease.Handles.Meta, new RocksKeys.Builder().OneTimeKeyPrefix(user, device).ToArray(), (_, _) => count++);
+        return ValueTask.FromResult(count);
+    }
+
     private static InviteRecord ReadInvite(string user, string conv, ReadOnlySpan<byte> value)
     {
         var r = new RecordCodec.Reader(value);

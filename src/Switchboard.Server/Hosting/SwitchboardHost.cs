@@ -194,6 +194,7 @@ public static class SwitchboardHost
         app.MapConversationEndpoints();
         app.MapGroupEndpoints();
         Push.PushEndpoints.MapPushEndpoints(app);
+        app.MapKeyEndpoints();
         app.MapGateway();
     }
 

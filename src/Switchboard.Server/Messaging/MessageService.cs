@@ -64,7 +64,14 @@ internal sealed partial class MessageService(
     private ValueTask SendAsync(ConnectionContext client, ClientFrame frame, long receivedAt, CancellationToken cancellationToken) =>
         CheckSend(frame) is { } error
             ? BadFrame(client, error, frame.Cid is { Length: > 0 and <= Limits.MaxCidLength } ? frame.Cid : null)
-            : SubmitAsync(client, NewSend(client, frame, client.State.Rate, receivedAt), cancellationToken);
+            : IsRefusedPlaintext(frame)
+                ? delivery.SendToConnectionAsync(client, Frames.Error(ErrorCodes.Forbidden, PlaintextRefused, frame.Cid))
+                : SubmitAsync(client, NewSend(client, frame, client.State.Rate, receivedAt), cancellationToken);
+
+    private const string PlaintextRefused = "this server stores end-to-end encrypted messages only: send e2ee, not body";
+
+    /// <summary>With <c>RequireE2ee</c>, a readable body is refused.</summary>
+    private bool IsRefusedPlaintext(ClientFrame frame) => _options.RequireE2ee && frame.Body is not null;
 
     /// <summary>What is wrong with a send's shape, or null.</summary>
     private string? CheckSend(ClientFrame frame) =>
@@ -103,10 +110,10 @@ internal sealed partial class MessageService(
     public async Task<AppendCommand> SendOverHttpAsync(HttpOrigin origin, ClientFrame frame, CancellationToken cancellationToken)
     {
         var receivedAt = System.Diagnostics.Stopwatch.GetTimestamp();
-        if (CheckSend(frame) is { } error)
+        if (CheckSend(frame) is { } error || IsRefusedPlaintext(frame))
         {
             var refused = new AppendCommand { Origin = origin, Conv = frame.Conv ?? "", Cid = frame.Cid ?? "", Kind = frame.Kind ?? "" };
-            refused.Fail(ErrorCodes.BadFrame, error);
+            refused.Fail(CheckSend(frame) is null ? ErrorCodes.Forbidden : ErrorCodes.BadFrame, CheckSend(frame) ?? PlaintextRefused);
             return refused;
         }
 
@@ -143,6 +150,11 @@ internal sealed partial class MessageService(
 
         var isEdit = frame.T == FrameTypes.Edit;
         string? pendingCode = null, pendingMessage = null;
+        if (isEdit && IsRefusedPlaintext(frame))
+        {
+            return delivery.SendToConnectionAsync(client, Frames.Error(ErrorCodes.Forbidden, PlaintextRefused, cid));
+        }
+
         if (isEdit)
         {
             if (CheckPayload(frame) is { } shape)

@@ -6,6 +6,12 @@ public sealed class MessagingOptions
     /// <summary>Largest plain body in UTF-8 bytes (the protocol's 16 KiB).</summary>
     public int MaxBodyBytes { get; set; } = Protocol.Limits.MaxBodyBytes;
 
+    /// <summary>
+    /// Refuse a plaintext <c>body</c> in sends and edits with <c>forbidden</c>, so nothing readable is stored: only
+    /// <c>e2ee</c> payloads. Off by default in this version, so the raw protocol and the curl examples work.
+    /// </summary>
+    public bool RequireE2ee { get; set; }
+
     /// <summary>Largest e2ee payload in UTF-8 bytes of its JSON.</summary>
     public int MaxE2eeBytes { get; set; } = 48 * 1024;
 

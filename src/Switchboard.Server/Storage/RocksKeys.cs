@@ -23,6 +23,8 @@ namespace Switchboard.Server.Storage;
 ///          'i' user 0 conv                   → an invite to a group (a user's invites, one scan per user)
 ///          'z' user 0 conv                   → muted until (ms; a user's mutes, one scan per user)
 ///          'q' user 0 device                 → the device's push registration (JSON)
+///          'e' user 0 device                 → the device's identity key and signed prekey (JSON)
+///          'o' user 0 device id              → one of the device's one-time prekeys
 ///          '!' name                          → the store's own facts (schema version, import done)
 /// </code>
 /// </summary>
@@ -46,6 +48,8 @@ internal static class RocksKeys
     public const byte Invite = (byte)'i';
     public const byte Mute = (byte)'z';
     public const byte Push = (byte)'q';
+    public const byte DeviceKeys = (byte)'e';
+    public const byte OneTimeKey = (byte)'o';
 
     private static readonly UTF8Encoding Utf8 = new(false, true);
 
@@ -177,6 +181,12 @@ internal static class RocksKeys
     public static Builder MutePrefix(this Builder b, string user) => b.Start(Mute).Name(user);
 
     public static Builder PushOf(this Builder b, string user, int device) => b.Start(Push).Name(user).Int32(device);
+
+    public static Builder DeviceKeysOf(this Builder b, string user, int device) => b.Start(DeviceKeys).Name(user).Int32(device);
+
+    public static Builder OneTimeKeyPrefix(this Builder b, string user, int device) => b.Start(OneTimeKey).Name(user).Int32(device);
+
+    public static Builder OneTimeKeyOf(this Builder b, string user, int device, int id) => b.Start(OneTimeKey).Name(user).Int32(device).Int32(id);
 
     public static Builder StoreFactOf(this Builder b, string name) => b.Start(StoreFact).Text(name);
 

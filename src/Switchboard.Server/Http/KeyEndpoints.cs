@@ -1,0 +1,131 @@
+using System.Buffers.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Options;
+using NSec.Cryptography;
+using Switchboard.Protocol;
+using Switchboard.Server.Abuse;
+using Switchboard.Server.Accounts;
+using static Switchboard.Server.Http.HttpHelpers;
+
+namespace Switchboard.Server.Http;
+
+/// <summary>
+/// The key directory for end-to-end encryption: each device publishes its identity key (Ed25519), a signed prekey
+/// (X25519, signed by the identity key; the signature is checked here) and one-time prekeys; a peer fetches one
+/// bundle per current device of a user, using up one one-time prekey of each (the signed prekey alone once none is
+/// left). The server only stores and hands out public keys.
+/// </summary>
+internal static class KeyEndpoints
+{
+    /// <summary>One-time prekeys a device may keep on the server, and add in one upload.</summary>
+    public const int MaxOneTimePrekeys = 1000;
+
+    public static void MapKeyEndpoints(this IEndpointRouteBuilder app)
+    {
+        app.MapPut("/v1/devices/current/keys", UploadAsync);
+        app.MapGet("/v1/devices/current/keys", CountAsync);
+        app.MapGet("/v1/users/{user}/keys", FetchAsync);
+    }
+
+    private static async Task<IResult> UploadAsync(HttpContext context, AccountService accounts, IAccountStore store, IOptions<AccountsOptions> limits)
+    {
+        if (await AuthenticateAsync(context, accounts) is not { } me)
+        {
+            return Unauthorized();
+        }
+
+        var (body, error) = await ReadAsync(context, SwitchboardJsonContext.Default.KeyUpload, limits.Value.MaxRequestBodyBytes * 4);
+        if (error is not null)
+        {
+            return error;
+        }
+
+        var stored = await store.GetDeviceKeysAsync(me.User, me.Device, context.RequestAborted) is { } json
+            ? JsonSerializer.Deserialize(json, SwitchboardJsonContext.Default.KeyUpload)
+            : null;
+        var identity = body!.IdentityKey ?? stored?.IdentityKey;
+        var signed = body.SignedPrekey ?? stored?.SignedPrekey;
+        if (identity is null || Bytes(identity) is not { Length: 32 } identityBytes)
+        {
+            return Error(400, ErrorCodes.Invalid, "identity_key must be an Ed25519 public key (32 bytes, base64url)");
+        }
+
+        if (signed is null || Bytes(signed.Key) is not { Length: 32 } prekey || Bytes(signed.Signature) is not { Length: 64 } signature
+            || !SignatureAlgorithm.Ed25519.Verify(PublicKey.Import(SignatureAlgorithm.Ed25519, identityBytes, KeyBlobFormat.RawPublicKey), prekey, signature))
+        {
+            return Error(400, ErrorCodes.Invalid, "signed_prekey must be an X25519 public key (32 bytes) with the identity key's Ed25519 signature over it (64 bytes)");
+        }
+
+        var oneTime = body.OneTimePrekeys ?? [];
+        if (oneTime.Any(k => k.Id < 0 || Bytes(k.Key) is not { Length: 32 }) || oneTime.Select(k => k.Id).Distinct().Count() != oneTime.Count)
+        {
+            return Error(400, ErrorCodes.Invalid, "one_time_prekeys must be X25519 public keys (32 bytes) with distinct ids ≥ 0");
+        }
+
+        if (oneTime.Count + await store.CountOneTimeKeysAsync(me.User, me.Device, context.RequestAborted) > MaxOneTimePrekeys)
+        {
+            return Error(413, ErrorCodes.TooLarge, $"a device keeps at most {MaxOneTimePrekeys} one-time prekeys on the server");
+        }
+
+        var keys = JsonSerializer.Serialize(new KeyUpload(identity, signed, null), SwitchboardJsonContext.Default.KeyUpload);
+        await store.SetDeviceKeysAsync(me.User, me.Device, keys, [.. oneTime.Select(k => (k.Id, k.Key))], context.RequestAborted);
+        return Json(new KeyCount(await store.CountOneTimeKeysAsync(me.User, me.Device, context.RequestAborted)), SwitchboardJsonContext.Default.KeyCount);
+    }
+
+    private static async Task<IResult> CountAsync(HttpContext context, AccountService accounts, IAccountStore store)
+    {
+        if (await AuthenticateAsync(context, accounts) is not { } me)
+        {
+            return Unauthorized();
+        }
+
+        return Json(new KeyCount(await store.CountOneTimeKeysAsync(me.User, me.Device, context.RequestAborted)), SwitchboardJsonContext.Default.KeyCount);
+    }
+
+    private static async Task<IResult> FetchAsync(HttpContext context, string user, AccountService accounts, IAccountStore store, AbuseGuard abuse)
+    {
+        if (await AuthenticateAsync(context, accounts) is not { } me)
+        {
+            return Unauthorized();
+        }
+
+        // Each fetch uses up one-time prekeys: bounded per caller, so no one drains another's supply.
+        if (abuse.KeyFetch(me.User) is > 0 and var wait)
+        {
+            return RateLimited(context, wait, "too many key fetches; try again later");
+        }
+
+        if (!Names.IsValidHandle(user) || !await accounts.UserExistsAsync(user, context.RequestAborted))
+        {
+            return Error(404, ErrorCodes.NotFound, "no such user");
+        }
+
+        var bundles = new List<KeyBundle>();
+        foreach (var device in await store.GetDevicesAsync(user, context.RequestAborted))
+        {
+            if (device.Revoked || (user == me.User && device.Device == me.Device)
+                || await store.GetDeviceKeysAsync(user, device.Device, context.RequestAborted) is not { } json
+                || JsonSerializer.Deserialize(json, SwitchboardJsonContext.Default.KeyUpload) is not { IdentityKey: { } identity, SignedPrekey: { } signed })
+            {
+                continue; // no keys published (yet): the caller says the device cannot be reached encrypted
+            }
+
+            var oneTime = await store.TakeOneTimeKeyAsync(user, device.Device, context.RequestAborted);
+            bundles.Add(new KeyBundle(user, device.Device, identity, signed) { OneTimePrekey = oneTime is { } k ? new OneTimePrekey(k.Id, k.Key) : null });
+        }
+
+        return Json(bundles, SwitchboardJsonContext.Default.ListKeyBundle);
+    }
+
+    private static byte[]? Bytes(string? base64Url)
+    {
+        try
+        {
+            return base64Url is null ? null : Base64Url.DecodeFromChars(base64Url.TrimEnd('='));
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
+    }
+}
