@@ -82,6 +82,9 @@ internal interface IAccountStore
 
     ValueTask<string?> GetPushAsync(string user, int device, CancellationToken cancellationToken = default);
 
+    /// <summary>Every user with at least one push registration.</summary>
+    ValueTask<HashSet<string>> GetUsersWithPushAsync(CancellationToken cancellationToken = default);
+
     /// <summary>Stores a device's identity key and signed prekey (JSON), and adds one-time prekeys (id → key); durable on return.</summary>
     ValueTask SetDeviceKeysAsync(string user, int device, string? keys, IReadOnlyList<(int Id, string Key)> oneTimeKeys, CancellationToken cancellationToken = default);
 

@@ -276,6 +276,18 @@ internal sealed class RocksAccountStore(RocksDatabase database) : IAccountStore
         return ValueTask.CompletedTask;
     }
 
+    public ValueTask<HashSet<string>> GetUsersWithPushAsync(CancellationToken cancellationToken = default)
+    {
+        var users = new HashSet<string>(StringComparer.Ordinal);
+        using var lease = database.Enter();
+        RocksMessageStore.ScanPrefix(lease, lease.Handles.Meta, [RocksKeys.Push], (key, _) =>
+        {
+            var name = key[1..];
+            users.Add(System.Text.Encoding.UTF8.GetString(name[..name.IndexOf((byte)0)]));
+        });
+        return ValueTask.FromResult(users);
+    }
+
     public ValueTask<string?> GetPushAsync(string user, int device, CancellationToken cancellationToken = default)
     {
         using var lease = database.Enter();

@@ -49,12 +49,38 @@ internal sealed partial class PushDispatcher(
     private FcmSender? _fcm;
     private ApnsSender? _apns;
 
+    /// <summary>
+    /// Users with at least one push registration, loaded at start and kept as registrations come and go: the commit
+    /// path offers an event only when one of its recipients could be pushed to, so a server without push
+    /// registrations does no push work at all.
+    /// </summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _registered = new(StringComparer.Ordinal);
+    private volatile bool _loaded;
+
+    /// <summary>A registration was made or removed for this user.</summary>
+    public void Registered(string user, bool any)
+    {
+        if (any)
+        {
+            _registered[user] = true;
+        }
+        else
+        {
+            _registered.TryRemove(user, out _);
+        }
+    }
+
     /// <summary>From the commit path: never waits; a full queue drops the event (counted), the store still has it.</summary>
     public void Offer(EventRecord stored, IReadOnlyList<string> members)
     {
         if (!_options.Enabled || stored.Kind is not (EventKinds.Text or EventKinds.Media))
         {
             return; // edits, deletes, group changes and receipts never push
+        }
+
+        if (_loaded && !members.Any(m => m != stored.Sender && _registered.ContainsKey(m)))
+        {
+            return; // no one here could be pushed to
         }
 
         if (!_queue.Writer.TryWrite(new PushCandidate(stored, members)))
@@ -71,6 +97,12 @@ internal sealed partial class PushDispatcher(
             return;
         }
 
+        foreach (var user in await accounts.GetUsersWithPushAsync(stoppingToken))
+        {
+            _registered.TryAdd(user, true);
+        }
+
+        _loaded = true;
         using var auth = new VapidAuthentication(vapid.PublicKey, vapid.PrivateKey) { Subject = _options.VapidSubject };
         using var http = new HttpClient(new VapidAudienceHandler(auth) { InnerHandler = new SocketsHttpHandler { ConnectCallback = ConnectAsync } })
         {
@@ -222,6 +254,7 @@ internal sealed partial class PushDispatcher(
             {
                 // The subscription is gone for good: forget it, as the service asks.
                 await accounts.SetPushAsync(key.User, key.Device, null, cancellationToken);
+                await RefreshAsync(key.User, cancellationToken);
                 metrics.PushSent.WithLabels("webpush", "gone").Inc();
                 Note("push refused", $"webpush: {(int)ex.StatusCode}, the subscription is gone; registration removed ({Took()})");
             }
@@ -264,6 +297,7 @@ internal sealed partial class PushDispatcher(
                 break;
             case PushOutcome.Gone:
                 await accounts.SetPushAsync(user, device, null, cancellationToken);
+                await RefreshAsync(user, cancellationToken);
                 metrics.PushSent.WithLabels(provider, "gone").Inc();
                 note("push refused", $"{result.Detail}: the registration is gone; removed ({took})");
                 break;
@@ -273,6 +307,21 @@ internal sealed partial class PushDispatcher(
                 note("push failed", $"{result.Detail} ({took})");
                 break;
         }
+    }
+
+    /// <summary>After a registration of the user went away: is any other of their devices still registered?</summary>
+    public async Task RefreshAsync(string user, CancellationToken cancellationToken)
+    {
+        foreach (var device in await accounts.GetDevicesAsync(user, cancellationToken))
+        {
+            if (await accounts.GetPushAsync(user, device.Device, cancellationToken) is not null)
+            {
+                Registered(user, true);
+                return;
+            }
+        }
+
+        Registered(user, false);
     }
 
     private long Now() => time.GetUtcNow().ToUnixTimeMilliseconds();

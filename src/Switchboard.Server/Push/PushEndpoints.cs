@@ -63,7 +63,7 @@ internal static class PushEndpoints
         return Json(new JourneyInfo(conv, number, stored.Sender, stored.Ts, devices), SwitchboardJsonContext.Default.JourneyInfo);
     }
 
-    private static async Task<IResult> RegisterAsync(HttpContext context, AccountService accounts, IAccountStore store, IOptions<PushOptions> push, IOptions<AccountsOptions> limits)
+    private static async Task<IResult> RegisterAsync(HttpContext context, AccountService accounts, IAccountStore store, PushDispatcher dispatcher, IOptions<PushOptions> push, IOptions<AccountsOptions> limits)
     {
         if (await AuthenticateAsync(context, accounts) is not { } me)
         {
@@ -83,10 +83,11 @@ internal static class PushEndpoints
 
         // One registration per device: a new one replaces the old.
         await store.SetPushAsync(me.User, me.Device, System.Text.Json.JsonSerializer.Serialize(body!, SwitchboardJsonContext.Default.PushRegistrationRequest), context.RequestAborted);
+        dispatcher.Registered(me.User, true);
         return Results.NoContent();
     }
 
-    private static async Task<IResult> UnregisterAsync(HttpContext context, AccountService accounts, IAccountStore store)
+    private static async Task<IResult> UnregisterAsync(HttpContext context, AccountService accounts, IAccountStore store, PushDispatcher dispatcher)
     {
         if (await AuthenticateAsync(context, accounts) is not { } me)
         {
@@ -94,6 +95,7 @@ internal static class PushEndpoints
         }
 
         await store.SetPushAsync(me.User, me.Device, null, context.RequestAborted);
+        await dispatcher.RefreshAsync(me.User, context.RequestAborted);
         return Results.NoContent();
     }
 
