@@ -145,6 +145,9 @@ public sealed record MsgFrame
     public SystemInfo? System { get; init; }
 }
 
+/// <summary>One device of one user.</summary>
+public sealed record DeviceAddress(string User, int Device);
+
 /// <summary>Server → client: a member's cursor moved.</summary>
 public sealed record ReceiptFrame(string Conv, string User, string Kind, long Seq)
 {
@@ -179,6 +182,9 @@ public sealed record SignalFrame(string T);
 /// <summary>Server → client: something went wrong.</summary>
 public sealed record ErrorFrame(string Code, string Message, string? Ref = null, long? RetryAfter = null, int[]? Devices = null)
 {
+    /// <summary>With <c>devices_changed</c>: every device the message must be encrypted for now.</summary>
+    public IReadOnlyList<DeviceAddress>? Recipients { get; init; }
+
     /// <summary>Frame type.</summary>
     [JsonPropertyOrder(-1)] public string T => FrameTypes.Error;
 }

@@ -85,4 +85,32 @@ public sealed class KeyDirectoryTests(ServerFixture fixture) : IClassFixture<Ser
         var ack = await alice.ExpectAsync("ack");
         Assert.Equal(1, ack.GetProperty("seq").GetInt64());
     }
+
+    [Fact]
+    public async Task A_pairwise_encrypted_send_for_a_stale_device_set_is_devices_changed_with_the_current_list()
+    {
+        var alice = await Server.NewClientAsync();
+        var bobUser = await Server.RegisterAsync();
+        var (phone, _) = await Server.LinkAsync(bobUser);
+        var conv = Conv.Direct(alice.User, bobUser);
+        object For(params (string User, int Device)[] devices) => new { v = 1, to = devices.Select(d => new { user = d.User, device = d.Device, ct = "AAAA" }).ToArray() };
+
+        await alice.SendAsync(new { t = "send", cid = "e1", conv, kind = "text", e2ee = For((bobUser, phone)) });
+        Assert.Equal(1, (await alice.ExpectAsync("ack")).GetProperty("seq").GetInt64());
+
+        // Bob links a laptop: the same set is stale now.
+        var (laptop, _) = await Server.LinkAsync(bobUser);
+        await alice.SendAsync(new { t = "send", cid = "e2", conv, kind = "text", e2ee = For((bobUser, phone)) });
+        var error = await alice.ExpectAsync("error");
+        Assert.Equal(("devices_changed", "e2"), (error.GetProperty("code").GetString(), error.GetProperty("ref").GetString()));
+        Assert.Equal(new[] { phone, laptop }, error.GetProperty("recipients").EnumerateArray().Where(r => r.GetProperty("user").GetString() == bobUser).Select(r => r.GetProperty("device").GetInt32()).Order());
+
+        // The same cid, for every device: stored.
+        await alice.SendAsync(new { t = "send", cid = "e2", conv, kind = "text", e2ee = For((bobUser, phone), (bobUser, laptop)) });
+        Assert.Equal(2, (await alice.ExpectAsync("ack")).GetProperty("seq").GetInt64());
+
+        var (status, body) = await Server.CallAsync(HttpMethod.Post, $"/v1/conversations/{conv}/messages", alice.Token, new { cid = "e3", kind = "text", e2ee = For((bobUser, phone)) });
+        Assert.Equal(HttpStatusCode.Conflict, status);
+        Assert.Equal("devices_changed", body.GetProperty("code").GetString());
+    }
 }

@@ -52,6 +52,7 @@ internal static class ConversationEndpoints
             ErrorCodes.NotFound => Error(404, ErrorCodes.NotFound, command.ErrorMessage!),
             ErrorCodes.TooLarge => Error(413, ErrorCodes.TooLarge, command.ErrorMessage!),
             ErrorCodes.RateLimited => RateLimited(context, command.RetryAfterMs, command.ErrorMessage!),
+            ErrorCodes.DevicesChanged => Results.Json(new ErrorFrame(ErrorCodes.DevicesChanged, command.ErrorMessage!, command.Cid) { Recipients = command.Recipients }, SwitchboardJsonContext.Default.ErrorFrame, statusCode: 409),
             _ => Error(503, ErrorCodes.Unavailable, command.ErrorMessage!),
         };
     }

@@ -107,6 +107,9 @@ internal sealed class AppendCommand : WriteCommand
     /// <summary>The answer for the sender.</summary>
     public AckFrame? Ack { get; set; }
 
+    /// <summary>With <c>devices_changed</c> (HTTP sends): the devices the message must be encrypted for.</summary>
+    public IReadOnlyList<Protocol.DeviceAddress>? Recipients { get; init; }
+
     /// <summary>The new event (null for a duplicate).</summary>
     public EventRecord? Event { get; set; }
 

@@ -23,6 +23,7 @@ internal sealed partial class MessageService(
     PresenceService presence,
     RateGates rates,
     Push.PushDispatcher push,
+    Accounts.IAccountStore accountStore,
     IOptions<MessagingOptions> options,
     SwitchboardMetrics metrics,
     TimeProvider time,
@@ -61,12 +62,64 @@ internal sealed partial class MessageService(
     private ValueTask BadFrame(ConnectionContext client, string message, string? reference) =>
         delivery.SendToConnectionAsync(client, Frames.Error(ErrorCodes.BadFrame, message, reference));
 
-    private ValueTask SendAsync(ConnectionContext client, ClientFrame frame, long receivedAt, CancellationToken cancellationToken) =>
-        CheckSend(frame) is { } error
-            ? BadFrame(client, error, frame.Cid is { Length: > 0 and <= Limits.MaxCidLength } ? frame.Cid : null)
-            : IsRefusedPlaintext(frame)
-                ? delivery.SendToConnectionAsync(client, Frames.Error(ErrorCodes.Forbidden, PlaintextRefused, frame.Cid))
-                : SubmitAsync(client, NewSend(client, frame, client.State.Rate, receivedAt), cancellationToken);
+    private async ValueTask SendAsync(ConnectionContext client, ClientFrame frame, long receivedAt, CancellationToken cancellationToken)
+    {
+        if (CheckSend(frame) is { } error)
+        {
+            await BadFrame(client, error, frame.Cid is { Length: > 0 and <= Limits.MaxCidLength } ? frame.Cid : null);
+        }
+        else if (IsRefusedPlaintext(frame))
+        {
+            await delivery.SendToConnectionAsync(client, Frames.Error(ErrorCodes.Forbidden, PlaintextRefused, frame.Cid));
+        }
+        else if (await DevicesChangedAsync(client, frame, cancellationToken) is { } current)
+        {
+            await delivery.SendToConnectionAsync(client, Frames.Serialize(new ErrorFrame(ErrorCodes.DevicesChanged, DevicesChangedMessage, frame.Cid) { Recipients = current }));
+        }
+        else
+        {
+            await SubmitAsync(client, NewSend(client, frame, client.State.Rate, receivedAt), cancellationToken);
+        }
+    }
+
+    private const string DevicesChangedMessage = "the recipients' devices changed: encrypt for the devices listed and send again with the same cid";
+
+    /// <summary>
+    /// A pairwise-encrypted send (<c>e2ee.to</c>, one ciphertext per device) must name exactly the devices that should
+    /// read it: every current device of every member, but the sending one. Null when it does (or the payload is not
+    /// pairwise); else the devices it should name.
+    /// </summary>
+    private async ValueTask<List<DeviceAddress>?> DevicesChangedAsync(ICommandOrigin origin, ClientFrame frame, CancellationToken cancellationToken)
+    {
+        if (frame.E2ee is not { ValueKind: System.Text.Json.JsonValueKind.Object } e2ee || !e2ee.TryGetProperty("to", out var to) || to.ValueKind != System.Text.Json.JsonValueKind.Array)
+        {
+            return null;
+        }
+
+        var named = new HashSet<(string, int)>();
+        foreach (var entry in to.EnumerateArray())
+        {
+            if (entry.ValueKind == System.Text.Json.JsonValueKind.Object && entry.TryGetProperty("user", out var user) && user.ValueKind == System.Text.Json.JsonValueKind.String
+                && entry.TryGetProperty("device", out var device) && device.TryGetInt32(out var number))
+            {
+                named.Add((user.GetString()!, number));
+            }
+        }
+
+        var current = new List<DeviceAddress>();
+        foreach (var member in await access.CurrentMembersAsync(frame.Conv!, cancellationToken))
+        {
+            foreach (var device in await accountStore.GetDevicesAsync(member, cancellationToken))
+            {
+                if (!device.Revoked && !(member == origin.User && device.Device == origin.Device))
+                {
+                    current.Add(new DeviceAddress(member, device.Device));
+                }
+            }
+        }
+
+        return named.SetEquals(current.Select(d => (d.User, d.Device))) ? null : current;
+    }
 
     private const string PlaintextRefused = "this server stores end-to-end encrypted messages only: send e2ee, not body";
 
@@ -110,6 +163,13 @@ internal sealed partial class MessageService(
     public async Task<AppendCommand> SendOverHttpAsync(HttpOrigin origin, ClientFrame frame, CancellationToken cancellationToken)
     {
         var receivedAt = System.Diagnostics.Stopwatch.GetTimestamp();
+        if (CheckSend(frame) is null && !IsRefusedPlaintext(frame) && await DevicesChangedAsync(origin, frame, cancellationToken) is { } current)
+        {
+            var changed = new AppendCommand { Origin = origin, Conv = frame.Conv ?? "", Cid = frame.Cid ?? "", Kind = frame.Kind ?? "", Recipients = current };
+            changed.Fail(ErrorCodes.DevicesChanged, DevicesChangedMessage);
+            return changed;
+        }
+
         if (CheckSend(frame) is { } error || IsRefusedPlaintext(frame))
         {
             var refused = new AppendCommand { Origin = origin, Conv = frame.Conv ?? "", Cid = frame.Cid ?? "", Kind = frame.Kind ?? "" };
