@@ -25,6 +25,7 @@ public static class FrameTypes
     public const string Presence = "presence";
     public const string Live = "live";
     public const string Synced = "synced";
+    public const string KeysLow = "keys_low";
     public const string Error = "error";
 #pragma warning restore CS1591
 }
@@ -167,6 +168,13 @@ public sealed record PresenceFrame(string User, bool Online, [property: JsonIgno
 {
     /// <summary>Frame type.</summary>
     [JsonPropertyOrder(-1)] public string T => FrameTypes.Presence;
+}
+
+/// <summary>Server → client: this device has few one-time prekeys left on the server; upload more.</summary>
+public sealed record KeysLowFrame(int Count)
+{
+    /// <summary>Frame type.</summary>
+    [JsonPropertyOrder(-1)] public string T => FrameTypes.KeysLow;
 }
 
 /// <summary>Server → client: the sync answer is complete.</summary>

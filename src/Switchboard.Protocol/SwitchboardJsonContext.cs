@@ -20,6 +20,7 @@ namespace Switchboard.Protocol;
 [JsonSerializable(typeof(TypingFrame))]
 [JsonSerializable(typeof(PresenceFrame))]
 [JsonSerializable(typeof(SyncedFrame))]
+[JsonSerializable(typeof(KeysLowFrame))]
 [JsonSerializable(typeof(SignalFrame))]
 [JsonSerializable(typeof(ErrorFrame))]
 [JsonSerializable(typeof(SystemInfo))]

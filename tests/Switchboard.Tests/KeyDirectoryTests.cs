@@ -70,6 +70,18 @@ public sealed class KeyDirectoryTests(ServerFixture fixture) : IClassFixture<Ser
     }
 
     [Fact]
+    public async Task A_device_running_low_on_one_time_prekeys_is_told_on_its_socket()
+    {
+        var alice = await Server.NewClientAsync();
+        var bob = await Server.NewClientAsync();
+        using var identity = NewIdentity();
+        Assert.Equal(HttpStatusCode.OK, (await Server.CallAsync(HttpMethod.Put, "/v1/devices/current/keys", bob.Token, Upload(identity, 0, 2))).Status);
+        Assert.Equal(HttpStatusCode.OK, (await Server.CallAsync(HttpMethod.Get, $"/v1/users/{bob.User}/keys", alice.Token)).Status);
+        var low = await bob.ExpectAsync("keys_low");
+        Assert.Equal(1, low.GetProperty("count").GetInt32());
+    }
+
+    [Fact]
     public async Task With_RequireE2ee_a_plaintext_body_is_forbidden_and_an_e2ee_payload_is_stored()
     {
         await using var server = await TestServer.StartAsync(new Dictionary<string, string?> { ["Switchboard:Messaging:RequireE2ee"] = "true" });

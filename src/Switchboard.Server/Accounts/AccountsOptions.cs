@@ -21,6 +21,9 @@ public sealed class AccountsOptions
     /// <summary>Longest password accepted, so a huge password cannot be used to burn CPU.</summary>
     public int MaxPasswordLength { get; set; } = 1024;
 
+    /// <summary>When a key fetch leaves a device with fewer one-time prekeys than this, its socket is told (<c>keys_low</c>).</summary>
+    public int LowPrekeyCount { get; set; } = 10;
+
     /// <summary>Largest accepted HTTP request body in bytes.</summary>
     public int MaxRequestBodyBytes { get; set; } = 64 * 1024;
 
@@ -31,7 +34,7 @@ public sealed class AccountsOptions
             throw new InvalidOperationException("Switchboard:Accounts: Argon2MemoryKiB must be at least 8 and Argon2Passes at least 1.");
         }
 
-        if (MaxDevicesPerUser < 1 || MaxPasswordLength < Protocol.Limits.MinPasswordLength || MaxRequestBodyBytes < 1024)
+        if (LowPrekeyCount is < 0 or > 1000 || MaxDevicesPerUser < 1 || MaxPasswordLength < Protocol.Limits.MinPasswordLength || MaxRequestBodyBytes < 1024)
         {
             throw new InvalidOperationException("Switchboard:Accounts: limits out of range.");
         }

@@ -82,7 +82,8 @@ internal static class KeyEndpoints
         return Json(new KeyCount(await store.CountOneTimeKeysAsync(me.User, me.Device, context.RequestAborted)), SwitchboardJsonContext.Default.KeyCount);
     }
 
-    private static async Task<IResult> FetchAsync(HttpContext context, string user, AccountService accounts, IAccountStore store, AbuseGuard abuse)
+    private static async Task<IResult> FetchAsync(HttpContext context, string user, AccountService accounts, IAccountStore store, AbuseGuard abuse,
+        Delivery.ILocalSessions sessions, IOptions<AccountsOptions> limits)
     {
         if (await AuthenticateAsync(context, accounts) is not { } me)
         {
@@ -111,6 +112,16 @@ internal static class KeyEndpoints
             }
 
             var oneTime = await store.TakeOneTimeKeyAsync(user, device.Device, context.RequestAborted);
+            if (oneTime is not null && await store.CountOneTimeKeysAsync(user, device.Device, context.RequestAborted) is var left && left < limits.Value.LowPrekeyCount)
+            {
+                // The owner's device is told on its socket, if it has one here, to upload more.
+                var frame = JsonSerializer.SerializeToUtf8Bytes(new KeysLowFrame(left), SwitchboardJsonContext.Default.KeysLowFrame);
+                foreach (var session in sessions.Sessions(user).Where(s => s.Device == device.Device))
+                {
+                    session.Send(frame);
+                }
+            }
+
             bundles.Add(new KeyBundle(user, device.Device, identity, signed) { OneTimePrekey = oneTime is { } k ? new OneTimePrekey(k.Id, k.Key) : null });
         }
 
