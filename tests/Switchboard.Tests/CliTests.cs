@@ -266,32 +266,9 @@ public sealed class CliTests(ServerFixture fixture) : IClassFixture<ServerFixtur
         Directory.CreateDirectory(Path.GetDirectoryName(ConfigOf(user))!);
         await File.WriteAllTextAsync(ConfigOf(user), System.Text.Json.JsonSerializer.Serialize(new { url = server.Address.ToString().TrimEnd('/'), user, device, token }));
 
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, StandardOutputEncoding = Encoding.UTF8 };
-        foreach (var arg in new[] { CliDll(), "chat", "--config", ConfigOf(user) })
-        {
-            info.ArgumentList.Add(arg);
-        }
-
-        using var chat = Process.Start(info)!;
-        var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
-        chat.OutputDataReceived += (_, e) =>
-        {
-            if (e.Data is not null)
-            {
-                lines.Enqueue(e.Data);
-            }
-        };
-        chat.BeginOutputReadLine();
-        _ = chat.StandardError.ReadToEndAsync();
-        async Task WaitForAsync(string text)
-        {
-            var deadline = DateTime.UtcNow.AddSeconds(60);
-            while (!lines.Any(l => l.Contains(text, StringComparison.Ordinal)))
-            {
-                Assert.True(DateTime.UtcNow < deadline && !chat.HasExited, $"chat never printed '{text}': {string.Join(" | ", lines)}");
-                await Task.Delay(50);
-            }
-        }
+        using var chat = LiveChat.Start(CliDll(), "chat", "--config", ConfigOf(user));
+        var (lines, process) = (chat.Lines, chat.Process);
+        Task WaitForAsync(string text) => chat.WaitForAsync(text, TimeSpan.FromSeconds(60));
 
         try
         {
@@ -302,10 +279,10 @@ public sealed class CliTests(ServerFixture fixture) : IClassFixture<ServerFixtur
             await using var again = await TestServer.StartAsync(settings, dataDir);
             await WaitForAsync("(reconnected)");
             Assert.Single(lines, l => l.Contains("connection lost", StringComparison.Ordinal));
-            await chat.StandardInput.WriteLineAsync("/quit");
+            await process.StandardInput.WriteLineAsync("/quit");
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-            await chat.WaitForExitAsync(timeout.Token);
-            Assert.Equal(0, chat.ExitCode);
+            await process.WaitForExitAsync(timeout.Token);
+            Assert.Equal(0, process.ExitCode);
         }
         finally
         {
@@ -342,48 +319,25 @@ public sealed class CliTests(ServerFixture fixture) : IClassFixture<ServerFixtur
     {
         var alice = await LoggedInAsync();
         var bob = await Server.NewClientAsync();
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, StandardOutputEncoding = Encoding.UTF8 };
-        foreach (var arg in new[] { CliDll(), "chat", bob.User, "--url", Server.Address.ToString(), "--config", ConfigOf(alice) })
-        {
-            info.ArgumentList.Add(arg);
-        }
-
-        using var chat = Process.Start(info)!;
-        var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
-        chat.OutputDataReceived += (_, e) =>
-        {
-            if (e.Data is not null)
-            {
-                lines.Enqueue(e.Data);
-            }
-        };
-        chat.BeginOutputReadLine();
-        _ = chat.StandardError.ReadToEndAsync();
-        async Task WaitForAsync(string text)
-        {
-            var deadline = DateTime.UtcNow.AddSeconds(30);
-            while (!lines.Any(l => l.Contains(text, StringComparison.Ordinal)))
-            {
-                Assert.True(DateTime.UtcNow < deadline && !chat.HasExited, $"chat never printed '{text}': {string.Join(" | ", lines)}");
-                await Task.Delay(50);
-            }
-        }
+        using var chat = LiveChat.Start(CliDll(), "chat", bob.User, "--url", Server.Address.ToString(), "--config", ConfigOf(alice));
+        var (lines, process) = (chat.Lines, chat.Process);
+        Task WaitForAsync(string text) => chat.WaitForAsync(text, TimeSpan.FromSeconds(30));
 
         await WaitForAsync("conversations"); // the list, then the socket
-        await chat.StandardInput.WriteLineAsync("/open nobody-" + Guid.NewGuid().ToString("N")[..6]);
+        await process.StandardInput.WriteLineAsync("/open nobody-" + Guid.NewGuid().ToString("N")[..6]);
         await WaitForAsync("error:");
-        await chat.StandardInput.WriteLineAsync("/open " + bob.User);
+        await process.StandardInput.WriteLineAsync("/open " + bob.User);
 
         // Another terminal, the same login and so the same device: the chat keeps its socket and shows the message.
         var (code, _, error) = await RunAsync(alice, null, "send", bob.User, "from another terminal");
         Assert.True(code == 0, error);
         await WaitForAsync("from another terminal");
-        await chat.StandardInput.WriteLineAsync("typed in the chat");
+        await process.StandardInput.WriteLineAsync("typed in the chat");
         await WaitForAsync("typed in the chat ✓");
-        await chat.StandardInput.WriteLineAsync("/quit");
+        await process.StandardInput.WriteLineAsync("/quit");
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        await chat.WaitForExitAsync(timeout.Token);
-        Assert.Equal(0, chat.ExitCode);
+        await process.WaitForExitAsync(timeout.Token);
+        Assert.Equal(0, process.ExitCode);
         Assert.DoesNotContain(lines, l => l.Contains("disconnected", StringComparison.Ordinal));
         Assert.Equal("from another terminal", (await bob.ExpectAsync("msg")).GetProperty("body").GetString());
         Assert.Equal("typed in the chat", (await bob.ExpectAsync("msg")).GetProperty("body").GetString());
@@ -492,5 +446,48 @@ public sealed class CliTests(ServerFixture fixture) : IClassFixture<ServerFixtur
         {
             Assert.Equal(0, report.RootElement.GetProperty("incomplete_posts").GetInt64());
         }
+    }
+
+    /// <summary>A `switchboard chat` process fed through standard input, its output lines collected as they come.</summary>
+    private sealed class LiveChat : IDisposable
+    {
+        private LiveChat(Process process) => Process = process;
+
+        public Process Process { get; }
+
+        public System.Collections.Concurrent.ConcurrentQueue<string> Lines { get; } = new();
+
+        public static LiveChat Start(params string[] args)
+        {
+            var info = new ProcessStartInfo("dotnet") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, StandardOutputEncoding = Encoding.UTF8 };
+            foreach (var arg in args)
+            {
+                info.ArgumentList.Add(arg);
+            }
+
+            var chat = new LiveChat(Process.Start(info)!);
+            chat.Process.OutputDataReceived += (_, e) =>
+            {
+                if (e.Data is not null)
+                {
+                    chat.Lines.Enqueue(e.Data);
+                }
+            };
+            chat.Process.BeginOutputReadLine();
+            _ = chat.Process.StandardError.ReadToEndAsync();
+            return chat;
+        }
+
+        public async Task WaitForAsync(string text, TimeSpan within)
+        {
+            var deadline = DateTime.UtcNow + within;
+            while (!Lines.Any(l => l.Contains(text, StringComparison.Ordinal)))
+            {
+                Assert.True(DateTime.UtcNow < deadline && !Process.HasExited, $"chat never printed '{text}': {string.Join(" | ", Lines)}");
+                await Task.Delay(50);
+            }
+        }
+
+        public void Dispose() => Process.Dispose();
     }
 }

@@ -121,6 +121,11 @@ public sealed class KeyDirectoryTests(ServerFixture fixture) : IClassFixture<Ser
         await alice.SendAsync(new { t = "send", cid = "e2", conv, kind = "text", e2ee = For((bobUser, phone), (bobUser, laptop)) });
         Assert.Equal(2, (await alice.ExpectAsync("ack")).GetProperty("seq").GetInt64());
 
+        // A resend of a stored cid gets its original ack, though its device set is stale by now.
+        await alice.SendAsync(new { t = "send", cid = "e1", conv, kind = "text", e2ee = For((bobUser, phone)) });
+        var dup = await alice.ExpectAsync("ack");
+        Assert.Equal((1L, true), (dup.GetProperty("seq").GetInt64(), dup.GetProperty("dup").GetBoolean()));
+
         var (status, body) = await Server.CallAsync(HttpMethod.Post, $"/v1/conversations/{conv}/messages", alice.Token, new { cid = "e3", kind = "text", e2ee = For((bobUser, phone)) });
         Assert.Equal(HttpStatusCode.Conflict, status);
         Assert.Equal("devices_changed", body.GetProperty("code").GetString());

@@ -90,8 +90,8 @@ internal interface IAccountStore
 
     ValueTask<string?> GetDeviceKeysAsync(string user, int device, CancellationToken cancellationToken = default);
 
-    /// <summary>Removes and returns one of the device's one-time prekeys (the lowest id), or null when none is left.</summary>
-    ValueTask<(int Id, string Key)?> TakeOneTimeKeyAsync(string user, int device, CancellationToken cancellationToken = default);
+    /// <summary>Removes and returns one of the device's one-time prekeys (the lowest id; null when none is left), and how many are left after it.</summary>
+    ValueTask<((int Id, string Key)? Taken, int Left)> TakeOneTimeKeyAsync(string user, int device, CancellationToken cancellationToken = default);
 
     ValueTask<int> CountOneTimeKeysAsync(string user, int device, CancellationToken cancellationToken = default);
 

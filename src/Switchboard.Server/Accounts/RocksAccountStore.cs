@@ -321,22 +321,26 @@ internal sealed class RocksAccountStore(RocksDatabase database) : IAccountStore
         return ValueTask.FromResult(value is null ? null : System.Text.Encoding.UTF8.GetString(value));
     }
 
-    public ValueTask<(int Id, string Key)?> TakeOneTimeKeyAsync(string user, int device, CancellationToken cancellationToken = default)
+    public ValueTask<((int Id, string Key)? Taken, int Left)> TakeOneTimeKeyAsync(string user, int device, CancellationToken cancellationToken = default)
     {
         var prefix = new RocksKeys.Builder().OneTimeKeyPrefix(user, device).ToArray();
         using var lease = database.Enter();
         lock (_writes)
         {
             (byte[] Key, int Id, string Value)? first = null;
+            var count = 0;
             RocksMessageStore.ScanPrefix(lease, lease.Handles.Meta, prefix, (key, value) =>
-                first ??= (key.ToArray(), System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(key[prefix.Length..]), System.Text.Encoding.UTF8.GetString(value)));
+            {
+                count++;
+                first ??= (key.ToArray(), System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(key[prefix.Length..]), System.Text.Encoding.UTF8.GetString(value));
+            });
             if (first is not { } found)
             {
-                return ValueTask.FromResult<(int, string)?>(null);
+                return ValueTask.FromResult<((int, string)?, int)>((null, 0));
             }
 
             lease.Db.Remove(found.Key, lease.Handles.Meta, RocksDatabase.Synced); // a one-time prekey is handed out once
-            return ValueTask.FromResult<(int, string)?>((found.Id, found.Value));
+            return ValueTask.FromResult<((int, string)?, int)>(((found.Id, found.Value), count - 1));
         }
     }
 

@@ -67,5 +67,18 @@ internal static class HttpHelpers
         return await accounts.AuthenticateAsync(header[prefix.Length..].Trim(), context.RequestAborted);
     }
 
+    /// <summary>Base64url (padding tolerated) to bytes; null when absent or not base64url.</summary>
+    public static byte[]? FromBase64Url(string? text)
+    {
+        try
+        {
+            return text is null ? null : System.Buffers.Text.Base64Url.DecodeFromChars(text.TrimEnd('='));
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
+    }
+
     public static IResult Unauthorized() => Error(401, ErrorCodes.Unauthorized, "missing, bad or revoked token");
 }

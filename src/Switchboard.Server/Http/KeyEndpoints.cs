@@ -1,4 +1,3 @@
-using System.Buffers.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Options;
 using NSec.Cryptography;
@@ -45,19 +44,19 @@ internal static class KeyEndpoints
             : null;
         var identity = body!.IdentityKey ?? stored?.IdentityKey;
         var signed = body.SignedPrekey ?? stored?.SignedPrekey;
-        if (identity is null || Bytes(identity) is not { Length: 32 } identityBytes)
+        if (identity is null || FromBase64Url(identity) is not { Length: 32 } identityBytes)
         {
             return Error(400, ErrorCodes.Invalid, "identity_key must be an Ed25519 public key (32 bytes, base64url)");
         }
 
-        if (signed is null || Bytes(signed.Key) is not { Length: 32 } prekey || Bytes(signed.Signature) is not { Length: 64 } signature
+        if (signed is null || FromBase64Url(signed.Key) is not { Length: 32 } prekey || FromBase64Url(signed.Signature) is not { Length: 64 } signature
             || !SignatureAlgorithm.Ed25519.Verify(PublicKey.Import(SignatureAlgorithm.Ed25519, identityBytes, KeyBlobFormat.RawPublicKey), prekey, signature))
         {
             return Error(400, ErrorCodes.Invalid, "signed_prekey must be an X25519 public key (32 bytes) with the identity key's Ed25519 signature over it (64 bytes)");
         }
 
         var oneTime = body.OneTimePrekeys ?? [];
-        if (oneTime.Any(k => k.Id < 0 || Bytes(k.Key) is not { Length: 32 }) || oneTime.Select(k => k.Id).Distinct().Count() != oneTime.Count)
+        if (oneTime.Any(k => k.Id < 0 || FromBase64Url(k.Key) is not { Length: 32 }) || oneTime.Select(k => k.Id).Distinct().Count() != oneTime.Count)
         {
             return Error(400, ErrorCodes.Invalid, "one_time_prekeys must be X25519 public keys (32 bytes) with distinct ids ≥ 0");
         }
@@ -111,8 +110,8 @@ internal static class KeyEndpoints
                 continue; // no keys published (yet): the caller says the device cannot be reached encrypted
             }
 
-            var oneTime = await store.TakeOneTimeKeyAsync(user, device.Device, context.RequestAborted);
-            if (oneTime is not null && await store.CountOneTimeKeysAsync(user, device.Device, context.RequestAborted) is var left && left < limits.Value.LowPrekeyCount)
+            var (oneTime, left) = await store.TakeOneTimeKeyAsync(user, device.Device, context.RequestAborted);
+            if (oneTime is not null && left < limits.Value.LowPrekeyCount)
             {
                 // The owner's device is told on its socket, if it has one here, to upload more.
                 var frame = JsonSerializer.SerializeToUtf8Bytes(new KeysLowFrame(left), SwitchboardJsonContext.Default.KeysLowFrame);
@@ -126,17 +125,5 @@ internal static class KeyEndpoints
         }
 
         return Json(bundles, SwitchboardJsonContext.Default.ListKeyBundle);
-    }
-
-    private static byte[]? Bytes(string? base64Url)
-    {
-        try
-        {
-            return base64Url is null ? null : Base64Url.DecodeFromChars(base64Url.TrimEnd('='));
-        }
-        catch (FormatException)
-        {
-            return null;
-        }
     }
 }

@@ -64,23 +64,29 @@ internal sealed partial class MessageService(
 
     private async ValueTask SendAsync(ConnectionContext client, ClientFrame frame, long receivedAt, CancellationToken cancellationToken)
     {
-        if (CheckSend(frame) is { } error)
-        {
-            await BadFrame(client, error, frame.Cid is { Length: > 0 and <= Limits.MaxCidLength } ? frame.Cid : null);
-        }
-        else if (IsRefusedPlaintext(frame))
-        {
-            await delivery.SendToConnectionAsync(client, Frames.Error(ErrorCodes.Forbidden, PlaintextRefused, frame.Cid));
-        }
-        else if (await DevicesChangedAsync(client, frame, cancellationToken) is { } current)
-        {
-            await delivery.SendToConnectionAsync(client, Frames.Serialize(new ErrorFrame(ErrorCodes.DevicesChanged, DevicesChangedMessage, frame.Cid) { Recipients = current }));
-        }
-        else
+        if (await RefuseSendAsync(client, frame, cancellationToken) is not { } refusal)
         {
             await SubmitAsync(client, NewSend(client, frame, client.State.Rate, receivedAt), cancellationToken);
         }
+        else if (refusal.Code == ErrorCodes.BadFrame)
+        {
+            await BadFrame(client, refusal.Message, frame.Cid is { Length: > 0 and <= Limits.MaxCidLength } ? frame.Cid : null);
+        }
+        else
+        {
+            await delivery.SendToConnectionAsync(client, Frames.Serialize(new ErrorFrame(refusal.Code, refusal.Message, frame.Cid) { Recipients = refusal.Recipients }));
+        }
     }
+
+    /// <summary>A send refused before it reaches the sequencer: its code, message and, for <c>devices_changed</c>, the devices to name.</summary>
+    private sealed record Refusal(string Code, string Message, List<DeviceAddress>? Recipients = null);
+
+    /// <summary>The checks of a send made before the sequencer, on the socket and over HTTP alike; null when it may go on.</summary>
+    private async ValueTask<Refusal?> RefuseSendAsync(ICommandOrigin origin, ClientFrame frame, CancellationToken cancellationToken) =>
+        CheckSend(frame) is { } shape ? new Refusal(ErrorCodes.BadFrame, shape)
+        : IsRefusedPlaintext(frame) ? new Refusal(ErrorCodes.Forbidden, PlaintextRefused)
+        : await DevicesChangedAsync(origin, frame, cancellationToken) is { } current ? new Refusal(ErrorCodes.DevicesChanged, DevicesChangedMessage, current)
+        : null;
 
     private const string DevicesChangedMessage = "the recipients' devices changed: encrypt for the devices listed and send again with the same cid";
 
@@ -92,6 +98,13 @@ internal sealed partial class MessageService(
     private async ValueTask<List<DeviceAddress>?> DevicesChangedAsync(ICommandOrigin origin, ClientFrame frame, CancellationToken cancellationToken)
     {
         if (frame.E2ee is not { ValueKind: System.Text.Json.JsonValueKind.Object } e2ee || !e2ee.TryGetProperty("to", out var to) || to.ValueKind != System.Text.Json.JsonValueKind.Array)
+        {
+            return null;
+        }
+
+        // Duplicates are answered before anything else: a resend of a stored cid gets its original ack, whatever
+        // devices were linked since (the sequencer answers it).
+        if (await store.FindCidAsync(origin.User, frame.Cid!, cancellationToken) is not null)
         {
             return null;
         }
@@ -163,17 +176,10 @@ internal sealed partial class MessageService(
     public async Task<AppendCommand> SendOverHttpAsync(HttpOrigin origin, ClientFrame frame, CancellationToken cancellationToken)
     {
         var receivedAt = System.Diagnostics.Stopwatch.GetTimestamp();
-        if (CheckSend(frame) is null && !IsRefusedPlaintext(frame) && await DevicesChangedAsync(origin, frame, cancellationToken) is { } current)
+        if (await RefuseSendAsync(origin, frame, cancellationToken) is { } refusal)
         {
-            var changed = new AppendCommand { Origin = origin, Conv = frame.Conv ?? "", Cid = frame.Cid ?? "", Kind = frame.Kind ?? "", Recipients = current };
-            changed.Fail(ErrorCodes.DevicesChanged, DevicesChangedMessage);
-            return changed;
-        }
-
-        if (CheckSend(frame) is { } error || IsRefusedPlaintext(frame))
-        {
-            var refused = new AppendCommand { Origin = origin, Conv = frame.Conv ?? "", Cid = frame.Cid ?? "", Kind = frame.Kind ?? "" };
-            refused.Fail(CheckSend(frame) is null ? ErrorCodes.Forbidden : ErrorCodes.BadFrame, CheckSend(frame) ?? PlaintextRefused);
+            var refused = new AppendCommand { Origin = origin, Conv = frame.Conv ?? "", Cid = frame.Cid ?? "", Kind = frame.Kind ?? "", Recipients = refusal.Recipients };
+            refused.Fail(refusal.Code, refusal.Message);
             return refused;
         }
 

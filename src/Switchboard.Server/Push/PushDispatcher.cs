@@ -155,9 +155,9 @@ internal sealed partial class PushDispatcher(
         var due = Environment.TickCount64 + _options.CoalesceMilliseconds;
         foreach (var user in candidate.Members)
         {
-            if (user == stored.Sender)
+            if (user == stored.Sender || (_loaded && !_registered.ContainsKey(user)))
             {
-                continue;
+                continue; // no device of theirs could be pushed to: no store reads for them
             }
 
             var muted = (await accountService.GetMutesAsync(user, cancellationToken)).ContainsKey(stored.Conv);
@@ -208,7 +208,7 @@ internal sealed partial class PushDispatcher(
                 continue;
             }
 
-            var unread = await UnreadAsync(key.User, stored.Conv, cancellationToken);
+            var unread = await UnreadAsync(key.User, cancellationToken);
             var payload = new PushPayload(stored.Conv, stored.Seq, stored.Sender, stored.Kind, unread)
             {
                 Body = _options.IncludeText && stored.E2ee is null && stored.Body is { } body ? body[..Math.Min(body.Length, _options.MaxTextChars)] : null,
@@ -234,36 +234,36 @@ internal sealed partial class PushDispatcher(
                 Note("not pushed", $"no sender for a {registration.Kind} registration");
                 continue;
             }
-            var subscription = new PushSubscription { Endpoint = endpoint };
-            subscription.SetKey(PushEncryptionKeyName.P256DH, p256dh);
-            subscription.SetKey(PushEncryptionKeyName.Auth, secret);
-            var message = new PushMessage(JsonSerializer.Serialize(payload, Protocol.SwitchboardJsonContext.Default.PushPayload))
-            {
-                Topic = Topic(stored.Conv),
-                Urgency = PushMessageUrgency.High,
-            };
-            var started = System.Diagnostics.Stopwatch.GetTimestamp();
-            string Took() => $"{System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds:0} ms";
-            try
-            {
-                await client.RequestPushMessageDeliveryAsync(subscription, message, auth, VapidAuthenticationScheme.Vapid, cancellationToken);
-                metrics.PushSent.WithLabels("webpush", "ok").Inc();
-                Note("pushed", $"webpush to {new Uri(endpoint).Host}: accepted in {Took()}");
-            }
-            catch (PushServiceClientException ex) when (ex.StatusCode is HttpStatusCode.NotFound or HttpStatusCode.Gone)
-            {
-                // The subscription is gone for good: forget it, as the service asks.
-                await accounts.SetPushAsync(key.User, key.Device, null, cancellationToken);
-                await RefreshAsync(key.User, cancellationToken);
-                metrics.PushSent.WithLabels("webpush", "gone").Inc();
-                Note("push refused", $"webpush: {(int)ex.StatusCode}, the subscription is gone; registration removed ({Took()})");
-            }
-            catch (Exception ex) when (ex is PushServiceClientException or HttpRequestException or TaskCanceledException)
-            {
-                metrics.PushSent.WithLabels("webpush", "failed").Inc();
-                LogPushFailed(key.User, key.Device, ex.Message);
-                Note("push failed", $"webpush: {(ex is PushServiceClientException p ? $"{(int)p.StatusCode} " : "")}{ex.Message} ({Took()})");
-            }
+
+            await SendThroughAsync("webpush", key, stored, attempt, Note, () => SendWebPushAsync(client, auth, endpoint, p256dh, secret, payload, stored.Conv, cancellationToken), cancellationToken);
+        }
+    }
+
+    /// <summary>One Web Push (aes128gcm, VAPID) through Lib.Net.Http.WebPush, which waits out a 429's Retry-After itself.</summary>
+    private static async Task<PushResult> SendWebPushAsync(PushServiceClient client, VapidAuthentication auth, string endpoint, string p256dh, string secret,
+        PushPayload payload, string conv, CancellationToken cancellationToken)
+    {
+        var subscription = new PushSubscription { Endpoint = endpoint };
+        subscription.SetKey(PushEncryptionKeyName.P256DH, p256dh);
+        subscription.SetKey(PushEncryptionKeyName.Auth, secret);
+        var message = new PushMessage(JsonSerializer.Serialize(payload, Protocol.SwitchboardJsonContext.Default.PushPayload))
+        {
+            Topic = Topic(conv),
+            Urgency = PushMessageUrgency.High,
+        };
+        var host = new Uri(endpoint).Host;
+        try
+        {
+            await client.RequestPushMessageDeliveryAsync(subscription, message, auth, VapidAuthenticationScheme.Vapid, cancellationToken);
+            return new(PushOutcome.Accepted, $"webpush to {host}");
+        }
+        catch (PushServiceClientException ex) when (ex.StatusCode is HttpStatusCode.NotFound or HttpStatusCode.Gone)
+        {
+            return new(PushOutcome.Gone, $"webpush to {host}: {(int)ex.StatusCode}"); // the subscription is gone for good
+        }
+        catch (PushServiceClientException ex)
+        {
+            return new(PushOutcome.Failed, $"webpush to {host}: {(int)ex.StatusCode} {ex.Message}");
         }
     }
 
@@ -336,7 +336,7 @@ internal sealed partial class PushDispatcher(
     }
 
     /// <summary>The user's unread messages over all their conversations, for the badge (the first 200 conversations with unread ones).</summary>
-    private async Task<long> UnreadAsync(string user, string conv, CancellationToken cancellationToken)
+    private async Task<long> UnreadAsync(string user, CancellationToken cancellationToken)
     {
         long total = 0;
         var counted = 0;

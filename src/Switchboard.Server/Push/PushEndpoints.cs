@@ -116,7 +116,7 @@ internal static class PushEndpoints
                     return "endpoint is on a private address";
                 }
 
-                if (Decoded(request.Keys?.P256dh) is not { Length: 65 } key || key[0] != 4 || Decoded(request.Keys?.Auth) is not { Length: 16 })
+                if (FromBase64Url(request.Keys?.P256dh) is not { Length: 65 } key || key[0] != 4 || FromBase64Url(request.Keys?.Auth) is not { Length: 16 })
                 {
                     return "keys must hold p256dh (an uncompressed P-256 public key, base64url) and auth (16 bytes, base64url)";
                 }
@@ -132,18 +132,6 @@ internal static class PushEndpoints
                     : null;
             default:
                 return "kind must be webpush, fcm or apns";
-        }
-    }
-
-    private static byte[]? Decoded(string? base64Url)
-    {
-        try
-        {
-            return base64Url is null ? null : System.Buffers.Text.Base64Url.DecodeFromChars(base64Url.TrimEnd('='));
-        }
-        catch (FormatException)
-        {
-            return null;
         }
     }
 }
