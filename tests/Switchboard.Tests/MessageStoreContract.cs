@@ -404,7 +404,7 @@ internal sealed class StoreUnderTest(string place, IMessageStore store, IAccount
     public IAccountStore Accounts { get; } = accounts;
 
     /// <summary>The real rules and sequencer over this store, without sockets.</summary>
-    public MessagePath Path() => new(Store, Accounts);
+    public MessagePath Path(bool sharedWriters = false) => new(Store, Accounts, sharedWriters);
 
     public async ValueTask DisposeAsync()
     {
@@ -421,12 +421,12 @@ internal sealed class MessagePath : ICommitObserver, IAsyncDisposable
 {
     private readonly Sequencer _sequencer;
 
-    public MessagePath(IMessageStore store, IAccountStore accounts)
+    public MessagePath(IMessageStore store, IAccountStore accounts, bool sharedWriters = false)
     {
         var messaging = Options.Create(new MessagingOptions());
         var groups = new GroupDirectory(store, messaging);
         var rules = new MessageRules(store, accounts, groups, messaging, new IdGenerator());
-        _sequencer = new Sequencer(store, rules, groups, Options.Create(new StorageOptions()), TimeProvider.System, new SwitchboardMetrics(), NullLogger<Sequencer>.Instance);
+        _sequencer = new Sequencer(store, rules, groups, Options.Create(new StorageOptions { SharedWriters = sharedWriters }), TimeProvider.System, new SwitchboardMetrics(), NullLogger<Sequencer>.Instance);
         _sequencer.Start(this);
     }
 

@@ -20,6 +20,7 @@ internal sealed class SwitchboardMetrics
         Accepted = factory.CreateCounter("switchboard_messaging_accepted_total", "Events made durable and acked (not counting duplicates).");
         Duplicates = factory.CreateCounter("switchboard_messaging_duplicates_total", "Sends answered with dup: true.");
         Rejected = factory.CreateCounter("switchboard_messaging_rejected_total", "Commands refused with an error code.");
+        Conflicts = factory.CreateCounter("switchboard_messaging_head_conflicts_total", "Batch parts decided again because another node appended to the same conversation first (cluster mode).");
         BatchSize = factory.CreateHistogram("switchboard_storage_batch_size", "Commands per group commit.", new HistogramConfiguration
         {
             Buckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096],
@@ -93,6 +94,7 @@ internal sealed class SwitchboardMetrics
     public Counter Accepted { get; }
     public Counter Duplicates { get; }
     public Counter Rejected { get; }
+    public Counter Conflicts { get; }
     public Histogram BatchSize { get; }
     public Histogram PersistLatency { get; }
     public Histogram DeliveryLatency { get; }

@@ -31,6 +31,18 @@ internal abstract class WriteCommand
     /// <summary>Completed after the batch is committed and its results handed out; for callers that wait (HTTP).</summary>
     public TaskCompletionSource? Completion { get; init; }
 
+    /// <summary>How many times the command was decided (more than once when a batch it was in must be decided again).</summary>
+    public int Attempts { get; set; }
+
+    /// <summary>Forgets what deciding it produced, so it can be decided again in a later batch.</summary>
+    public virtual void Reset()
+    {
+        ErrorCode = null;
+        ErrorMessage = null;
+        RetryAfterMs = 0;
+        Members = [];
+    }
+
     public void Fail(string code, string message)
     {
         ErrorCode = code;
@@ -80,6 +92,15 @@ internal sealed class GroupCommand : WriteCommand
         Event = null;
         Group = null;
     }
+
+    public override void Reset()
+    {
+        base.Reset();
+        Event = null;
+        Group = null;
+        CreatedConv = null;
+        Departed = [];
+    }
 }
 
 /// <summary>A send, edit or delete: an event to append to a conversation.</summary>
@@ -119,6 +140,13 @@ internal sealed class AppendCommand : WriteCommand
         Ack = null;
         Event = null;
     }
+
+    public override void Reset()
+    {
+        base.Reset();
+        Ack = null;
+        Event = null;
+    }
 }
 
 /// <summary>A <c>recv</c> or <c>read</c> cursor move.</summary>
@@ -136,6 +164,12 @@ internal sealed class CursorCommand : WriteCommand
     public override void Unwind()
     {
         base.Unwind();
+        DeliveredAdvancedTo = ReadAdvancedTo = null;
+    }
+
+    public override void Reset()
+    {
+        base.Reset();
         DeliveredAdvancedTo = ReadAdvancedTo = null;
     }
 }

@@ -113,6 +113,45 @@ internal sealed partial class MessageRules
         _memberCursors.Clear();
     }
 
+    /// <summary>
+    /// With other writers on the store (cluster mode): the heads of the conversations a batch appends to, read from
+    /// the store in one go before it is decided. A head that is not the cached one means another node appended:
+    /// the cached head and the group (its members may have changed) are read again.
+    /// </summary>
+    public async ValueTask RefreshHeadsAsync(IReadOnlyCollection<string> convs)
+    {
+        if (convs.Count == 0)
+        {
+            return;
+        }
+
+        var heads = await _store.GetLastSeqsAsync(convs);
+        foreach (var conv in convs)
+        {
+            var key = CacheKey.Of(conv);
+            var stored = heads.TryGetValue(conv, out var seq) ? seq : 0;
+            var known = _lastSeq.TryGet(key, out var cached);
+            if (known && cached == stored)
+            {
+                continue;
+            }
+
+            if (stored > 0)
+            {
+                _lastSeq.Set(key, stored);
+            }
+            else
+            {
+                _lastSeq.Remove(key);
+            }
+
+            if (Names.IsGroup(conv))
+            {
+                _groups.Forget(conv);
+            }
+        }
+    }
+
     private async ValueTask AppendAsync(AppendCommand command, long now)
     {
         var user = command.Origin.User;
@@ -122,7 +161,7 @@ internal sealed partial class MessageRules
             return;
         }
 
-        if (await _store.FindCidAsync(user, command.Cid) is { } original)
+        if (await _store.FindCidAsync(user, command.Cid, command.Conv) is { } original)
         {
             command.Ack = new AckFrame(command.Cid, original.Conv, original.Seq, original.Id.ToString(CultureInfo.InvariantCulture), original.Ts, true);
             return;

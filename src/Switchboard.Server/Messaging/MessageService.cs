@@ -104,7 +104,7 @@ internal sealed partial class MessageService(
 
         // Duplicates are answered before anything else: a resend of a stored cid gets its original ack, whatever
         // devices were linked since (the sequencer answers it).
-        if (await store.FindCidAsync(origin.User, frame.Cid!, cancellationToken) is not null)
+        if (await store.FindCidAsync(origin.User, frame.Cid!, frame.Conv, cancellationToken) is not null)
         {
             return null;
         }

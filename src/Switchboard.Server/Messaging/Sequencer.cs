@@ -44,6 +44,17 @@ internal sealed partial class Sequencer : IDisposable
 
     // Cursor moves taken from their lane but left for the next batch (the deciding thread's only), oldest first.
     private readonly List<WriteCommand> _carried = [];
+
+    // Commands of failed batches to decide again, in the order they were first decided (the deciding thread's only).
+    private readonly List<WriteCommand> _retry = [];
+
+    /// <summary>Times a command is decided before a batch failure refuses it as unavailable.</summary>
+    internal const int MaxAttempts = 4;
+
+    // Batches decided and batches whose outcome the deciding thread has taken (the deciding thread's only).
+    private long _decidedCount;
+    private long _takenCount;
+    private readonly SemaphoreSlim _completedSignal = new(0);
     private const int CursorsBetweenLooks = 64;
 
     // One batch waits while one is written: deciding never runs further ahead than that.
@@ -133,7 +144,7 @@ internal sealed partial class Sequencer : IDisposable
     {
         while (true)
         {
-            if (_carried.Count > 0 || _queue.Reader.TryPeek(out _) || _cursors.Reader.TryPeek(out _))
+            if (_carried.Count > 0 || _retry.Count > 0 || _queue.Reader.TryPeek(out _) || _cursors.Reader.TryPeek(out _))
             {
                 return true;
             }
@@ -181,6 +192,13 @@ internal sealed partial class Sequencer : IDisposable
             {
                 PaceSync();
                 var batch = _spareLists.TryDequeue(out var spare) ? spare : new List<WriteCommand>(256);
+                if (_retry.Count > 0)
+                {
+                    // Decided again before anything newer, so seqs still follow each socket's frame order.
+                    batch.AddRange(_retry);
+                    _retry.Clear();
+                }
+
                 var sendRoom = _options.MaxBatch - Math.Min(_carried.Count + cursors.Count, cursorShare);
                 while (batch.Count < sendRoom && reader.TryRead(out var command))
                 {
@@ -200,12 +218,33 @@ internal sealed partial class Sequencer : IDisposable
                     batch.Add(cursor);
                 }
 
-                TakeCompletions();
+                if (TakeCompletions())
+                {
+                    // A batch failed: every batch decided after it fails too. Their commands to decide again are
+                    // known only once they are done, and go first, in order.
+                    WaitForOutstanding();
+                    if (_retry.Count > 0)
+                    {
+                        batch.InsertRange(0, _retry);
+                        _retry.Clear();
+                    }
+                }
+
                 var state = (_spareStates.Count > 0 ? _spareStates.Pop() : new BatchState()).Reset(_epoch);
                 _rules.Begin(state);
                 Exception? broken = null;
                 try
                 {
+                    foreach (var command in batch)
+                    {
+                        command.Attempts++;
+                    }
+
+                    if (_options.SharedWriters)
+                    {
+                        Wait(_rules.RefreshHeadsAsync(AppendedConversations(batch)));
+                    }
+
                     var now = _time.GetUtcNow().ToUnixTimeMilliseconds(); // one time for the whole batch
                     for (var i = 0; i < batch.Count; i++)
                     {
@@ -228,6 +267,7 @@ internal sealed partial class Sequencer : IDisposable
                 }
 
                 _rules.Seal();
+                _decidedCount++;
                 if (state.Writes.MustSync)
                 {
                     _lastSync = Stopwatch.GetTimestamp();
@@ -287,17 +327,49 @@ internal sealed partial class Sequencer : IDisposable
         }
     }
 
-    /// <summary>Moves what completed into the caches, in order; after a failure, starts a new epoch.</summary>
-    private void TakeCompletions()
+    /// <summary>The conversations a batch appends to (not new groups: those have no head yet).</summary>
+    private static HashSet<string> AppendedConversations(List<WriteCommand> batch)
     {
+        var convs = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var command in batch)
+        {
+            if (command is AppendCommand || command is GroupCommand { Op: not GroupOp.Create })
+            {
+                convs.Add(command.Conv);
+            }
+        }
+
+        return convs;
+    }
+
+    /// <summary>Waits until every batch decided so far is done, taking their outcomes.</summary>
+    private void WaitForOutstanding()
+    {
+        while (_takenCount < _decidedCount)
+        {
+            _completedSignal.Wait(TimeSpan.FromMilliseconds(50));
+            TakeCompletions();
+        }
+    }
+
+    /// <summary>
+    /// Moves what completed into the caches, in order; after a failure, starts a new epoch. Commands to decide
+    /// again are gathered in <see cref="_retry"/>. True when a failure started a new epoch.
+    /// </summary>
+    private bool TakeCompletions()
+    {
+        var failed = false;
         while (_completed.TryDequeue(out var done))
         {
+            _takenCount++;
+            _retry.AddRange(done.Retry);
             if (done.Failed)
             {
                 if (done.State.Epoch == _epoch)
                 {
                     _rules.Failed();
                     _epoch++;
+                    failed = true;
                 }
             }
             else if (done.State.Epoch == _epoch)
@@ -310,6 +382,8 @@ internal sealed partial class Sequencer : IDisposable
                 _spareStates.Push(done.State); // written and promoted: nothing refers to it any more
             }
         }
+
+        return failed;
     }
 
     // Reused batch states (the deciding thread's only) and command lists (given back once published).
@@ -346,9 +420,13 @@ internal sealed partial class Sequencer : IDisposable
     {
         var started = Stopwatch.GetTimestamp();
         var state = decided.State;
-        if (decided.Broken is not null || state.Epoch <= Volatile.Read(ref _failedEpoch))
+        if (decided.Broken is not null)
         {
-            Fail(decided, decided.Broken ?? new InvalidOperationException("an earlier batch this one builds on failed"));
+            Fail(decided, decided.Broken);
+        }
+        else if (state.Epoch <= Volatile.Read(ref _failedEpoch))
+        {
+            Fail(decided, new InvalidOperationException("an earlier batch this one builds on failed"), notWritten: true);
         }
         else
         {
@@ -365,6 +443,10 @@ internal sealed partial class Sequencer : IDisposable
                     Failing = null;
                 }
             }
+            catch (PartialCommitException ex)
+            {
+                FailPart(decided, ex);
+            }
             catch (Exception ex)
             {
                 Fail(decided, ex);
@@ -374,6 +456,7 @@ internal sealed partial class Sequencer : IDisposable
         _metrics.PersistLatency.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
         _metrics.BatchSize.Observe(decided.Commands.Count);
         _completed.Enqueue(decided); // the deciding thread may now treat it as committed (or failed)
+        _completedSignal.Release();
     }
 
     private void Publish()
@@ -422,20 +505,82 @@ internal sealed partial class Sequencer : IDisposable
         }
     }
 
-    /// <summary>Nothing of this batch is known to be durable: every sender is told to retry with the same cid.</summary>
-    private void Fail(Decided decided, Exception ex)
+    /// <summary>
+    /// Nothing of this batch is known to be durable. A batch that was never written (it built on one that failed)
+    /// is decided again; one that failed in the store is refused, and every sender is told to retry with the same cid.
+    /// </summary>
+    private void Fail(Decided decided, Exception ex, bool notWritten = false)
     {
         decided.Failed = true;
         Volatile.Write(ref _failedEpoch, Math.Max(Volatile.Read(ref _failedEpoch), decided.State.Epoch));
-        Failing = ex.Message;
-        LogBatchFailed(ex, decided.Commands.Count);
-        foreach (var command in decided.Commands)
+        if (!notWritten)
         {
+            Failing = ex.Message;
+            LogBatchFailed(ex, decided.Commands.Count);
+        }
+
+        var kept = 0;
+        for (var i = 0; i < decided.Commands.Count; i++)
+        {
+            var command = decided.Commands[i];
+            if (notWritten && command.Attempts < MaxAttempts)
+            {
+                command.Reset();
+                decided.Retry.Add(command);
+                continue;
+            }
+
             if (command.ErrorCode is null)
             {
                 command.Unwind();
             }
+
+            decided.Commands[kept++] = command;
         }
+
+        decided.Commands.RemoveRange(kept, decided.Commands.Count - kept);
+    }
+
+    /// <summary>
+    /// Part of the batch was written (a store over shards): commands of the conversations written stand; those of a
+    /// conversation another writer moved are decided again; those of a failed shard are refused as unavailable.
+    /// The caches are read again either way, as after any failure.
+    /// </summary>
+    private void FailPart(Decided decided, PartialCommitException ex)
+    {
+        decided.Failed = true;
+        Volatile.Write(ref _failedEpoch, Math.Max(Volatile.Read(ref _failedEpoch), decided.State.Epoch));
+        if (ex.Failed.Count > 0)
+        {
+            Failing = ex.Message;
+            LogBatchFailed(ex, ex.Failed.Count);
+        }
+        else
+        {
+            _metrics.Conflicts.Inc();
+        }
+
+        var kept = 0;
+        for (var i = 0; i < decided.Commands.Count; i++)
+        {
+            var command = decided.Commands[i];
+            var conv = command is GroupCommand { CreatedConv: { } created } ? created : command.Conv;
+            if (ex.Moved.Contains(conv) && command.Attempts < MaxAttempts)
+            {
+                command.Reset();
+                decided.Retry.Add(command);
+                continue;
+            }
+
+            if ((ex.Moved.Contains(conv) || ex.Failed.Contains(conv)) && command.ErrorCode is null)
+            {
+                command.Unwind();
+            }
+
+            decided.Commands[kept++] = command;
+        }
+
+        decided.Commands.RemoveRange(kept, decided.Commands.Count - kept);
     }
 
     /// <summary>The embedded store completes at once; a store that does not is waited for on this thread.</summary>
@@ -456,6 +601,9 @@ internal sealed partial class Sequencer : IDisposable
         public BatchState State { get; } = state;
         public Exception? Broken { get; } = broken;
         public bool Failed { get; set; }
+
+        /// <summary>Commands taken out of this batch to be decided again.</summary>
+        public List<WriteCommand> Retry { get; } = [];
     }
 
     [LoggerMessage(EventId = 1001, Level = LogLevel.Error, Message = "Group commit of {Count} commands failed; all were refused as unavailable")]

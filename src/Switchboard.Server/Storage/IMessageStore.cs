@@ -23,8 +23,27 @@ internal interface IMessageStore
     /// <summary>The conversation's last seq, or null when it has never had an event.</summary>
     ValueTask<long?> GetLastSeqAsync(string conv, CancellationToken cancellationToken = default);
 
-    /// <summary>Where the sender's event with this cid was stored, or null.</summary>
-    ValueTask<CidRecord?> FindCidAsync(string sender, string cid, CancellationToken cancellationToken = default);
+    /// <summary>
+    /// Where the sender's event with this cid was stored, or null. With <paramref name="conv"/> (the conversation
+    /// the resend names), a store spread over shards looks in that conversation's shard only; the embedded store
+    /// always looks everywhere.
+    /// </summary>
+    ValueTask<CidRecord?> FindCidAsync(string sender, string cid, string? conv = null, CancellationToken cancellationToken = default);
+
+    /// <summary>The last seq of each of these conversations that has events, in one go where the store can.</summary>
+    async ValueTask<Dictionary<string, long>> GetLastSeqsAsync(IReadOnlyCollection<string> convs, CancellationToken cancellationToken = default)
+    {
+        var heads = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (var conv in convs)
+        {
+            if (await GetLastSeqAsync(conv, cancellationToken) is { } seq)
+            {
+                heads[conv] = seq;
+            }
+        }
+
+        return heads;
+    }
 
     ValueTask<EventRecord?> GetEventAsync(string conv, long seq, CancellationToken cancellationToken = default);
 

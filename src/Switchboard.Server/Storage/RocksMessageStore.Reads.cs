@@ -12,7 +12,7 @@ internal sealed partial class RocksMessageStore
         return ValueTask.FromResult(value is null ? (long?)null : RecordCodec.ReadNumber(value));
     }
 
-    public ValueTask<CidRecord?> FindCidAsync(string sender, string cid, CancellationToken cancellationToken = default)
+    public ValueTask<CidRecord?> FindCidAsync(string sender, string cid, string? conv = null, CancellationToken cancellationToken = default)
     {
         using var lease = database.Enter();
         var value = lease.Db.Get(Keys().Cid(sender, cid).Span, lease.Handles.Cids);

@@ -34,6 +34,13 @@ public sealed class StorageOptions
     /// <summary>A batch waits for <see cref="SyncIntervalMicroseconds"/> only while fewer than this many writes are queued.</summary>
     public int SyncIntervalBatch { get; set; } = 4;
 
+    /// <summary>
+    /// Whether other processes append to the same store (cluster mode; set by the host, not a setting). Then the
+    /// heads of a batch's conversations are read from the store before it is decided, and a batch part refused
+    /// because another writer moved a head is decided again.
+    /// </summary>
+    internal bool SharedWriters { get; set; }
+
     /// <summary>Days of history kept; older events are purged by a background job.</summary>
     public int RetentionDays { get; set; } = 30;
 
