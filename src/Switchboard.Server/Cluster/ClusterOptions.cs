@@ -24,6 +24,12 @@ public sealed class ClusterOptions
     /// <summary>NATS (<c>nats://host:port</c>, JetStream enabled): a subject per node for delivery hints.</summary>
     public string Nats { get; set; } = "";
 
+    /// <summary>
+    /// The cluster's name: the prefix of its keys in Redis and its subjects in NATS, so clusters (staging and
+    /// production, say) can share those servers. Letters, digits, <c>-</c> and <c>_</c>.
+    /// </summary>
+    public string Name { get; set; } = "switchboard";
+
     /// <summary>Connections per shard and node (the Npgsql pool's maximum).</summary>
     public int MaxConnectionsPerShard { get; set; } = 32;
 
@@ -59,6 +65,11 @@ public sealed class ClusterOptions
         if (string.IsNullOrWhiteSpace(Nats))
         {
             throw new InvalidOperationException("Switchboard:Cluster:Nats must name the NATS server (nats://host:port).");
+        }
+
+        if (Name.Length is 0 or > 64 || !Name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'))
+        {
+            throw new InvalidOperationException("Switchboard:Cluster:Name must be 1–64 letters, digits, '-' or '_'.");
         }
 
         if (MaxConnectionsPerShard is < 2 or > 1_000)

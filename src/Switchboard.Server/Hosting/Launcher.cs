@@ -32,10 +32,22 @@ public static partial class Launcher
                 LogUnknownSetting(app.Logger, unknown);
             }
 
-            // The store first, before anything listens: a data dir that cannot be used is said so, with its path.
-            _ = app.Services.GetRequiredService<RocksDatabase>();
+            // The store first, before anything listens: a data dir (or a shard) that cannot be used is said so, with
+            // its path (or address).
+            if (Clustered(app))
+            {
+                app.Services.GetRequiredService<Storage.Postgres.PgShards>().PrepareAsync(CancellationToken.None).GetAwaiter().GetResult();
+            }
+            else
+            {
+                _ = app.Services.GetRequiredService<RocksDatabase>();
+            }
         }
         catch (DataDirException ex)
+        {
+            return Fail(ExitCodes.DataDir, ex.Message);
+        }
+        catch (Storage.Postgres.ShardUnavailableException ex)
         {
             return Fail(ExitCodes.DataDir, ex.Message);
         }
@@ -56,14 +68,29 @@ public static partial class Launcher
         var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
         var version = (typeof(Launcher).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "?").Split('+')[0];
         var urls = string.Join(' ', addresses);
-        var dataDir = app.Services.GetRequiredService<RocksDatabase>().DataDir;
-        LogStarted(app.Logger, version, urls, dataDir);
+        if (Clustered(app))
+        {
+            var node = app.Services.GetRequiredService<Cluster.ClusterNode>().Id;
+            var shards = app.Services.GetRequiredService<Storage.Postgres.PgShards>().Count;
+            LogStartedNode(app.Logger, version, urls, node, shards);
+        }
+        else
+        {
+            var dataDir = app.Services.GetRequiredService<RocksDatabase>().DataDir;
+            LogStarted(app.Logger, version, urls, dataDir);
+        }
+
         app.WaitForShutdown();
         return ExitCodes.Ok;
     }
 
     [LoggerMessage(EventId = 1301, Level = LogLevel.Information, Message = "Switchboard {Version} listening on {Urls}, data dir {DataDir}, embedded mode; Ctrl+C stops it")]
     private static partial void LogStarted(ILogger logger, string version, string urls, string dataDir);
+
+    [LoggerMessage(EventId = 1303, Level = LogLevel.Information, Message = "Switchboard {Version} listening on {Urls}, cluster node {Node} on {Shards} PostgreSQL shards; Ctrl+C stops it")]
+    private static partial void LogStartedNode(ILogger logger, string version, string urls, int node, int shards);
+
+    private static bool Clustered(WebApplication app) => app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Cluster.ClusterOptions>>().Value.Enabled;
 
     [LoggerMessage(EventId = 1302, Level = LogLevel.Warning, Message = "{Problem}")]
     private static partial void LogUnknownSetting(ILogger logger, string problem);

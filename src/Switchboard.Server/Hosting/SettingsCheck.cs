@@ -24,6 +24,7 @@ internal static class SettingsCheck
         ("Switchboard:Accounts", typeof(AccountsOptions)),
         ("Switchboard:Fanout", typeof(FanoutOptions)),
         ("Switchboard:Abuse", typeof(AbuseOptions)),
+        ("Switchboard:Cluster", typeof(Cluster.ClusterOptions)),
     ];
 
     /// <summary>Every key that can be set, as configuration paths; lists end in <c>:*</c>.</summary>

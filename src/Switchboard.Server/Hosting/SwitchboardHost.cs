@@ -5,6 +5,7 @@ using Prometheus;
 using Switchboard.Protocol;
 using Switchboard.Server.Abuse;
 using Switchboard.Server.Accounts;
+using Switchboard.Server.Cluster;
 using Switchboard.Server.Delivery;
 using Switchboard.Server.Fanout;
 using Switchboard.Server.Gateway;
@@ -13,12 +14,14 @@ using Switchboard.Server.Messaging;
 using Switchboard.Server.Presence;
 using Switchboard.Server.Routing;
 using Switchboard.Server.Storage;
+using Switchboard.Server.Storage.Postgres;
 
 namespace Switchboard.Server.Hosting;
 
 /// <summary>
 /// The one place that names concrete types: which implementation serves each seam, and in what order the
-/// endpoints are mapped. Embedded mode only, for now: RocksDB, in-memory router, presence and delivery.
+/// endpoints are mapped. Embedded mode (the default): RocksDB, in-memory router, presence and delivery. Cluster mode
+/// (<c>Switchboard:Cluster:Enabled</c>): PostgreSQL shards, Redis for routing and presence, NATS between nodes.
 /// </summary>
 public static class SwitchboardHost
 {
@@ -64,13 +67,14 @@ public static class SwitchboardHost
         var services = builder.Services;
         var config = builder.Configuration;
         var server = Bind<ServerOptions>(services, config.GetSection("Switchboard"), o => o.Validate());
-        Bind<StorageOptions>(services, config.GetSection("Switchboard:Storage"), o => o.Validate());
+        var storage = Bind<StorageOptions>(services, config.GetSection("Switchboard:Storage"), o => o.Validate());
         Bind<GatewayOptions>(services, config.GetSection("Switchboard:Gateway"), o => o.Validate());
         Bind<MessagingOptions>(services, config.GetSection("Switchboard:Messaging"), o => o.Validate());
         Bind<AccountsOptions>(services, config.GetSection("Switchboard:Accounts"), o => o.Validate());
         Bind<FanoutOptions>(services, config.GetSection("Switchboard:Fanout"), o => o.Validate());
         Bind<AbuseOptions>(services, config.GetSection("Switchboard:Abuse"), o => o.Validate());
         Bind<Push.PushOptions>(services, config.GetSection("Switchboard:Push"), o => o.Validate());
+        var cluster = Bind<ClusterOptions>(services, config.GetSection("Switchboard:Cluster"), o => o.Validate());
         // Kestrel's own settings from configuration (Kestrel:Limits:MaxConcurrentConnections and the rest), as its
         // documentation describes them; the gateway applies the connection limits to its own sockets too.
         services.Configure<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>(config.GetSection("Kestrel"));
@@ -90,11 +94,25 @@ public static class SwitchboardHost
         services.AddSingleton(new IdGenerator(server.NodeId));
         services.AddSingleton<SwitchboardMetrics>();
 
-        // Storage: the embedded RocksDB, for messages and accounts.
-        services.AddSingleton<RocksDatabase>();
-        services.AddSingleton<IMessageStore, RocksMessageStore>();
-        services.AddSingleton<IAccountStore, RocksAccountStore>();
-        services.AddHostedService<StoreLifetime>();
+        if (cluster.Enabled)
+        {
+            // Storage: PostgreSQL shards, shared by every node (so appends check the heads they build on).
+            storage.SharedWriters = true;
+            services.AddSingleton(new ClusterNode(server.NodeId));
+            services.AddSingleton(_ => new PgShards(cluster.Shards, cluster.MaxConnectionsPerShard));
+            services.AddSingleton<IMessageStore, PgMessageStore>();
+            services.AddSingleton<IAccountStore, PgAccountStore>();
+            services.AddHostedService<ClusterLifetime>();
+        }
+        else
+        {
+            // Storage: the embedded RocksDB, for messages and accounts.
+            services.AddSingleton<RocksDatabase>();
+            services.AddSingleton<IMessageStore, RocksMessageStore>();
+            services.AddSingleton<IAccountStore, RocksAccountStore>();
+            services.AddHostedService<StoreLifetime>();
+        }
+
         services.AddHostedService<RetentionJob>();
         services.AddHostedService<IdleMemoryTrim>();
 
@@ -109,15 +127,32 @@ public static class SwitchboardHost
         services.AddSingleton<Push.PushDispatcher>();
         services.AddHostedService(sp => sp.GetRequiredService<Push.PushDispatcher>());
 
-        // Routing, presence and delivery: in memory, every socket on this node.
-        services.AddSingleton<ISessionRouter, InMemorySessionRouter>();
-        services.AddSingleton<IPresenceStore, InMemoryPresenceStore>();
         services.AddSingleton<PresenceService>();
         services.AddHostedService<PresenceSweeper>();
         services.AddSingleton<ConnectionTable>();
         services.AddSingleton<ILocalSessions>(sp => sp.GetRequiredService<ConnectionTable>());
         services.AddSingleton<IFanoutQueue, ChannelFanoutQueue>();
-        services.AddSingleton<IDeliveryHub, LocalDeliveryHub>();
+        if (cluster.Enabled)
+        {
+            // Routing and presence in Redis, node-to-node hints over NATS, lost hints repaired from the store.
+            services.AddSingleton<RedisSessionRouter>();
+            services.AddSingleton<ISessionRouter>(sp => sp.GetRequiredService<RedisSessionRouter>());
+            services.AddSingleton<IPresenceStore, RedisPresenceStore>();
+            services.AddSingleton<ClusterBus>();
+            services.AddSingleton<LocalDeliveryHub>();
+            services.AddSingleton<HeadWatch>();
+            services.AddHostedService(sp => sp.GetRequiredService<HeadWatch>());
+            services.AddSingleton<ClusterDeliveryHub>();
+            services.AddSingleton<IDeliveryHub>(sp => sp.GetRequiredService<ClusterDeliveryHub>());
+            services.AddSingleton<IPresenceRelay, BusPresenceRelay>();
+        }
+        else
+        {
+            // Routing, presence and delivery: in memory, every socket on this node.
+            services.AddSingleton<ISessionRouter, InMemorySessionRouter>();
+            services.AddSingleton<IPresenceStore, InMemoryPresenceStore>();
+            services.AddSingleton<IDeliveryHub, LocalDeliveryHub>();
+        }
 
         // The message path: rules and sequencer above the store, then the front that the gateway calls.
         services.AddSingleton<GroupDirectory>();
@@ -172,6 +207,23 @@ public static class SwitchboardHost
                 return Results.Text($"store unavailable: {ex.Message}", statusCode: 503);
             }
         });
+        if (!app.Services.GetRequiredService<IOptions<ClusterOptions>>().Value.Enabled)
+        {
+            MapCheckpoint(app);
+        }
+
+        app.MapMetrics("/metrics", app.Services.GetRequiredService<SwitchboardMetrics>().Registry);
+        app.MapAccountEndpoints();
+        app.MapConversationEndpoints();
+        app.MapGroupEndpoints();
+        Push.PushEndpoints.MapPushEndpoints(app);
+        app.MapKeyEndpoints();
+        app.MapGateway();
+    }
+
+    /// <summary>An embedded store's consistent copy, for backups (a cluster backs up its PostgreSQL shards instead).</summary>
+    private static void MapCheckpoint(WebApplication app)
+    {
         app.MapPost("/v1/admin/checkpoint", (HttpContext context, RocksDatabase database) =>
         {
             // An operator's call on the machine itself: there are no admin accounts, so only loopback may ask.
@@ -189,13 +241,6 @@ public static class SwitchboardHost
                 return Http.HttpHelpers.Error(503, ErrorCodes.Unavailable, $"no checkpoint: {ex.Message}");
             }
         });
-        app.MapMetrics("/metrics", app.Services.GetRequiredService<SwitchboardMetrics>().Registry);
-        app.MapAccountEndpoints();
-        app.MapConversationEndpoints();
-        app.MapGroupEndpoints();
-        Push.PushEndpoints.MapPushEndpoints(app);
-        app.MapKeyEndpoints();
-        app.MapGateway();
     }
 
     private static T Bind<T>(IServiceCollection services, IConfiguration section, Action<T> validate)

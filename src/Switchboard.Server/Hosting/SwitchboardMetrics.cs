@@ -20,6 +20,9 @@ internal sealed class SwitchboardMetrics
         Accepted = factory.CreateCounter("switchboard_messaging_accepted_total", "Events made durable and acked (not counting duplicates).");
         Duplicates = factory.CreateCounter("switchboard_messaging_duplicates_total", "Sends answered with dup: true.");
         Rejected = factory.CreateCounter("switchboard_messaging_rejected_total", "Commands refused with an error code.");
+        BusSent = factory.CreateCounter("switchboard_cluster_bus_messages_total", "NATS messages this node published to other nodes (cluster mode).");
+        BusDropped = factory.CreateCounter("switchboard_cluster_bus_dropped_total", "Hints for other nodes dropped because the outbound queue was full; the store and the sweep stand in for them.");
+        SweepRepaired = factory.CreateCounter("switchboard_cluster_sweep_repaired_total", "Events the sweep delivered from the store because no hint announced them (a lost bus message).");
         Conflicts = factory.CreateCounter("switchboard_messaging_head_conflicts_total", "Batch parts decided again because another node appended to the same conversation first (cluster mode).");
         BatchSize = factory.CreateHistogram("switchboard_storage_batch_size", "Commands per group commit.", new HistogramConfiguration
         {
@@ -95,6 +98,9 @@ internal sealed class SwitchboardMetrics
     public Counter Duplicates { get; }
     public Counter Rejected { get; }
     public Counter Conflicts { get; }
+    public Counter BusSent { get; }
+    public Counter BusDropped { get; }
+    public Counter SweepRepaired { get; }
     public Histogram BatchSize { get; }
     public Histogram PersistLatency { get; }
     public Histogram DeliveryLatency { get; }

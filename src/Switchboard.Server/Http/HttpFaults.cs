@@ -38,7 +38,7 @@ internal static partial class HttpFaults
     {
         for (; ex is not null; ex = ex.InnerException)
         {
-            if (ex is StoreUnavailableException or RocksDbException or DataDirException)
+            if (ex is StoreUnavailableException or RocksDbException or DataDirException or Npgsql.NpgsqlException or Storage.Postgres.ShardUnavailableException or PartialCommitException or TimeoutException)
             {
                 return true;
             }

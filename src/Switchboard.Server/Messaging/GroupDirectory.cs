@@ -132,5 +132,9 @@ internal sealed class GroupDirectory(IMessageStore store, Microsoft.Extensions.O
     {
         _groups.Set(snapshot.Conv, snapshot);
         Interlocked.Increment(ref _publishes);
+        Changed?.Invoke(snapshot.Conv);
     }
+
+    /// <summary>A group's membership or name changed here and is committed (a cluster tells the other nodes).</summary>
+    public event Action<string>? Changed;
 }

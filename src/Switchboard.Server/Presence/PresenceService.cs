@@ -20,7 +20,8 @@ internal sealed class PresenceService(
     IDeliveryHub hub,
     ConversationAccess access,
     AccountService accounts,
-    TimeProvider time)
+    TimeProvider time,
+    IPresenceRelay? relay = null)
 {
     private readonly ConcurrentDictionary<string, HashSet<ConnectionContext>> _watchers = new(StringComparer.Ordinal);
 
@@ -188,9 +189,32 @@ internal sealed class PresenceService(
         await NotifyAsync(user, Messaging.Frames.Serialize(new PresenceFrame(user, false, lastSeen)));
     }
 
-    /// <summary>Sends a delta to the user's watchers; one who no longer shares a conversation is dropped. Caller holds the stripe.</summary>
-    private async ValueTask NotifyAsync(string user, byte[] frame)
+    /// <summary>A presence change another node saw, for the watchers on this node.</summary>
+    public async ValueTask NotifyFromPeerAsync(string user, byte[] frame)
     {
+        var stripe = Stripe(user);
+        await stripe.WaitAsync();
+        try
+        {
+            await NotifyAsync(user, frame, fromPeer: true);
+        }
+        finally
+        {
+            stripe.Release();
+        }
+    }
+
+    /// <summary>
+    /// Sends a delta to the user's watchers (and, in a cluster, to the other nodes' watchers); one who no longer
+    /// shares a conversation is dropped. Caller holds the stripe.
+    /// </summary>
+    private async ValueTask NotifyAsync(string user, byte[] frame, bool fromPeer = false)
+    {
+        if (!fromPeer)
+        {
+            relay?.Publish(user, frame);
+        }
+
         if (!_watchers.TryGetValue(user, out var set))
         {
             return;
@@ -208,6 +232,12 @@ internal sealed class PresenceService(
             }
         }
     }
+}
+
+/// <summary>Carries presence changes to the watchers on other nodes (cluster mode).</summary>
+internal interface IPresenceRelay
+{
+    void Publish(string user, byte[] frame);
 }
 
 /// <summary>Runs the presence sweep: often enough that a lapsed TTL shows within about a second.</summary>

@@ -99,8 +99,15 @@ internal sealed class PgShards : IAsyncDisposable
         return $"{builder.Host}:{builder.Port}/{builder.Database}";
     }
 
+    private int _disposed;
+
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         foreach (var source in _sources)
         {
             await source.DisposeAsync();

@@ -1,0 +1,268 @@
+using System.Threading.Channels;
+using NATS.Client.Core;
+using Switchboard.Server.Hosting;
+
+namespace Switchboard.Server.Cluster;
+
+/// <summary>
+/// Node-to-node hints over NATS core subjects (prefixed with the cluster's name): <c>{name}.node.{id}</c> for what is
+/// meant for one node's sockets, and <c>{name}.all</c> for what every node must hear (a device unlinked, a presence change, a group changed). Nothing
+/// here is needed for correctness: a node delivers from the store by cursor, and a lost hint is repaired by the
+/// next one or by the sweep (<see cref="HeadWatch"/>). So sending never waits on the network: records queue in a
+/// bounded channel (dropped, and counted, when it is full) and one task routes them in batches: one Redis round
+/// trip to locate every recipient of the batch, then one NATS message per node.
+/// </summary>
+internal sealed partial class ClusterBus : IAsyncDisposable
+{
+    private const int MaxRecordsPerRound = 1024;
+    private const int MaxMessageBytes = 512 * 1024;
+
+    private readonly NatsConnection _nats;
+    private readonly string _name;
+    private readonly ClusterNode _node;
+    private readonly RedisSessionRouter _locator;
+    private readonly SwitchboardMetrics _metrics;
+    private readonly ILogger<ClusterBus> _logger;
+    private readonly Channel<(BusRecord Record, bool ToAll)> _outbound = Channel.CreateBounded<(BusRecord, bool)>(new BoundedChannelOptions(65_536)
+    {
+        SingleReader = true,
+        FullMode = BoundedChannelFullMode.DropWrite,
+    });
+
+    private readonly CancellationTokenSource _stopping = new();
+    private Task? _routing;
+    private readonly List<Task> _listening = [];
+    private long _lastFailureLog;
+
+    public ClusterBus(ClusterNode node, Microsoft.Extensions.Options.IOptions<ClusterOptions> clusterOptions, RedisSessionRouter locator, SwitchboardMetrics metrics, ILogger<ClusterBus> logger)
+    {
+        var options = clusterOptions.Value;
+        _node = node;
+        _name = options.Name;
+        _locator = locator;
+        _metrics = metrics;
+        _logger = logger;
+        _nats = new NatsConnection(new NatsOpts
+        {
+            Url = options.Nats,
+            Name = $"switchboard-node-{node.Id}",
+            RetryOnInitialConnect = true, // start without NATS; hints flow once it is there
+            PublishTimeoutOnDisconnected = true, // a publish while NATS is away fails fast instead of waiting
+            CommandTimeout = TimeSpan.FromSeconds(1),
+            SubPendingChannelCapacity = 65_536,
+            MaxReconnectRetry = -1,
+            ReconnectWaitMin = TimeSpan.FromMilliseconds(200),
+            ReconnectWaitMax = TimeSpan.FromSeconds(2),
+        });
+    }
+
+    private string NodeSubject(int node) => $"{_name}.node.{node}";
+
+    private string AllSubject => $"{_name}.all";
+
+    /// <summary>Queues a record for the nodes holding sockets of its users; never waits.</summary>
+    public void Send(BusRecord record) => Queue(record, toAll: false);
+
+    /// <summary>Queues a record for every other node; never waits.</summary>
+    public void Broadcast(BusRecord record) => Queue(record, toAll: true);
+
+    private void Queue(BusRecord record, bool toAll)
+    {
+        if (!_outbound.Writer.TryWrite((record, toAll)))
+        {
+            _metrics.BusDropped.Inc();
+        }
+    }
+
+    /// <summary>Starts routing what is sent and hands what arrives for this node to <paramref name="receive"/>, in arrival order.</summary>
+    public void Start(Func<BusRecord, ValueTask> receive)
+    {
+        _routing = Task.Run(RouteAsync);
+        foreach (var subject in new[] { NodeSubject(_node.Id), AllSubject })
+        {
+            _listening.Add(Task.Run(() => ListenAsync(subject, receive)));
+        }
+    }
+
+    private async Task ListenAsync(string subject, Func<BusRecord, ValueTask> receive)
+    {
+        while (!_stopping.IsCancellationRequested)
+        {
+            try
+            {
+                await foreach (var message in _nats.SubscribeAsync<byte[]>(subject, cancellationToken: _stopping.Token))
+                {
+                    if (message.Data is not { } data)
+                    {
+                        continue;
+                    }
+
+                    var records = BusCodec.Decode(data, out var origin);
+                    if (origin == _node.Id)
+                    {
+                        continue; // this node's own broadcast
+                    }
+
+                    foreach (var record in records)
+                    {
+                        {
+                            try
+                            {
+                                await receive(record);
+                            }
+                            catch (Exception ex) when (ex is not OperationCanceledException)
+                            {
+                                Failed(ex);
+                            }
+                        }
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                Failed(ex);
+                await Task.Delay(500, _stopping.Token).ContinueWith(_ => { }, TaskScheduler.Default);
+            }
+        }
+    }
+
+    private async Task RouteAsync()
+    {
+        var reader = _outbound.Reader;
+        var round = new List<(BusRecord Record, bool ToAll)>(MaxRecordsPerRound);
+        try
+        {
+            while (await reader.WaitToReadAsync(_stopping.Token))
+            {
+                round.Clear();
+                while (round.Count < MaxRecordsPerRound && reader.TryRead(out var record))
+                {
+                    round.Add(record);
+                }
+
+                try
+                {
+                    await RouteRoundAsync(round);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    Failed(ex); // these hints are lost; the store and the sweep stand in for them
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    /// <summary>One batch: locate every user named, then one message per node (split when large), in record order.</summary>
+    private async Task RouteRoundAsync(List<(BusRecord Record, bool ToAll)> round)
+    {
+        var users = new HashSet<string>(StringComparer.Ordinal);
+        var broadcast = new List<BusRecord>();
+        foreach (var (record, toAll) in round)
+        {
+            if (toAll)
+            {
+                broadcast.Add(record);
+            }
+            else if (record.Users is { } named)
+            {
+                users.UnionWith(named);
+            }
+        }
+
+        if (broadcast.Count > 0)
+        {
+            await PublishAsync(AllSubject, broadcast);
+        }
+
+        if (users.Count == 0)
+        {
+            return;
+        }
+
+        var located = await _locator.LocateAsync(users);
+        foreach (var (node, here) in located)
+        {
+            var onNode = new HashSet<string>(here, StringComparer.Ordinal);
+            var records = new List<BusRecord>();
+            foreach (var (record, toAll) in round)
+            {
+                if (toAll || record.Users is not { } named)
+                {
+                    continue;
+                }
+
+                var mine = named.Where(onNode.Contains).ToArray();
+                if (mine.Length > 0)
+                {
+                    records.Add(record with { Users = mine });
+                }
+            }
+
+            await PublishAsync(NodeSubject(node), records);
+        }
+    }
+
+    private async Task PublishAsync(string subject, List<BusRecord> records)
+    {
+        var start = 0;
+        var size = 0;
+        for (var i = 0; i < records.Count; i++)
+        {
+            size += (records[i].Frame?.Length ?? 0) + 64 + ((records[i].Users?.Count ?? 0) * 24);
+            if (size >= MaxMessageBytes || i == records.Count - 1)
+            {
+                var payload = BusCodec.Encode(_node.Id, records.GetRange(start, i - start + 1));
+                await _nats.PublishAsync(subject, payload, cancellationToken: _stopping.Token);
+                _metrics.BusSent.Inc();
+                start = i + 1;
+                size = 0;
+            }
+        }
+    }
+
+    private void Failed(Exception ex)
+    {
+        var now = Environment.TickCount64;
+        if (now - Interlocked.Read(ref _lastFailureLog) > 10_000)
+        {
+            Interlocked.Exchange(ref _lastFailureLog, now);
+            LogBusFailed(ex.Message);
+        }
+    }
+
+    [LoggerMessage(EventId = 1402, Level = LogLevel.Warning, Message = "NATS unavailable ({Reason}); deliveries to other nodes come from the store until it is back")]
+    private partial void LogBusFailed(string reason);
+
+    private int _disposed;
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        _outbound.Writer.TryComplete();
+        await _stopping.CancelAsync();
+        foreach (var task in _listening.Append(_routing ?? Task.CompletedTask))
+        {
+            try
+            {
+                await task.WaitAsync(TimeSpan.FromSeconds(2));
+            }
+            catch (Exception)
+            {
+            }
+        }
+
+        await _nats.DisposeAsync();
+        _stopping.Dispose();
+    }
+}

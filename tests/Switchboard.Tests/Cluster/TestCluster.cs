@@ -1,0 +1,109 @@
+namespace Switchboard.Tests.Cluster;
+
+/// <summary>
+/// Real server nodes in cluster mode, each on its own loopback port, on the real PostgreSQL shards, Redis and NATS
+/// (<see cref="ClusterServices"/>). Every cluster has a name and a schema of its own, so clusters of tests that run
+/// at once never see each other's keys, subjects or rows.
+/// </summary>
+internal sealed class TestCluster : IAsyncDisposable
+{
+    private static int _nodeIds;
+    private readonly Dictionary<string, string?> _extra;
+    private readonly int[] _nodeIdsOfCluster;
+
+    private TestCluster(string name, int nodes, Dictionary<string, string?> extra)
+    {
+        Name = name;
+        _extra = extra;
+        _nodeIdsOfCluster = [.. Enumerable.Range(0, nodes).Select(_ => Interlocked.Increment(ref _nodeIds) % 1000 + 1)];
+        Nodes = new TestServer[nodes];
+    }
+
+    public string Name { get; }
+
+    public TestServer[] Nodes { get; }
+
+    public TestServer this[int index] => Nodes[index];
+
+    public static async Task<TestCluster> StartAsync(int nodes, IDictionary<string, string?>? settings = null)
+    {
+        var cluster = new TestCluster("t" + Guid.NewGuid().ToString("N")[..10], nodes, new Dictionary<string, string?>(settings ?? new Dictionary<string, string?>()));
+        ClusterServices.Current.ShardsIn(cluster.Name); // the schema, on both shards
+        for (var i = 0; i < nodes; i++)
+        {
+            cluster.Nodes[i] = await TestServer.StartAsync(cluster.SettingsOf(i));
+        }
+
+        return cluster;
+    }
+
+    /// <summary>Node <paramref name="index"/>'s settings, as an operator would give them.</summary>
+    public Dictionary<string, string?> SettingsOf(int index)
+    {
+        var services = ClusterServices.Current;
+        var shards = services.ShardsIn(Name);
+        var settings = new Dictionary<string, string?>
+        {
+            ["Switchboard:NodeId"] = _nodeIdsOfCluster[index].ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Switchboard:Cluster:Enabled"] = "true",
+            ["Switchboard:Cluster:Name"] = Name,
+            ["Switchboard:Cluster:Shards:0"] = shards[0],
+            ["Switchboard:Cluster:Shards:1"] = shards[1],
+            ["Switchboard:Cluster:Redis"] = services.Redis,
+            ["Switchboard:Cluster:Nats"] = services.Nats,
+            ["Switchboard:Cluster:SweepSeconds"] = "1",
+            ["Switchboard:Cluster:LocatorTtlSeconds"] = "6",
+            ["Switchboard:Cluster:MaxConnectionsPerShard"] = "8",
+        };
+        foreach (var (key, value) in _extra)
+        {
+            settings[key] = value;
+        }
+
+        return settings;
+    }
+
+    /// <summary>Stops node <paramref name="index"/> and starts it again with the same settings (a new incarnation).</summary>
+    public async Task<TestServer> RestartAsync(int index)
+    {
+        await Nodes[index].DisposeAsync();
+        Nodes[index] = await TestServer.StartAsync(SettingsOf(index));
+        return Nodes[index];
+    }
+
+    /// <summary>Waits until every node has read every other as alive in Redis (they announce themselves every second).</summary>
+    public async Task WaitUntilMeshedAsync()
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(15);
+        while (DateTime.UtcNow < deadline)
+        {
+            if (Nodes.All(n => n.Services.GetRequiredService<Switchboard.Server.Cluster.RedisSessionRouter>().AliveNodes.Count >= Nodes.Length))
+            {
+                return;
+            }
+
+            await Task.Delay(100);
+        }
+
+        throw new TimeoutException("the nodes did not see each other in Redis");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var node in Nodes)
+        {
+            if (node is not null)
+            {
+                await node.DisposeAsync();
+            }
+        }
+
+        try
+        {
+            ClusterServices.Current.DropSchema(Name);
+        }
+        catch (Npgsql.NpgsqlException)
+        {
+        }
+    }
+}
