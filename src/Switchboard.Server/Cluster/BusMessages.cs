@@ -19,6 +19,9 @@ internal enum BusKind : byte
 
     /// <summary>A group's membership changed: drop it from every node's caches.</summary>
     GroupChanged = 5,
+
+    /// <summary>A member's cursors in a group moved (delivered in <c>Seq</c>, read in <c>Read</c>; -1: unchanged).</summary>
+    CursorMoved = 6,
 }
 
 /// <summary>One record of a bus message.</summary>
@@ -30,7 +33,8 @@ internal sealed record BusRecord(
     IReadOnlyList<string>? Users = null,
     string? ExceptUser = null,
     int ExceptDevice = 0,
-    string Reason = "");
+    string Reason = "",
+    long Read = -1);
 
 /// <summary>
 /// The bus's byte layout: a message is the sending node, a count, then records; a record is its kind and its fields, strings as
@@ -63,6 +67,7 @@ internal static class BusCodec
                 w.Write(r.ExceptUser ?? "");
                 w.Write7BitEncodedInt(r.ExceptDevice);
                 w.Write(r.Reason);
+                w.Write7BitEncodedInt64(r.Read);
             }
         }
 
@@ -94,7 +99,8 @@ internal static class BusCodec
                 var except = r.ReadString();
                 var exceptDevice = r.Read7BitEncodedInt();
                 var reason = r.ReadString();
-                list.Add(new BusRecord(kind, conv, seq, frame, users, except.Length == 0 ? null : except, exceptDevice, reason));
+                var read = r.Read7BitEncodedInt64();
+                list.Add(new BusRecord(kind, conv, seq, frame, users, except.Length == 0 ? null : except, exceptDevice, reason, read));
             }
         }
         catch (Exception ex) when (ex is EndOfStreamException or IOException or FormatException or ArgumentException)

@@ -20,6 +20,7 @@ internal sealed class ClusterLifetime(
     ClusterBus bus,
     ClusterDeliveryHub hub,
     GroupDirectory groups,
+    GroupReceipts receipts,
     PresenceService presence,
     HeadWatch heads,
     MessageRules rules,
@@ -38,6 +39,7 @@ internal sealed class ClusterLifetime(
         metrics.Observe("switchboard_cluster_watched_conversations", "Conversations whose heads the sweep checks for lost hints.", () => heads.Count);
         metrics.Observe("switchboard_cluster_nodes_alive", "Nodes alive in Redis, as this node last read them.", () => router.AliveNodes.Count);
         groups.Changed += conv => bus.Broadcast(new BusRecord(BusKind.GroupChanged, conv));
+        receipts.Relay = (conv, user, delivered, read) => bus.Broadcast(new BusRecord(BusKind.CursorMoved, conv, delivered ?? -1, Users: [user], Read: read ?? -1));
         await router.RefreshAsync();
         bus.Start(ReceiveAsync);
         _refreshing = Task.Run(RefreshLoopAsync, CancellationToken.None);
@@ -51,6 +53,10 @@ internal sealed class ClusterLifetime(
                 return presence.NotifyFromPeerAsync(user, record.Frame!);
             case BusKind.GroupChanged:
                 groups.Forget(record.Conv);
+                receipts.Forget(record.Conv);
+                return ValueTask.CompletedTask;
+            case BusKind.CursorMoved when record.Users is [var user]:
+                receipts.CursorMoved(record.Conv, user, record.Seq < 0 ? null : record.Seq, record.Read < 0 ? null : record.Read, fromPeer: true);
                 return ValueTask.CompletedTask;
             default:
                 return hub.ReceiveAsync(record);

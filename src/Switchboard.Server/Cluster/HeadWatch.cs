@@ -11,7 +11,8 @@ namespace Switchboard.Server.Cluster;
 /// <summary>
 /// The repair of lost hints. For every conversation this node has delivered or heard of lately, the last seq it
 /// knows of; every <see cref="ClusterOptions.SweepSeconds"/> the sweep reads those conversations' heads from the
-/// store in one query per shard, and a head past what this node knows means a hint was lost (NATS away, Redis
+/// store in one query per shard, and a head past what this node knows (by events older than a grace of two
+/// seconds, so a hint still on its way is not raced) means a hint was lost (NATS away, Redis
 /// restarted empty, a queue full): the missing events are read from the store and handed to this node's sockets,
 /// which take them in seq order (a client drops a seq it already has). A conversation this node never heard of
 /// cannot be missed by it: its sockets' devices get it on their next connect, from their cursors, or the next
@@ -24,10 +25,14 @@ internal sealed partial class HeadWatch(
     LocalDeliveryHub local,
     ILocalSessions sessions,
     IOptions<ClusterOptions> options,
+    TimeProvider time,
     SwitchboardMetrics metrics,
     ILogger<HeadWatch> logger) : BackgroundService
 {
     internal const int MaxWatched = 100_000;
+
+    /// <summary>An event younger than this may still have its hint on the way: the sweep leaves it to the next pass.</summary>
+    private const long GraceMs = 2_000;
     private const int MaxRepairPerConversation = 500;
 
     private readonly ConcurrentDictionary<string, Entry> _known = new(StringComparer.Ordinal);
@@ -109,14 +114,19 @@ internal sealed partial class HeadWatch(
                 continue;
             }
 
+            var settled = time.GetUtcNow().ToUnixTimeMilliseconds() - GraceMs;
             var missed = await store.ReadAfterAsync(conv, from, head, MaxRepairPerConversation, cancellationToken);
             foreach (var stored in missed)
             {
+                if (stored.Ts > settled)
+                {
+                    break;
+                }
+
                 await local.SendEventAsync(new EventDelivery(conv, stored.Seq, Messaging.Frames.Event(stored), members, null, 0, 0));
                 metrics.SweepRepaired.Inc();
+                Saw(conv, stored.Seq);
             }
-
-            Saw(conv, missed.Count > 0 ? missed[^1].Seq : head);
         }
     }
 

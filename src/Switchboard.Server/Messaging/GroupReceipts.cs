@@ -9,17 +9,41 @@ namespace Switchboard.Server.Messaging;
 /// read cursor in an ordered set, so the minimum over the members other than an author is the first or second
 /// entry: O(log n) per cursor move, never a pass over the members. An author is sent one aggregated receipt
 /// (<c>user: "*"</c>) when that minimum passes one of their text or media events. Runs on the sequencer's thread
-/// only, after commit, so it needs no locks. Bounded (<see cref="MessagingOptions.GroupReceiptCacheEntries"/>
+/// only, after commit (and in a cluster from the bus, hence one lock). Bounded (<see cref="MessagingOptions.GroupReceiptCacheEntries"/>
 /// groups): an evicted group is loaded again from the store's cursors and events, which are the truth.
 /// </summary>
 internal sealed class GroupReceipts(IMessageStore store, GroupDirectory groups, IDeliveryHub delivery, Microsoft.Extensions.Options.IOptions<MessagingOptions> options)
 {
     private readonly BoundedCache<string, Aggregate> _aggregates = new(options.Value.GroupReceiptCacheEntries, StringComparer.Ordinal);
 
+    // The sequencer's publishing thread is the only caller in one process; in a cluster, cursor moves committed by
+    // other nodes arrive from the bus too, so every entry point takes this lock.
+    private readonly Lock _gate = new();
+
     public int Count => _aggregates.Count;
+
+    /// <summary>Told of every cursor move committed here (cluster mode: passed on to the other nodes' aggregates).</summary>
+    public Action<string, string, long?, long?>? Relay { get; set; }
+
+    /// <summary>Drops a group's aggregate; the next use loads it from the store (its membership changed elsewhere).</summary>
+    public void Forget(string conv)
+    {
+        lock (_gate)
+        {
+            _aggregates.Remove(conv);
+        }
+    }
 
     /// <summary>A new event in a group: a text or media one is pending for its author until the members pass it.</summary>
     public void Appended(EventRecord stored)
+    {
+        lock (_gate)
+        {
+            AppendedLocked(stored);
+        }
+    }
+
+    private void AppendedLocked(EventRecord stored)
     {
         if (stored.Kind is not (EventKinds.Text or EventKinds.Media) || Load(stored.Conv) is not { } aggregate)
         {
@@ -30,8 +54,25 @@ internal sealed class GroupReceipts(IMessageStore store, GroupDirectory groups, 
         aggregate.Read.Pending.TryAdd(stored.Sender, stored.Seq);
     }
 
-    /// <summary>A member's cursor moved (values are the member's new cursors, or null when unchanged).</summary>
-    public void CursorMoved(string conv, string user, long? delivered, long? read)
+    /// <summary>
+    /// A member's cursor moved (values are the member's new cursors, or null when unchanged); committed here, or by
+    /// another node (<paramref name="fromPeer"/>). Any node holding the aggregate may then tell an author; a
+    /// receipt is a cumulative cursor, so one told twice is told nothing new.
+    /// </summary>
+    public void CursorMoved(string conv, string user, long? delivered, long? read, bool fromPeer = false)
+    {
+        if (!fromPeer)
+        {
+            Relay?.Invoke(conv, user, delivered, read);
+        }
+
+        lock (_gate)
+        {
+            CursorMovedLocked(conv, user, delivered, read);
+        }
+    }
+
+    private void CursorMovedLocked(string conv, string user, long? delivered, long? read)
     {
         if (Load(conv) is not { } aggregate || !aggregate.Members.Contains(user))
         {
@@ -51,6 +92,14 @@ internal sealed class GroupReceipts(IMessageStore store, GroupDirectory groups, 
 
     /// <summary>Membership changed: leavers no longer hold the minimum back; newcomers count from their join.</summary>
     public void MembershipChanged(GroupSnapshot group, IReadOnlyList<string> departed)
+    {
+        lock (_gate)
+        {
+            MembershipChangedLocked(group, departed);
+        }
+    }
+
+    private void MembershipChangedLocked(GroupSnapshot group, IReadOnlyList<string> departed)
     {
         if (!_aggregates.TryGet(group.Conv, out var aggregate))
         {

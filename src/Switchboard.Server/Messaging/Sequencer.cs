@@ -242,7 +242,7 @@ internal sealed partial class Sequencer : IDisposable
 
                     if (_options.SharedWriters)
                     {
-                        Wait(_rules.RefreshHeadsAsync(AppendedConversations(batch)));
+                        Wait(_rules.RefreshHeadsAsync(ConversationsOf(batch)));
                     }
 
                     var now = _time.GetUtcNow().ToUnixTimeMilliseconds(); // one time for the whole batch
@@ -327,13 +327,16 @@ internal sealed partial class Sequencer : IDisposable
         }
     }
 
-    /// <summary>The conversations a batch appends to (not new groups: those have no head yet).</summary>
-    private static HashSet<string> AppendedConversations(List<WriteCommand> batch)
+    /// <summary>
+    /// The conversations a batch appends to or moves cursors in (a cursor is clamped to the head, which another
+    /// node may have moved); not new groups, which have no head yet.
+    /// </summary>
+    private static HashSet<string> ConversationsOf(List<WriteCommand> batch)
     {
         var convs = new HashSet<string>(StringComparer.Ordinal);
         foreach (var command in batch)
         {
-            if (command is AppendCommand || command is GroupCommand { Op: not GroupOp.Create })
+            if (command is not GroupCommand { Op: GroupOp.Create })
             {
                 convs.Add(command.Conv);
             }
