@@ -37,22 +37,66 @@ internal sealed partial class HeadWatch(
 
     private readonly ConcurrentDictionary<string, Entry> _known = new(StringComparer.Ordinal);
 
-    private sealed class Entry(long seq)
+    /// <summary>
+    /// What this node has seen of a conversation: every seq up to <see cref="Through"/>, and some above it (events
+    /// of several nodes interleave, so seeing seq 9 says nothing of seq 8).
+    /// </summary>
+    private sealed class Entry(long through)
     {
-        public long Seq = seq;
+        public long Through = through;
+        public SortedSet<long>? Ahead;
         public long Heard = Environment.TickCount64;
+
+        public void See(long seq)
+        {
+            if (seq <= Through)
+            {
+                return;
+            }
+
+            if (seq == Through + 1)
+            {
+                Through = seq;
+                Absorb();
+                return;
+            }
+
+            (Ahead ??= []).Add(seq);
+            if (Ahead.Count > MaxAhead)
+            {
+                // Bounded: the oldest gap is given up (a device that missed it finds it by the gap, or on reconnect).
+                Through = Ahead.Min;
+                Ahead.Remove(Through);
+                Absorb();
+            }
+        }
+
+        /// <summary>Moves <see cref="Through"/> over the seqs above it that were seen.</summary>
+        private void Absorb()
+        {
+            while (Ahead is { Count: > 0 } && Ahead.Min <= Through + 1)
+            {
+                Through = Math.Max(Through, Ahead.Min);
+                Ahead.Remove(Ahead.Min);
+            }
+        }
+
+        public bool Saw(long seq) => seq <= Through || (Ahead?.Contains(seq) ?? false);
     }
+
+    private const int MaxAhead = 1_024;
 
     public int Count => _known.Count;
 
     /// <summary>This node delivered, or heard of, the conversation's event at <paramref name="seq"/>.</summary>
     public void Saw(string conv, long seq)
     {
-        var entry = _known.GetOrAdd(conv, static (_, s) => new Entry(s), seq);
-        entry.Heard = Environment.TickCount64;
-        long current;
-        while ((current = Volatile.Read(ref entry.Seq)) < seq && Interlocked.CompareExchange(ref entry.Seq, seq, current) != current)
+        // The first event heard of a conversation: what came before it was this node's devices' to replay.
+        var entry = _known.GetOrAdd(conv, static (_, s) => new Entry(s - 1), seq);
+        lock (entry)
         {
+            entry.Heard = Environment.TickCount64;
+            entry.See(seq);
         }
 
         if (_known.Count > MaxWatched)
@@ -101,16 +145,31 @@ internal sealed partial class HeadWatch(
         var heads = await store.GetLastSeqsAsync(convs, cancellationToken);
         foreach (var (conv, head) in heads)
         {
-            if (!_known.TryGetValue(conv, out var entry) || Volatile.Read(ref entry.Seq) >= head)
+            if (!_known.TryGetValue(conv, out var entry))
             {
                 continue;
             }
 
-            var from = Volatile.Read(ref entry.Seq);
+            long from;
+            lock (entry)
+            {
+                from = entry.Through;
+            }
+
+            if (from >= head)
+            {
+                continue;
+            }
+
             var members = Names.TryParseDirect(conv, out var a, out var b) ? [a, b] : (await groups.GetAsync(conv, cancellationToken))?.Users;
             if (members is null || !members.Any(m => sessions.Sessions(m).Length > 0))
             {
-                Saw(conv, head); // nobody here to tell: their devices catch up from their cursors when they connect
+                lock (entry)
+                {
+                    entry.Through = Math.Max(entry.Through, head); // nobody here to tell: their devices catch up from their cursors
+                    entry.Ahead?.RemoveWhere(s => s <= entry.Through);
+                }
+
                 continue;
             }
 
@@ -120,12 +179,21 @@ internal sealed partial class HeadWatch(
             {
                 if (stored.Ts > settled)
                 {
-                    break;
+                    break; // its hint may still be on the way
                 }
 
-                await local.SendEventAsync(new EventDelivery(conv, stored.Seq, Messaging.Frames.Event(stored), members, null, 0, 0));
-                metrics.SweepRepaired.Inc();
-                Saw(conv, stored.Seq);
+                bool seen;
+                lock (entry)
+                {
+                    seen = entry.Saw(stored.Seq);
+                    entry.See(stored.Seq);
+                }
+
+                if (!seen)
+                {
+                    await local.SendEventAsync(new EventDelivery(conv, stored.Seq, Messaging.Frames.Event(stored), members, null, 0, 0));
+                    metrics.SweepRepaired.Inc();
+                }
             }
         }
     }

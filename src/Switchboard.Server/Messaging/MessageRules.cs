@@ -116,7 +116,8 @@ internal sealed partial class MessageRules
     /// <summary>
     /// With other writers on the store (cluster mode): the heads of the conversations a batch appends to, read from
     /// the store in one go before it is decided. A head that is not the cached one means another node appended:
-    /// the cached head and the group (its members may have changed) are read again.
+    /// the cached head and the group (its members may have changed) are read again. A head that could not be read
+    /// (its shard is down) keeps what is cached; the commit to that shard fails anyway.
     /// </summary>
     public async ValueTask RefreshHeadsAsync(IReadOnlyCollection<string> convs)
     {
@@ -126,10 +127,9 @@ internal sealed partial class MessageRules
         }
 
         var heads = await _store.GetLastSeqsAsync(convs);
-        foreach (var conv in convs)
+        foreach (var (conv, stored) in heads)
         {
             var key = CacheKey.Of(conv);
-            var stored = heads.TryGetValue(conv, out var seq) ? seq : 0;
             var known = _lastSeq.TryGet(key, out var cached);
             if (known && cached == stored)
             {

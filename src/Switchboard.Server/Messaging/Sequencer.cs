@@ -258,7 +258,24 @@ internal sealed partial class Sequencer : IDisposable
                             break;
                         }
 
-                        Wait(_rules.ApplyAsync(batch[i], now));
+                        if (_options.SharedWriters)
+                        {
+                            // A store over shards: a read that fails (its shard is down) refuses that command only,
+                            // so the other shards' commands go on. A command writes to the batch only after its reads.
+                            try
+                            {
+                                Wait(_rules.ApplyAsync(batch[i], now));
+                            }
+                            catch (Exception ex) when (ex is not OutOfMemoryException)
+                            {
+                                LogReadFailed(ex.Message);
+                                batch[i].Fail(Protocol.ErrorCodes.Unavailable, "the conversation's storage is unavailable; retry with the same cid");
+                            }
+                        }
+                        else
+                        {
+                            Wait(_rules.ApplyAsync(batch[i], now));
+                        }
                     }
                 }
                 catch (Exception ex)
@@ -611,6 +628,9 @@ internal sealed partial class Sequencer : IDisposable
 
     [LoggerMessage(EventId = 1001, Level = LogLevel.Error, Message = "Group commit of {Count} commands failed; all were refused as unavailable")]
     private partial void LogBatchFailed(Exception exception, int count);
+
+    [LoggerMessage(EventId = 1003, Level = LogLevel.Warning, Message = "A command was refused as unavailable: a read for it failed ({Reason})")]
+    private partial void LogReadFailed(string reason);
 
     [LoggerMessage(EventId = 1002, Level = LogLevel.Error, Message = "Commit observer failed")]
     private partial void LogObserverFailed(Exception exception);

@@ -30,16 +30,16 @@ internal interface IMessageStore
     /// </summary>
     ValueTask<CidRecord?> FindCidAsync(string sender, string cid, string? conv = null, CancellationToken cancellationToken = default);
 
-    /// <summary>The last seq of each of these conversations that has events, in one go where the store can.</summary>
+    /// <summary>
+    /// The last seq of each of these conversations (0 when it has no events), in one go where the store can. A
+    /// conversation whose part of the store could not be read is left out.
+    /// </summary>
     async ValueTask<Dictionary<string, long>> GetLastSeqsAsync(IReadOnlyCollection<string> convs, CancellationToken cancellationToken = default)
     {
         var heads = new Dictionary<string, long>(StringComparer.Ordinal);
         foreach (var conv in convs)
         {
-            if (await GetLastSeqAsync(conv, cancellationToken) is { } seq)
-            {
-                heads[conv] = seq;
-            }
+            heads[conv] = await GetLastSeqAsync(conv, cancellationToken) ?? 0;
         }
 
         return heads;

@@ -41,6 +41,23 @@ internal static class ClusterServices
         }
     }
 
+    /// <summary>Services of one test's own, for faults that stop or wipe them (the shared ones stay up for the others).</summary>
+    public static PrivateServices StartPrivate()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "switchboard-faults-" + Guid.NewGuid().ToString("N")[..8]);
+        Run("up", dir);
+        return new PrivateServices(Read(dir), dir);
+    }
+
+    private static Settings Read(string dir)
+    {
+        var env = File.ReadAllLines(Path.Combine(dir, "services.env"))
+            .Select(l => l.StartsWith("export ", StringComparison.Ordinal) ? l[7..] : l)
+            .Where(l => l.Contains('='))
+            .ToDictionary(l => l[..l.IndexOf('=')], l => l[(l.IndexOf('=') + 1)..].Trim('"', '\''));
+        return new Settings([env["SWITCHBOARD_SHARD1"], env["SWITCHBOARD_SHARD2"]], env["SWITCHBOARD_REDIS"], env["SWITCHBOARD_NATS"], dir);
+    }
+
     private static Settings Start()
     {
         if (Environment.GetEnvironmentVariable("SWITCHBOARD_SHARD1") is { Length: > 0 } shard1)
@@ -55,11 +72,7 @@ internal static class ClusterServices
         var dir = Path.Combine(Path.GetTempPath(), "switchboard-services-" + Guid.NewGuid().ToString("N")[..8]);
         Run("up", dir);
         AppDomain.CurrentDomain.ProcessExit += (_, _) => Run("down", dir);
-        var env = File.ReadAllLines(Path.Combine(dir, "services.env"))
-            .Select(l => l.StartsWith("export ", StringComparison.Ordinal) ? l[7..] : l)
-            .Where(l => l.Contains('='))
-            .ToDictionary(l => l[..l.IndexOf('=')], l => l[(l.IndexOf('=') + 1)..].Trim('"', '\''));
-        return new Settings([env["SWITCHBOARD_SHARD1"], env["SWITCHBOARD_SHARD2"]], env["SWITCHBOARD_REDIS"], env["SWITCHBOARD_NATS"], dir);
+        return Read(dir);
     }
 
     public static string RepoRoot()
@@ -95,6 +108,40 @@ internal static class ClusterServices
         if (process.ExitCode != 0)
         {
             throw new InvalidOperationException($"services.sh {string.Join(' ', args)} failed ({process.ExitCode}): {output.Result}{errors.Result}");
+        }
+    }
+}
+
+/// <summary>A test's own PostgreSQL shards, Redis and NATS, which it may stop, start and wipe.</summary>
+internal sealed class PrivateServices(ClusterServices.Settings settings, string dir) : IDisposable
+{
+    public ClusterServices.Settings Settings { get; } = settings;
+
+    /// <summary>Stops one of <c>pg1 pg2 redis nats</c> (SIGKILL for Redis and NATS, an immediate stop for PostgreSQL).</summary>
+    public void Stop(string name) => ClusterServices.Run("stop", dir, name);
+
+    /// <summary>Starts it again on the same port; <paramref name="wipe"/> empties its state first.</summary>
+    public void Start(string name, bool wipe = false)
+    {
+        if (wipe)
+        {
+            ClusterServices.Run("start", dir, name, "--wipe");
+        }
+        else
+        {
+            ClusterServices.Run("start", dir, name);
+        }
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            ClusterServices.Run("down", dir);
+            Directory.Delete(dir, recursive: true);
+        }
+        catch (Exception ex) when (ex is IOException or InvalidOperationException or UnauthorizedAccessException)
+        {
         }
     }
 }

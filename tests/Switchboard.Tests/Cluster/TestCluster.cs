@@ -11,9 +11,12 @@ internal sealed class TestCluster : IAsyncDisposable
     private readonly Dictionary<string, string?> _extra;
     private readonly int[] _nodeIdsOfCluster;
 
-    private TestCluster(string name, int nodes, Dictionary<string, string?> extra)
+    private readonly ClusterServices.Settings _services;
+
+    private TestCluster(string name, int nodes, Dictionary<string, string?> extra, ClusterServices.Settings services)
     {
         Name = name;
+        _services = services;
         _extra = extra;
         _nodeIdsOfCluster = [.. Enumerable.Range(0, nodes).Select(_ => Interlocked.Increment(ref _nodeIds) % 1000 + 1)];
         Nodes = new TestServer[nodes];
@@ -25,10 +28,18 @@ internal sealed class TestCluster : IAsyncDisposable
 
     public TestServer this[int index] => Nodes[index];
 
-    public static async Task<TestCluster> StartAsync(int nodes, IDictionary<string, string?>? settings = null)
+    /// <summary>Settings of one node only, over the cluster's (a node reaching Redis through a fault proxy, say).</summary>
+    public Dictionary<int, Dictionary<string, string?>> NodeSettings { get; } = [];
+
+    public static async Task<TestCluster> StartAsync(int nodes, IDictionary<string, string?>? settings = null, ClusterServices.Settings? services = null, Dictionary<int, Dictionary<string, string?>>? nodeSettings = null)
     {
-        var cluster = new TestCluster("t" + Guid.NewGuid().ToString("N")[..10], nodes, new Dictionary<string, string?>(settings ?? new Dictionary<string, string?>()));
-        ClusterServices.Current.ShardsIn(cluster.Name); // the schema, on both shards
+        var cluster = new TestCluster("t" + Guid.NewGuid().ToString("N")[..10], nodes, new Dictionary<string, string?>(settings ?? new Dictionary<string, string?>()), services ?? ClusterServices.Current);
+        foreach (var (index, own) in nodeSettings ?? [])
+        {
+            cluster.NodeSettings[index] = own;
+        }
+
+        cluster._services.ShardsIn(cluster.Name); // the schema, on both shards
         for (var i = 0; i < nodes; i++)
         {
             cluster.Nodes[i] = await TestServer.StartAsync(cluster.SettingsOf(i));
@@ -40,7 +51,7 @@ internal sealed class TestCluster : IAsyncDisposable
     /// <summary>Node <paramref name="index"/>'s settings, as an operator would give them.</summary>
     public Dictionary<string, string?> SettingsOf(int index)
     {
-        var services = ClusterServices.Current;
+        var services = _services;
         var shards = services.ShardsIn(Name);
         var settings = new Dictionary<string, string?>
         {
@@ -55,7 +66,7 @@ internal sealed class TestCluster : IAsyncDisposable
             ["Switchboard:Cluster:LocatorTtlSeconds"] = "6",
             ["Switchboard:Cluster:MaxConnectionsPerShard"] = "8",
         };
-        foreach (var (key, value) in _extra)
+        foreach (var (key, value) in _extra.Concat(NodeSettings.GetValueOrDefault(index) ?? []))
         {
             settings[key] = value;
         }
@@ -100,9 +111,9 @@ internal sealed class TestCluster : IAsyncDisposable
 
         try
         {
-            ClusterServices.Current.DropSchema(Name);
+            _services.DropSchema(Name);
         }
-        catch (Npgsql.NpgsqlException)
+        catch (Exception ex) when (ex is Npgsql.NpgsqlException or System.Net.Sockets.SocketException or TimeoutException)
         {
         }
     }

@@ -93,16 +93,25 @@ internal sealed class PgAccountStore(PgShards shards) : IAccountStore
         return true;
     }
 
+    /// <summary>Asks every shard; a token found on one that answered is enough (a shard down refuses only its own users).</summary>
     public async ValueTask<DeviceIdentity?> FindByTokenAsync(byte[] tokenHash, CancellationToken cancellationToken = default)
     {
-        var found = await Task.WhenAll(Enumerable.Range(0, shards.Count).Select(async shard =>
+        var reads = Enumerable.Range(0, shards.Count).Select(async shard =>
         {
             await using var command = shards[shard].CreateCommand("SELECT usr, device, last_active FROM devices WHERE token_hash = @token AND NOT revoked");
             command.Parameters.AddWithValue("token", tokenHash);
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             return await reader.ReadAsync(cancellationToken) ? new DeviceIdentity(reader.GetString(0), reader.GetInt32(1), reader.GetInt64(2)) : null;
-        }));
-        return found.FirstOrDefault(f => f is not null);
+        }).ToList();
+        try
+        {
+            await Task.WhenAll(reads);
+        }
+        catch (Exception) when (reads.Any(r => r.IsCompletedSuccessfully && r.Result is not null))
+        {
+        }
+
+        return reads.Select(r => r.Result).FirstOrDefault(f => f is not null);
     }
 
     public async ValueTask<bool> RevokeDeviceAsync(string user, int device, CancellationToken cancellationToken = default)

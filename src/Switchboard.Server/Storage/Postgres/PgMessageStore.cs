@@ -294,31 +294,39 @@ internal sealed class PgMessageStore(PgShards shards) : IMessageStore
         return value is long seq && seq > 0 ? seq : null;
     }
 
+    /// <summary>
+    /// Heads in one query per shard, in parallel. Conversations read without events are there with 0; those on a
+    /// shard that could not be read are left out, so a shard that is down holds up nothing of the others.
+    /// </summary>
     public async ValueTask<Dictionary<string, long>> GetLastSeqsAsync(IReadOnlyCollection<string> convs, CancellationToken cancellationToken = default)
     {
         var result = new Dictionary<string, long>(StringComparer.Ordinal);
         var byShard = convs.GroupBy(shards.ForConversation).ToList();
         var reads = byShard.Select(async group =>
         {
-            await using var command = Command(group.Key, "SELECT conv, last_seq FROM conversations WHERE conv = ANY(@convs)");
-            command.Parameters.AddWithValue("convs", group.ToArray());
-            var rows = new List<(string, long)>();
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            while (await reader.ReadAsync(cancellationToken))
+            var rows = group.ToDictionary(c => c, _ => 0L, StringComparer.Ordinal);
+            try
             {
-                rows.Add((reader.GetString(0), reader.GetInt64(1)));
-            }
+                await using var command = Command(group.Key, "SELECT conv, last_seq FROM conversations WHERE conv = ANY(@convs)");
+                command.Parameters.AddWithValue("convs", group.ToArray());
+                await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+                while (await reader.ReadAsync(cancellationToken))
+                {
+                    rows[reader.GetString(0)] = reader.GetInt64(1);
+                }
 
-            return rows;
+                return rows;
+            }
+            catch (Exception ex) when (ex is NpgsqlException or TimeoutException or System.Net.Sockets.SocketException)
+            {
+                return [];
+            }
         }).ToArray();
         foreach (var rows in await Task.WhenAll(reads))
         {
             foreach (var (conv, seq) in rows)
             {
-                if (seq > 0)
-                {
-                    result[conv] = seq;
-                }
+                result[conv] = seq;
             }
         }
 
@@ -420,9 +428,14 @@ internal sealed class PgMessageStore(PgShards shards) : IMessageStore
         return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
     }
 
+    /// <summary>
+    /// Every shard's memberships of the user. A shard that cannot be read is left out (its conversations cannot
+    /// change while it is down); the device's cursors for them stay where they were, so nothing is skipped.
+    /// Only when no shard answers is this a failure.
+    /// </summary>
     public async ValueTask<List<Membership>> GetMembershipsAsync(string user, CancellationToken cancellationToken = default)
     {
-        var perShard = await Task.WhenAll(Enumerable.Range(0, shards.Count).Select(async shard =>
+        var perShard = await Tolerant(Enumerable.Range(0, shards.Count).Select(async shard =>
         {
             await using var command = Command(shard, """
                 SELECT m.conv, m.role, m.joined_seq, m.removed_seq, coalesce(c.last_seq, 0)
@@ -473,7 +486,7 @@ internal sealed class PgMessageStore(PgShards shards) : IMessageStore
 
     public async ValueTask<Dictionary<string, long>> GetDeviceCursorsAsync(string user, int device, CancellationToken cancellationToken = default)
     {
-        var perShard = await Task.WhenAll(Enumerable.Range(0, shards.Count).Select(async shard =>
+        var perShard = await Tolerant(Enumerable.Range(0, shards.Count).Select(async shard =>
         {
             await using var command = Command(shard, "SELECT conv, seq FROM device_cursors WHERE usr = @user AND device = @device");
             command.Parameters.AddWithValue("user", user);
@@ -589,6 +602,21 @@ internal sealed class PgMessageStore(PgShards shards) : IMessageStore
     }
 
     private NpgsqlCommand Command(int shard, string sql) => shards[shard].CreateCommand(sql);
+
+    /// <summary>The answers of the shards that answered; throws only when none did.</summary>
+    internal static async Task<List<T>> Tolerant<T>(IEnumerable<Task<T>> reads)
+    {
+        var tasks = reads.ToList();
+        try
+        {
+            await Task.WhenAll(tasks);
+        }
+        catch (Exception) when (tasks.Any(t => t.IsCompletedSuccessfully))
+        {
+        }
+
+        return [.. tasks.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result)];
+    }
 
     private static async Task<List<EventRecord>> ReadEventsAsync(NpgsqlCommand command, string conv, CancellationToken cancellationToken)
     {
