@@ -42,6 +42,22 @@ public sealed partial class SwitchboardClient
         await _firstWelcome.Task.WaitAsync(cancellationToken);
     }
 
+    /// <summary>The wait a draining server asks for in its close reason (<c>retry_after=</c> milliseconds), if any.</summary>
+    internal static TimeSpan? RetryAfter(string? reason)
+    {
+        const string Key = "retry_after=";
+        var at = reason?.IndexOf(Key, StringComparison.Ordinal) ?? -1;
+        if (at < 0)
+        {
+            return null;
+        }
+
+        var digits = reason![(at + Key.Length)..].TakeWhile(char.IsAsciiDigit).ToArray();
+        return int.TryParse(digits, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var ms) && ms <= 60_000
+            ? TimeSpan.FromMilliseconds(ms)
+            : null;
+    }
+
     private async Task RunAsync(CancellationToken stop)
     {
         var attempt = 0;
@@ -51,6 +67,8 @@ public sealed partial class SwitchboardClient
         {
             SetState(ConnectionState.Connecting, null);
             int? closeCode = null;
+            string? closeReason = null;
+            var welcomed = false;
             try
             {
                 using var socket = new ClientWebSocket();
@@ -58,7 +76,8 @@ public sealed partial class SwitchboardClient
                 using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(stop))
                 {
                     timeout.CancelAfter(_options.ConnectTimeout);
-                    var ws = new UriBuilder(_url) { Scheme = _url.Scheme == "https" ? "wss" : "ws", Path = _url.AbsolutePath.TrimEnd('/') + "/v1/ws" }.Uri;
+                    var server = Server;
+                    var ws = new UriBuilder(server) { Scheme = server.Scheme == "https" ? "wss" : "ws", Path = server.AbsolutePath.TrimEnd('/') + "/v1/ws" }.Uri;
                     await socket.ConnectAsync(ws, timeout.Token);
                 }
 
@@ -70,13 +89,15 @@ public sealed partial class SwitchboardClient
                 _connectedAt = Environment.TickCount64;
                 Volatile.Write(ref _lastFrameAt, Environment.TickCount64);
                 _socket = socket;
-                await ReceiveLoopAsync(socket, () => attempt = 0, stop);
+                await ReceiveLoopAsync(socket, () => (attempt, welcomed) = (0, true), stop);
                 closeCode = (int?)socket.CloseStatus;
+                closeReason = socket.CloseStatusDescription;
             }
             catch (Exception ex) when (!stop.IsCancellationRequested || ex is OperationCanceledException)
             {
                 // Any failure of one connection (network, a bad frame, the state store) ends this attempt only.
                 closeCode = (int?)_socket?.CloseStatus;
+                closeReason = _socket?.CloseStatusDescription;
             }
             finally
             {
@@ -100,9 +121,21 @@ public sealed partial class SwitchboardClient
             }
 
             SetState(ConnectionState.Reconnecting, closeCode);
+            var wait = Backoff.Delay(attempt++, _options.ReconnectBaseDelay, _options.ReconnectMaxDelay);
+            if (closeCode == CloseCodes.Draining)
+            {
+                // The node is going away: another one, after the wait it asked for (already jittered by it).
+                NextServer();
+                wait = RetryAfter(closeReason) ?? wait;
+            }
+            else if (!welcomed && _servers.Length > 1)
+            {
+                NextServer(); // this one could not be reached (or refused): try the next node
+            }
+
             try
             {
-                await Task.Delay(Backoff.Delay(attempt++, _options.ReconnectBaseDelay, _options.ReconnectMaxDelay), stop);
+                await Task.Delay(wait, stop);
             }
             catch (OperationCanceledException)
             {

@@ -144,28 +144,28 @@ public sealed partial class SwitchboardClient
 
     private async Task<T> GetAsync<T>(string path, JsonTypeInfo<T> type, CancellationToken cancellationToken)
     {
-        using var response = await _http.GetAsync(path, cancellationToken);
+        using var response = await _http.GetAsync(Api(path), cancellationToken);
         await EnsureAsync(response, cancellationToken);
         return (await response.Content.ReadFromJsonAsync(type, cancellationToken))!;
     }
 
     private async Task SendAsync(HttpMethod method, string path, CancellationToken cancellationToken)
     {
-        using var request = new HttpRequestMessage(method, path);
+        using var request = new HttpRequestMessage(method, Api(path));
         using var response = await _http.SendAsync(request, cancellationToken);
         await EnsureAsync(response, cancellationToken);
     }
 
     private async Task SendAsync<TBody>(HttpMethod method, string path, TBody body, JsonTypeInfo<TBody> bodyType, CancellationToken cancellationToken)
     {
-        using var request = new HttpRequestMessage(method, path) { Content = JsonContent.Create(body, bodyType) };
+        using var request = new HttpRequestMessage(method, Api(path)) { Content = JsonContent.Create(body, bodyType) };
         using var response = await _http.SendAsync(request, cancellationToken);
         await EnsureAsync(response, cancellationToken);
     }
 
     private async Task<TResult> SendAsync<TBody, TResult>(HttpMethod method, string path, TBody body, JsonTypeInfo<TBody> bodyType, JsonTypeInfo<TResult> resultType, CancellationToken cancellationToken)
     {
-        using var request = new HttpRequestMessage(method, path) { Content = JsonContent.Create(body, bodyType) };
+        using var request = new HttpRequestMessage(method, Api(path)) { Content = JsonContent.Create(body, bodyType) };
         using var response = await _http.SendAsync(request, cancellationToken);
         await EnsureAsync(response, cancellationToken);
         return (await response.Content.ReadFromJsonAsync(resultType, cancellationToken))!;

@@ -24,7 +24,8 @@ namespace Switchboard.Client;
 /// </example>
 public sealed partial class SwitchboardClient : IAsyncDisposable
 {
-    private readonly Uri _url;
+    private readonly Uri[] _servers;
+    private int _serverIndex;
     private readonly string _token;
     private readonly SwitchboardClientOptions _options;
     private readonly IClientStateStore _state;
@@ -37,9 +38,9 @@ public sealed partial class SwitchboardClient : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(url);
         ArgumentException.ThrowIfNullOrEmpty(token);
-        _url = url;
         _token = token;
         _options = options ?? new SwitchboardClientOptions();
+        _servers = [url, .. _options.OtherServers];
         _state = _options.State ?? new InMemoryClientStateStore();
         _http = NewHttpClient(url, _options.HttpHandler);
         _http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
@@ -51,6 +52,14 @@ public sealed partial class SwitchboardClient : IAsyncDisposable
         : this(new Uri(url), token, options)
     {
     }
+
+    /// <summary>The server this client talks to now (it moves to the next of <see cref="SwitchboardClientOptions.OtherServers"/> when one is gone).</summary>
+    public Uri Server => _servers[Volatile.Read(ref _serverIndex) % _servers.Length];
+
+    private void NextServer() => Interlocked.Increment(ref _serverIndex);
+
+    /// <summary>An API path on the current server.</summary>
+    private Uri Api(string path) => new(Server, path);
 
     /// <summary>The connection's current state.</summary>
     public ConnectionState State { get; private set; } = ConnectionState.Disconnected;

@@ -9,6 +9,13 @@ public sealed record SwitchboardClientOptions
     /// </summary>
     public IClientStateStore? State { get; init; }
 
+    /// <summary>
+    /// Other nodes of the same cluster. When the server cannot be reached, or closes the socket because it is
+    /// draining (4003), the client connects to the next one in turn (HTTP calls follow), after the wait the server
+    /// asked for or its backoff.
+    /// </summary>
+    public IReadOnlyList<Uri> OtherServers { get; init; } = [];
+
     /// <summary>First reconnect delay bound; each attempt doubles it up to <see cref="ReconnectMaxDelay"/>.</summary>
     public TimeSpan ReconnectBaseDelay { get; init; } = TimeSpan.FromMilliseconds(250);
 

@@ -215,16 +215,28 @@ internal sealed class ServerProcess : IAsyncDisposable
     private ServerProcess(Process process, int port)
     {
         _process = process;
+        Port = port;
         Http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(30) };
         WebSocketUri = new Uri($"ws://127.0.0.1:{port}/v1/ws");
     }
 
     public HttpClient Http { get; }
     public Uri WebSocketUri { get; }
+    public int Port { get; }
+    public Uri Url => new($"http://127.0.0.1:{Port}");
 
-    public static async Task<ServerProcess> StartAsync(string dataDir)
+    /// <summary>The server as a process of its own; <paramref name="settings"/> over the test defaults, on <paramref name="port"/> or a free one.</summary>
+    public static async Task<ServerProcess> StartAsync(string dataDir, IDictionary<string, string?>? settings = null, int? port = null)
     {
-        var port = FreePort();
+        var actualPort = port ?? FreePort();
+        var process = Start(dataDir, settings, actualPort);
+        var server = new ServerProcess(process, actualPort);
+        await server.WaitReadyAsync();
+        return server;
+    }
+
+    private static Process Start(string dataDir, IDictionary<string, string?>? settings, int port)
+    {
         var info = new ProcessStartInfo("dotnet")
         {
             RedirectStandardOutput = true,
@@ -243,12 +255,24 @@ internal sealed class ServerProcess : IAsyncDisposable
             info.ArgumentList.Add(arg);
         }
 
+        foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
+        {
+            info.ArgumentList.Add("--" + key);
+            info.ArgumentList.Add(value ?? "");
+        }
+
         var process = Process.Start(info)!;
         process.OutputDataReceived += (_, _) => { };
         process.ErrorDataReceived += (_, _) => { };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        var server = new ServerProcess(process, port);
+        return process;
+    }
+
+    private async Task WaitReadyAsync()
+    {
+        var server = this;
+        var process = _process;
         var deadline = DateTime.UtcNow.AddSeconds(60);
         while (true)
         {
@@ -257,7 +281,7 @@ internal sealed class ServerProcess : IAsyncDisposable
                 using var response = await server.Http.GetAsync("/readyz");
                 if (response.IsSuccessStatusCode)
                 {
-                    return server;
+                    return;
                 }
             }
             catch (HttpRequestException)

@@ -60,9 +60,31 @@ internal sealed partial class GatewayConnection : IDeviceSession, IThreadPoolWor
     /// <summary>Milliseconds (Environment.TickCount64) of the last frame received.</summary>
     public long LastTraffic => Volatile.Read(ref _lastTraffic);
 
+    /// <summary>
+    /// The server is stopping: close with 4003 (at once, or at a random moment of the drain window), telling the
+    /// client how long to wait before it reconnects (<c>retry_after=</c> ms in the reason: a second of jitter), so
+    /// a node's clients reach the other nodes spread out rather than in one wave.
+    /// </summary>
+    private void Drain()
+    {
+        var window = _services.DrainWindowMs;
+        var reason = $"server draining; retry_after={Random.Shared.Next(250, 1_250)}";
+        if (window <= 0)
+        {
+            Close(CloseCodes.Draining, reason);
+            return;
+        }
+
+        _ = Task.Delay(Random.Shared.Next(window)).ContinueWith(static (_, s) =>
+        {
+            var (connection, reason) = ((GatewayConnection, string))s!;
+            connection.Close(CloseCodes.Draining, reason);
+        }, (this, reason), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
     public async Task RunAsync(CancellationToken stopping)
     {
-        using var stoppingRegistration = stopping.Register(static s => ((GatewayConnection)s!).Close(CloseCodes.Draining, "server draining"), this);
+        using var stoppingRegistration = stopping.Register(static s => ((GatewayConnection)s!).Drain(), this);
         // Reads carry no token; cancelling _abort (a peer that ignores our close, or the end) aborts the socket.
         using var abortRegistration = _abort.Token.Register(static s => ((WebSocket)s!).Abort(), _socket);
         var registered = false;

@@ -22,8 +22,15 @@ internal sealed partial class GatewayServices(
     SwitchboardMetrics metrics,
     GatewayAdmission admission,
     TimeProvider time,
+    IOptions<Cluster.ClusterOptions> cluster,
     ILogger<GatewayConnection> logger)
 {
+    /// <summary>
+    /// When the server stops, sockets are closed with 4003 at random moments within this window (cluster mode: the
+    /// other nodes take them over, and not all at once); 0 closes them all at once.
+    /// </summary>
+    public int DrainWindowMs { get; } = cluster.Value.Enabled ? cluster.Value.DrainSeconds * 1000 : 0;
+
     public GatewayOptions Options { get; } = options.Value;
     public AccountService Accounts { get; } = accounts;
     public IMessageStore Store { get; } = store;

@@ -28,6 +28,7 @@ internal sealed class GatewayTransportFactory(
     GatewayUpgrade upgrade,
     IHostApplicationLifetime lifetime,
     IServiceProvider services,
+    IOptions<Cluster.ClusterOptions> cluster,
     ILoggerFactory loggers) : IConnectionListenerFactory, IConnectionListenerFactorySelector
 {
     private readonly Lazy<Task<HashSet<int>>> _tlsPorts = new(() => TlsPortsAsync(lifetime, services));
@@ -76,7 +77,8 @@ internal sealed class GatewayTransportFactory(
         }
 
         var kestrel = new SocketConnectionContextFactory(new SocketConnectionFactoryOptions(), loggers.CreateLogger<SocketConnectionContextFactory>());
-        return ValueTask.FromResult<IConnectionListener>(new GatewayListener(socket, kestrel, upgrade, _tlsPorts.Value));
+        var drainWindowMs = cluster.Value.Enabled ? cluster.Value.DrainSeconds * 1000 : 0;
+        return ValueTask.FromResult<IConnectionListener>(new GatewayListener(socket, kestrel, upgrade, _tlsPorts.Value, drainWindowMs));
     }
 }
 
@@ -98,8 +100,12 @@ internal sealed class GatewayListener : IConnectionListener
     /// <summary>Ports served with TLS, once the server has started (see <see cref="GatewayTransportFactory"/>).</summary>
     private readonly Task<HashSet<int>> _tlsPorts;
 
-    public GatewayListener(Socket listen, SocketConnectionContextFactory kestrel, GatewayUpgrade upgrade, Task<HashSet<int>> tlsPorts)
+    /// <summary>Sockets close over this window when the server stops (see <see cref="GatewayServices.DrainWindowMs"/>).</summary>
+    private int DrainWindowMs { get; }
+
+    public GatewayListener(Socket listen, SocketConnectionContextFactory kestrel, GatewayUpgrade upgrade, Task<HashSet<int>> tlsPorts, int drainWindowMs)
     {
+        DrainWindowMs = drainWindowMs;
         _tlsPorts = tlsPorts;
         _listen = listen;
         _kestrel = kestrel;
@@ -246,7 +252,7 @@ internal sealed class GatewayListener : IConnectionListener
         await _acceptLoop;
         // Gateway sockets close themselves when the application stops (4003); wait for them, as Kestrel waits for
         // its requests, so that everything they had acked is committed before the store shuts.
-        await _drained.Task.WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        await _drained.Task.WaitAsync(TimeSpan.FromMilliseconds(10_000 + DrainWindowMs)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         while (_forKestrel.Reader.TryRead(out var unclaimed))
         {
             await unclaimed.DisposeAsync();

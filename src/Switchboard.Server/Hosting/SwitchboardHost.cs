@@ -98,6 +98,8 @@ public static class SwitchboardHost
         {
             // Storage: PostgreSQL shards, shared by every node (so appends check the heads they build on).
             storage.SharedWriters = true;
+            // Stopping drains the sockets over Cluster:DrainSeconds; the host waits for that and a margin.
+            services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(Math.Max(30, cluster.DrainSeconds + 20)));
             services.AddSingleton(new ClusterNode(server.NodeId));
             services.AddSingleton(_ => new PgShards(cluster.Shards, cluster.MaxConnectionsPerShard));
             services.AddSingleton<IMessageStore, PgMessageStore>();

@@ -48,6 +48,14 @@ internal sealed class TestCluster : IAsyncDisposable
         return cluster;
     }
 
+    /// <summary>A cluster's name, schema and node settings, with no node started (for nodes run as processes).</summary>
+    public static TestCluster Plan(int nodes, IDictionary<string, string?>? settings = null)
+    {
+        var cluster = new TestCluster("t" + Guid.NewGuid().ToString("N")[..10], nodes, new Dictionary<string, string?>(settings ?? new Dictionary<string, string?>()), ClusterServices.Current);
+        cluster._services.ShardsIn(cluster.Name);
+        return cluster;
+    }
+
     /// <summary>Node <paramref name="index"/>'s settings, as an operator would give them.</summary>
     public Dictionary<string, string?> SettingsOf(int index)
     {

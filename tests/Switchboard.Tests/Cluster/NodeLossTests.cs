@@ -1,0 +1,144 @@
+using System.Threading.Channels;
+using Switchboard.Client;
+using Switchboard.Protocol;
+
+namespace Switchboard.Tests.Cluster;
+
+/// <summary>
+/// A node is disposable: killed with SIGKILL under load, or stopped gracefully, its clients (the SDK, given the
+/// other nodes) go on through another node and resume by cursor; nothing acked is lost, nothing is shown twice,
+/// and every conversation keeps its order.
+/// </summary>
+public sealed class NodeLossTests
+{
+    private static readonly SwitchboardClientOptions Fast = new()
+    {
+        ReconnectBaseDelay = TimeSpan.FromMilliseconds(50),
+        ReconnectMaxDelay = TimeSpan.FromMilliseconds(500),
+    };
+
+    [Fact]
+    public async Task A_node_killed_under_load_and_restarted_loses_nothing_acked_and_its_clients_go_on_elsewhere()
+    {
+        await using var plan = TestCluster.Plan(2);
+        var dirs = new[] { NewDir(), NewDir() };
+        var nodeA = await ServerProcess.StartAsync(dirs[0], plan.SettingsOf(0));
+        await using var nodeB = await ServerProcess.StartAsync(dirs[1], plan.SettingsOf(1));
+        try
+        {
+            var alice = TestServer.NewUser("ka");
+            var bob = TestServer.NewUser("kb");
+            await nodeA.RegisterAsync(alice);
+            await nodeB.RegisterAsync(bob);
+            var aliceToken = await nodeA.LinkAsync(alice, "correct horse");
+            var bobToken = await nodeB.LinkAsync(bob, "correct horse");
+            var conv = Conv.Direct(alice, bob);
+
+            await using var aliceClient = new SwitchboardClient(nodeA.Url, aliceToken, Fast with { OtherServers = [nodeB.Url] });
+            await using var bobClient = new SwitchboardClient(nodeB.Url, bobToken, Fast with { OtherServers = [nodeA.Url] });
+            using var stop = new CancellationTokenSource();
+            var (seen, arrivals, pump) = Collect(bobClient, stop.Token);
+            await aliceClient.ConnectAsync();
+            await bobClient.ConnectAsync();
+
+            const int Count = 150;
+            var acked = new List<long>();
+            for (var i = 0; i < Count; i++)
+            {
+                if (i == Count / 3)
+                {
+                    nodeA.Kill(); // SIGKILL: no drain, no flush; alice's sends in flight are resent with their cids
+                }
+                else if (i == Count * 2 / 3)
+                {
+                    nodeA = await ServerProcess.StartAsync(dirs[0], plan.SettingsOf(0), nodeA.Port); // back, new incarnation
+                }
+
+                acked.Add((await aliceClient.SendTextAsync(conv, $"m{i:D3}").WaitAsync(TimeSpan.FromSeconds(60))).Seq);
+            }
+
+            Assert.Equal(Enumerable.Range(1, Count).Select(i => (long)i), acked);
+            Assert.Equal(nodeB.Url, aliceClient.Server); // moved to the other node when its own died
+            await WaitForAsync(arrivals, m => m.Seq == Count);
+            await Task.Delay(300); // anything duplicated would show up now
+            lock (seen)
+            {
+                Assert.Equal(Enumerable.Range(1, Count).Select(i => (long)i), seen.Select(m => m.Seq));
+                Assert.Equal(Enumerable.Range(0, Count).Select(i => $"m{i:D3}"), seen.Select(m => m.Body));
+            }
+
+            var history = await nodeA.HistoryAsync(conv, bobToken);
+            Assert.Equal(Count, history.Count);
+            Assert.Equal(Count, history.Select(h => h.Cid).Distinct().Count());
+            stop.Cancel();
+            await pump;
+        }
+        finally
+        {
+            await nodeA.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task A_node_stopped_gracefully_closes_its_sockets_with_4003_and_its_clients_go_on_through_another()
+    {
+        await using var cluster = await TestCluster.StartAsync(2, new Dictionary<string, string?> { ["Switchboard:Cluster:DrainSeconds"] = "1" });
+        await cluster.WaitUntilMeshedAsync();
+        var aliceUser = await cluster[0].RegisterAsync();
+        var (_, aliceToken) = await cluster[0].LinkAsync(aliceUser);
+        var bob = await cluster[1].NewClientAsync();
+        var conv = Conv.Direct(aliceUser, bob.User);
+        var (rawDevice, rawToken) = await cluster[0].LinkAsync(aliceUser); // a second device, to watch the close itself
+        var raw = await TestClient.ConnectAsync(cluster[0], aliceUser, rawDevice, rawToken);
+        await raw.ExpectAsync("live");
+        await using var alice = new SwitchboardClient(cluster[0].Address, aliceToken, Fast with { OtherServers = [cluster[1].Address] });
+        await alice.ConnectAsync();
+        Assert.Equal(1, (await alice.SendTextAsync(conv, "before")).Seq);
+
+        var stopping = cluster[0].StopAsync();
+        Assert.Equal(CloseCodes.Draining, await raw.WaitClosedAsync());
+        await stopping;
+
+        Assert.Equal(2, (await alice.SendTextAsync(conv, "after").WaitAsync(TimeSpan.FromSeconds(30))).Seq);
+        Assert.Equal(cluster[1].Address, alice.Server);
+        await bob.ExpectAsync("msg", f => f.GetProperty("body").GetString() == "after");
+    }
+
+    private static string NewDir() => Path.Combine(Path.GetTempPath(), "switchboard-node-" + Guid.NewGuid().ToString("N"));
+
+    private static (List<MsgFrame> Seen, Channel<MsgFrame> Arrivals, Task Pump) Collect(SwitchboardClient client, CancellationToken stop)
+    {
+        var seen = new List<MsgFrame>();
+        var arrivals = Channel.CreateUnbounded<MsgFrame>();
+        var pump = Task.Run(async () =>
+        {
+            try
+            {
+                await foreach (var e in client.ReadEventsAsync(stop))
+                {
+                    if (e is MessageReceived { Message: var m })
+                    {
+                        lock (seen)
+                        {
+                            seen.Add(m);
+                        }
+
+                        arrivals.Writer.TryWrite(m);
+                    }
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }, CancellationToken.None);
+        return (seen, arrivals, pump);
+    }
+
+    private static async Task WaitForAsync(Channel<MsgFrame> arrivals, Func<MsgFrame, bool> done)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while (!done(await arrivals.Reader.ReadAsync(timeout.Token)))
+        {
+        }
+    }
+}
