@@ -16,28 +16,30 @@ internal sealed class AbuseGuard : IDisposable
     private readonly AbuseOptions _options;
     private readonly SwitchboardMetrics _metrics;
     private readonly HashWorkers _hashes;
-    private readonly KeyedBuckets _registrations;
-    private readonly KeyedBuckets _links;
-    private readonly KeyedBuckets _failuresByAddress;
-    private readonly KeyedBuckets _failuresByAccount;
-    private readonly KeyedBuckets _groupCreates;
-    private readonly KeyedBuckets _groupAdds;
-    private readonly KeyedBuckets _keyFetches;
+    private readonly IBucketSet _registrations;
+    private readonly IBucketSet _links;
+    private readonly IBucketSet _failuresByAddress;
+    private readonly IBucketSet _failuresByAccount;
+    private readonly IBucketSet _groupCreates;
+    private readonly IBucketSet _groupAdds;
+    private readonly IBucketSet _keyFetches;
     private readonly Timer _sweep;
 
-    public AbuseGuard(IOptions<AbuseOptions> options, SwitchboardMetrics metrics)
+    /// <param name="shared">Where the buckets live: in a cluster, shared by every node (Redis); else in this process.</param>
+    public AbuseGuard(IOptions<AbuseOptions> options, SwitchboardMetrics metrics, IBucketSets? shared = null)
     {
         _options = options.Value;
         _metrics = metrics;
         _hashes = new HashWorkers(_options.EffectiveHashConcurrency, _options.HashQueue);
         var max = _options.MaxTrackedKeys;
-        _registrations = new KeyedBuckets(_options.RegistrationsPerAddress, max);
-        _links = new KeyedBuckets(_options.LinksPerAddress, max);
-        _failuresByAddress = new KeyedBuckets(_options.LoginFailuresPerAddress, max);
-        _failuresByAccount = new KeyedBuckets(_options.LoginFailuresPerAccount, max);
-        _groupCreates = new KeyedBuckets(_options.GroupCreatesPerUser, max);
-        _groupAdds = new KeyedBuckets(_options.GroupAddsPerUser, max);
-        _keyFetches = new KeyedBuckets(_options.KeyFetchesPerUser, max);
+        IBucketSet Make(string limit, BucketOptions bucket) => shared?.Create(limit, bucket, max) ?? new KeyedBuckets(bucket, max);
+        _registrations = Make("registrations_per_address", _options.RegistrationsPerAddress);
+        _links = Make("links_per_address", _options.LinksPerAddress);
+        _failuresByAddress = Make("login_failures_per_address", _options.LoginFailuresPerAddress);
+        _failuresByAccount = Make("login_failures_per_account", _options.LoginFailuresPerAccount);
+        _groupCreates = Make("group_creates_per_user", _options.GroupCreatesPerUser);
+        _groupAdds = Make("group_adds_per_user", _options.GroupAddsPerUser);
+        _keyFetches = Make("key_fetches_per_user", _options.KeyFetchesPerUser);
         _sweep = new Timer(static s => ((AbuseGuard)s!).Sweep(), this, TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(10));
 
         metrics.Observe("switchboard_abuse_enabled", "1 when the sign-up, login and device-link limits are on.", () => _options.Enabled ? 1 : 0);
@@ -67,29 +69,29 @@ internal sealed class AbuseGuard : IDisposable
         return result;
     }
 
-    public long Registration(string address) => _options.Enabled ? Count("registrations_per_address", _registrations.TryTake(address)) : 0;
+    public async ValueTask<long> RegistrationAsync(string address) => _options.Enabled ? Count("registrations_per_address", await _registrations.TryTakeAsync(address)) : 0;
 
     /// <summary>
     /// Before a login's password is checked: refused while the address or the account has failed too often, or
     /// the address logged in too often. Every login is counted as a failure until it succeeds
-    /// (<see cref="LinkDidNotFail"/> gives it back), so logins checked at the same time cannot overrun the bound.
+    /// (<see cref="LinkDidNotFailAsync"/> gives it back), so logins checked at the same time cannot overrun the bound.
     /// </summary>
-    public long LinkAttempt(string address, string user)
+    public async ValueTask<long> LinkAttemptAsync(string address, string user)
     {
         if (!_options.Enabled)
         {
             return 0;
         }
 
-        var wait = Count("login_failures_per_address", _failuresByAddress.Wait(address));
+        var wait = Count("login_failures_per_address", await _failuresByAddress.WaitAsync(address));
         if (wait == 0)
         {
-            wait = Count("login_failures_per_account", _failuresByAccount.Wait(user));
+            wait = Count("login_failures_per_account", await _failuresByAccount.WaitAsync(user));
         }
 
         if (wait == 0)
         {
-            wait = Count("links_per_address", _links.TryTake(address));
+            wait = Count("links_per_address", await _links.TryTakeAsync(address));
         }
 
         if (wait > 0)
@@ -97,14 +99,14 @@ internal sealed class AbuseGuard : IDisposable
             return wait;
         }
 
-        if (Count("login_failures_per_address", _failuresByAddress.TryTake(address)) is > 0 and var addressWait)
+        if (Count("login_failures_per_address", await _failuresByAddress.TryTakeAsync(address)) is > 0 and var addressWait)
         {
             return addressWait;
         }
 
-        if (Count("login_failures_per_account", _failuresByAccount.TryTake(user)) is > 0 and var accountWait)
+        if (Count("login_failures_per_account", await _failuresByAccount.TryTakeAsync(user)) is > 0 and var accountWait)
         {
-            _failuresByAddress.Refund(address);
+            await _failuresByAddress.RefundAsync(address);
             return accountWait;
         }
 
@@ -112,20 +114,20 @@ internal sealed class AbuseGuard : IDisposable
     }
 
     /// <summary>The password was right, or it was never checked: the login was not a failure after all.</summary>
-    public void LinkDidNotFail(string address, string user)
+    public async ValueTask LinkDidNotFailAsync(string address, string user)
     {
         if (_options.Enabled)
         {
-            _failuresByAddress.Refund(address);
-            _failuresByAccount.Refund(user);
+            await _failuresByAddress.RefundAsync(address);
+            await _failuresByAccount.RefundAsync(user);
         }
     }
 
-    public long GroupCreate(string user) => Count("group_creates_per_user", _groupCreates.TryTake(user));
+    public async ValueTask<long> GroupCreateAsync(string user) => Count("group_creates_per_user", await _groupCreates.TryTakeAsync(user));
 
-    public long KeyFetch(string user) => Count("key_fetches_per_user", _keyFetches.TryTake(user));
+    public async ValueTask<long> KeyFetchAsync(string user) => Count("key_fetches_per_user", await _keyFetches.TryTakeAsync(user));
 
-    public long GroupAdds(string user, int members) => members <= 0 ? 0 : Count("group_adds_per_user", _groupAdds.TryTake(user, members));
+    public async ValueTask<long> GroupAddsAsync(string user, int members) => members <= 0 ? 0 : Count("group_adds_per_user", await _groupAdds.TryTakeAsync(user, members));
 
     /// <summary>
     /// The key an address is limited by: IPv4 as is (IPv4-mapped IPv6 too), IPv6 by its /64, the block a single

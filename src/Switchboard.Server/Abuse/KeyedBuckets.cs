@@ -8,8 +8,18 @@ namespace Switchboard.Server.Abuse;
 /// of addresses costs bounded memory and is limited as one. (<c>PartitionedRateLimiter</c> keeps a limiter per key
 /// with no bound on the keys and replenishes them on a timer; here every key is a few dozen bytes.)
 /// </summary>
-internal sealed class KeyedBuckets(BucketOptions options, int maxKeys)
+internal sealed class KeyedBuckets(BucketOptions options, int maxKeys) : IBucketSet
 {
+    ValueTask<long> IBucketSet.WaitAsync(string key, int count) => ValueTask.FromResult(Wait(key, count));
+
+    ValueTask<long> IBucketSet.TryTakeAsync(string key, int count) => ValueTask.FromResult(TryTake(key, count));
+
+    ValueTask IBucketSet.RefundAsync(string key)
+    {
+        Refund(key);
+        return ValueTask.CompletedTask;
+    }
+
     private readonly ConcurrentDictionary<string, Bucket> _buckets = new(StringComparer.Ordinal);
     private readonly Bucket _shared = new(options.Burst);
     private readonly double _perMs = options.PerMinute / 60_000;
@@ -90,4 +100,29 @@ internal sealed class KeyedBuckets(BucketOptions options, int maxKeys)
         public double Tokens = burst;
         public long LastMs = Environment.TickCount64;
     }
+}
+
+/// <summary>A set of buckets by key: this process's own (<see cref="KeyedBuckets"/>), or shared by a cluster's nodes.</summary>
+internal interface IBucketSet
+{
+    /// <summary>Buckets held in this process (for /metrics).</summary>
+    int Count { get; }
+
+    /// <summary>Milliseconds until <paramref name="count"/> could be taken; 0 when it could now. Takes nothing.</summary>
+    ValueTask<long> WaitAsync(string key, int count = 1);
+
+    /// <summary>Takes <paramref name="count"/> (at most the burst); returns 0, or the milliseconds to wait when there are not enough.</summary>
+    ValueTask<long> TryTakeAsync(string key, int count = 1);
+
+    /// <summary>Gives back one taken earlier.</summary>
+    ValueTask RefundAsync(string key);
+
+    /// <summary>Forgets what this process holds of buckets that filled up again.</summary>
+    void Sweep();
+}
+
+/// <summary>Makes the bucket sets of the limits; the default keeps them in this process.</summary>
+internal interface IBucketSets
+{
+    IBucketSet Create(string limit, BucketOptions options, int maxKeys);
 }

@@ -147,6 +147,7 @@ public static class SwitchboardHost
             services.AddSingleton<ClusterDeliveryHub>();
             services.AddSingleton<IDeliveryHub>(sp => sp.GetRequiredService<ClusterDeliveryHub>());
             services.AddSingleton<IPresenceRelay, BusPresenceRelay>();
+            services.AddSingleton<IBucketSets, RedisBucketSets>(); // abuse limits shared by every node
         }
         else
         {

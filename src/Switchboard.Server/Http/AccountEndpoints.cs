@@ -80,7 +80,7 @@ internal static class AccountEndpoints
             return Error(400, ErrorCodes.Invalid, $"password must have {Limits.MinPasswordLength} to {options.Value.MaxPasswordLength} characters");
         }
 
-        if (abuse.Registration(AddressKey(context)) is > 0 and var wait)
+        if (await abuse.RegistrationAsync(AddressKey(context)) is > 0 and var wait)
         {
             return RateLimited(context, wait, "too many accounts made from this address; try again later");
         }
@@ -122,7 +122,7 @@ internal static class AccountEndpoints
         }
 
         var address = AddressKey(context);
-        if (abuse.LinkAttempt(address, user) is > 0 and var wait)
+        if (await abuse.LinkAttemptAsync(address, user) is > 0 and var wait)
         {
             return RateLimited(context, wait, "too many logins; try again later");
         }
@@ -132,7 +132,7 @@ internal static class AccountEndpoints
         var (admitted, verified) = await abuse.HashAsync(() => stored is null ? hasher.VerifyNothing(password) : hasher.Verify(password, stored), context.RequestAborted);
         if (!admitted)
         {
-            abuse.LinkDidNotFail(address, user);
+            await abuse.LinkDidNotFailAsync(address, user);
             return RateLimited(context, AbuseGuard.HashRetryAfterMs, "the server is busy checking passwords; try again shortly");
         }
 
@@ -141,7 +141,7 @@ internal static class AccountEndpoints
             return Error(401, ErrorCodes.Unauthorized, "wrong user or password"); // counted as a failure already
         }
 
-        abuse.LinkDidNotFail(address, user);
+        await abuse.LinkDidNotFailAsync(address, user);
 
         var token = Tokens.Create();
         if (await accounts.LinkDeviceAsync(user, name, Tokens.HashOf(token), options.Value.MaxDevicesPerUser, context.RequestAborted) is not { } device)

@@ -53,10 +53,10 @@ internal static class GroupEndpoints
             return Error(400, ErrorCodes.TooLarge, $"a group has at most {fanout.Value.MaxGroupMembers} members");
         }
 
-        var wait = abuse.GroupCreate(me.User);
+        var wait = await abuse.GroupCreateAsync(me.User);
         if (wait == 0)
         {
-            wait = abuse.GroupAdds(me.User, others);
+            wait = await abuse.GroupAddsAsync(me.User, others);
         }
 
         if (wait > 0)
@@ -188,7 +188,7 @@ internal static class GroupEndpoints
             return Error(400, ErrorCodes.TooLarge, $"a group has at most {fanout.Value.MaxGroupMembers} members");
         }
 
-        if (abuse.GroupAdds(me.User, users.Distinct(StringComparer.Ordinal).Count()) is > 0 and var wait)
+        if (await abuse.GroupAddsAsync(me.User, users.Distinct(StringComparer.Ordinal).Count()) is > 0 and var wait)
         {
             return RateLimited(context, wait, "too many members added to groups; try again later");
         }

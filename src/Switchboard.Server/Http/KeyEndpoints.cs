@@ -90,7 +90,7 @@ internal static class KeyEndpoints
         }
 
         // Each fetch uses up one-time prekeys: bounded per caller, so no one drains another's supply.
-        if (abuse.KeyFetch(me.User) is > 0 and var wait)
+        if (await abuse.KeyFetchAsync(me.User) is > 0 and var wait)
         {
             return RateLimited(context, wait, "too many key fetches; try again later");
         }

@@ -9,14 +9,31 @@ namespace Switchboard.Server.Push;
 /// <summary>
 /// The server's VAPID key pair (RFC 8292), base64url: from the settings, else made once and kept in
 /// <c>DataDir/push-vapid.json</c> (0600, as every file the server makes), so subscriptions stay valid across restarts.
+/// In a cluster every node must sign with the same pair (a subscription names one public key): the first node to
+/// start makes it and keeps it on the first shard, and every node reads it from there.
 /// </summary>
 internal sealed class VapidKeys
 {
-    public VapidKeys(IOptions<PushOptions> options, IOptions<ServerOptions> server)
+    public VapidKeys(IOptions<PushOptions> options, IOptions<ServerOptions> server, Storage.Postgres.PgShards? shards = null)
     {
         if (options.Value is { VapidPublicKey: { } configuredPublic, VapidPrivateKey: { } configuredPrivate })
         {
             (PublicKey, PrivateKey) = (configuredPublic, configuredPrivate);
+            return;
+        }
+
+        if (shards is not null)
+        {
+            // Read when first used: by then the node has checked its shards and made their tables.
+            _shared = new Lazy<(string, string)>(() =>
+            {
+                var (madePublic, madePrivate) = Make();
+                using var command = shards[0].CreateCommand(
+                    "INSERT INTO sb_meta (key, value) VALUES ('vapid', @pair) ON CONFLICT (key) DO NOTHING; SELECT value FROM sb_meta WHERE key = 'vapid'");
+                command.Parameters.AddWithValue("pair", JsonSerializer.Serialize(new Dictionary<string, string> { ["public"] = madePublic, ["private"] = madePrivate }));
+                var kept = JsonSerializer.Deserialize<Dictionary<string, string>>((string)command.ExecuteScalar()!)!;
+                return (kept["public"], kept["private"]);
+            });
             return;
         }
 
@@ -28,17 +45,34 @@ internal sealed class VapidKeys
             return;
         }
 
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var parameters = key.ExportParameters(includePrivateParameters: true);
-        PublicKey = Base64Url.EncodeToString([0x04, .. parameters.Q.X!, .. parameters.Q.Y!]);
-        PrivateKey = Base64Url.EncodeToString(parameters.D!);
+        (PublicKey, PrivateKey) = Make();
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         var temporary = path + ".new";
         File.WriteAllText(temporary, JsonSerializer.Serialize(new Dictionary<string, string> { ["public"] = PublicKey, ["private"] = PrivateKey }));
         File.Move(temporary, path, overwrite: true);
     }
 
-    public string PublicKey { get; }
+    /// <summary>A new P-256 pair: the uncompressed public point and the private scalar, base64url.</summary>
+    private static (string Public, string Private) Make()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var parameters = key.ExportParameters(includePrivateParameters: true);
+        return (Base64Url.EncodeToString([0x04, .. parameters.Q.X!, .. parameters.Q.Y!]), Base64Url.EncodeToString(parameters.D!));
+    }
 
-    public string PrivateKey { get; }
+    private readonly Lazy<(string Public, string Private)>? _shared;
+    private readonly string? _publicKey;
+    private readonly string? _privateKey;
+
+    public string PublicKey
+    {
+        get => _shared?.Value.Public ?? _publicKey!;
+        private init => _publicKey = value;
+    }
+
+    public string PrivateKey
+    {
+        get => _shared?.Value.Private ?? _privateKey!;
+        private init => _privateKey = value;
+    }
 }

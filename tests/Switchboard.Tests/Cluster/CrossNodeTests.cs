@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using System.Text.Json;
 
 namespace Switchboard.Tests.Cluster;
@@ -79,5 +80,34 @@ public sealed class CrossNodeTests
         var (status, _) = await cluster[0].CallAsync(HttpMethod.Delete, $"/v1/devices/{alice2.Device}", alice.Token);
         Assert.True(status is HttpStatusCode.OK or HttpStatusCode.NoContent, status.ToString());
         Assert.NotNull(await alice2.WaitClosedAsync());
+    }
+
+    [Fact]
+    public async Task Abuse_limits_are_shared_by_the_nodes_and_every_node_signs_pushes_with_the_same_key()
+    {
+        await using var cluster = await TestCluster.StartAsync(2, new Dictionary<string, string?>
+        {
+            ["Switchboard:Abuse:Enabled"] = "true",
+            ["Switchboard:Abuse:RegistrationsPerAddress:Burst"] = "3",
+            ["Switchboard:Abuse:RegistrationsPerAddress:PerMinute"] = "1",
+        });
+        var statuses = new List<HttpStatusCode>();
+        for (var i = 0; i < 5; i++)
+        {
+            // Spread over the nodes, as a client behind a load balancer would be.
+            using var response = await cluster[i % 2].Http.PostAsJsonAsync("/v1/accounts", new { user = TestServer.NewUser("r"), password = "correct horse" });
+            statuses.Add(response.StatusCode);
+        }
+
+        Assert.Equal([HttpStatusCode.Created, HttpStatusCode.Created, HttpStatusCode.Created, HttpStatusCode.TooManyRequests, HttpStatusCode.TooManyRequests], statuses);
+
+        var keys = new List<string>();
+        foreach (var node in cluster.Nodes)
+        {
+            var key = await node.Http.GetFromJsonAsync<JsonElement>("/v1/push/vapid");
+            keys.Add(key.GetProperty("publicKey").GetString()!);
+        }
+
+        Assert.Equal(keys[0], keys[1]);
     }
 }
