@@ -22,6 +22,9 @@ internal enum BusKind : byte
 
     /// <summary>A member's cursors in a group moved (delivered in <c>Seq</c>, read in <c>Read</c>; -1: unchanged).</summary>
     CursorMoved = 6,
+
+    /// <summary>A user's push registrations changed (<c>Seq</c> 1: they have some, 0: none left).</summary>
+    PushRegistered = 7,
 }
 
 /// <summary>One record of a bus message.</summary>

@@ -21,6 +21,7 @@ internal sealed class ClusterLifetime(
     ClusterDeliveryHub hub,
     GroupDirectory groups,
     GroupReceipts receipts,
+    Push.PushDispatcher push,
     PresenceService presence,
     HeadWatch heads,
     MessageRules rules,
@@ -39,6 +40,7 @@ internal sealed class ClusterLifetime(
         metrics.Observe("switchboard_cluster_watched_conversations", "Conversations whose heads the sweep checks for lost hints.", () => heads.Count);
         metrics.Observe("switchboard_cluster_nodes_alive", "Nodes alive in Redis, as this node last read them.", () => router.AliveNodes.Count);
         groups.Changed += conv => bus.Broadcast(new BusRecord(BusKind.GroupChanged, conv));
+        push.Relay = (user, any) => bus.Broadcast(new BusRecord(BusKind.PushRegistered, Seq: any ? 1 : 0, Users: [user]));
         receipts.Relay = (conv, user, delivered, read) => bus.Broadcast(new BusRecord(BusKind.CursorMoved, conv, delivered ?? -1, Users: [user], Read: read ?? -1));
         await router.RefreshAsync();
         bus.Start(ReceiveAsync);
@@ -54,6 +56,9 @@ internal sealed class ClusterLifetime(
             case BusKind.GroupChanged:
                 groups.Forget(record.Conv);
                 receipts.Forget(record.Conv);
+                return ValueTask.CompletedTask;
+            case BusKind.PushRegistered when record.Users is [var user]:
+                push.Registered(user, record.Seq == 1, fromPeer: true);
                 return ValueTask.CompletedTask;
             case BusKind.CursorMoved when record.Users is [var user]:
                 receipts.CursorMoved(record.Conv, user, record.Seq < 0 ? null : record.Seq, record.Read < 0 ? null : record.Read, fromPeer: true);

@@ -161,6 +161,11 @@ internal sealed partial class HeadWatch(
                 continue;
             }
 
+            if (Names.IsGroup(conv))
+            {
+                groups.Forget(conv); // events this node did not hear of may have changed the membership
+            }
+
             var members = Names.TryParseDirect(conv, out var a, out var b) ? [a, b] : (await groups.GetAsync(conv, cancellationToken))?.Users;
             if (members is null || !members.Any(m => sessions.Sessions(m).Length > 0))
             {

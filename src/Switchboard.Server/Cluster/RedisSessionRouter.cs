@@ -116,6 +116,28 @@ internal sealed partial class RedisSessionRouter : ISessionRouter, IAsyncDisposa
         }
     }
 
+    public async ValueTask<IReadOnlyCollection<int>> DevicesOnlineElsewhereAsync(string user)
+    {
+        var devices = new List<int>();
+        try
+        {
+            var alive = _alive;
+            foreach (var entry in await Database.HashGetAllAsync(KeyOf(user)))
+            {
+                if (Parse(entry.Value) is { } where && where.Node != _node.Id && IsAlive(alive, where) && int.TryParse((string?)entry.Name, CultureInfo.InvariantCulture, out var device))
+                {
+                    devices.Add(device);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            Failed(ex);
+        }
+
+        return devices;
+    }
+
     /// <summary>
     /// The other nodes holding a socket of each user, in one round trip (pipelined). Users without one elsewhere
     /// are left out; when Redis cannot be reached, nobody is found (the store repairs what is missed).

@@ -49,7 +49,9 @@ public static partial class Launcher
         }
         catch (Storage.Postgres.ShardUnavailableException ex)
         {
-            return Fail(ExitCodes.DataDir, ex.Message);
+            // A shard that does not answer may come back (exit 1: a supervisor starts the node again); a shard
+            // that answers wrongly (another map, synchronous_commit off) will not (3, as a data dir that cannot be used).
+            return Fail(ex.Unreachable ? ExitCodes.Failed : ExitCodes.DataDir, ex.Message);
         }
         catch (InvalidOperationException ex)
         {

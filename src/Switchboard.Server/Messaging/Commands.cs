@@ -31,8 +31,11 @@ internal abstract class WriteCommand
     /// <summary>Completed after the batch is committed and its results handed out; for callers that wait (HTTP).</summary>
     public TaskCompletionSource? Completion { get; init; }
 
-    /// <summary>How many times the command was decided (more than once when a batch it was in must be decided again).</summary>
+    /// <summary>How many times the command was refused because another writer moved its conversation's head first.</summary>
     public int Attempts { get; set; }
+
+    /// <summary>How many times it was decided again because a batch before its own failed.</summary>
+    public int Redecisions { get; set; }
 
     /// <summary>Forgets what deciding it produced, so it can be decided again in a later batch.</summary>
     public virtual void Reset()

@@ -48,8 +48,15 @@ internal sealed partial class Sequencer : IDisposable
     // Commands of failed batches to decide again, in the order they were first decided (the deciding thread's only).
     private readonly List<WriteCommand> _retry = [];
 
-    /// <summary>Times a command is decided before a batch failure refuses it as unavailable.</summary>
-    internal const int MaxAttempts = 4;
+    /// <summary>
+    /// Times a command is refused because another node moved its conversation's head first, before it is answered
+    /// unavailable (the client retries with the same cid). Deciding again a batch that was never written, because
+    /// one before it failed, is not counted: that was no fault of its own.
+    /// </summary>
+    internal const int MaxAttempts = 8;
+
+    /// <summary>A bound on deciding again batches that were never written, against a loop no one foresaw.</summary>
+    private const int MaxRedecisions = 64;
 
     // Batches decided and batches whose outcome the deciding thread has taken (the deciding thread's only).
     private long _decidedCount;
@@ -235,11 +242,6 @@ internal sealed partial class Sequencer : IDisposable
                 Exception? broken = null;
                 try
                 {
-                    foreach (var command in batch)
-                    {
-                        command.Attempts++;
-                    }
-
                     if (_options.SharedWriters)
                     {
                         Wait(_rules.RefreshHeadsAsync(ConversationsOf(batch)));
@@ -543,7 +545,7 @@ internal sealed partial class Sequencer : IDisposable
         for (var i = 0; i < decided.Commands.Count; i++)
         {
             var command = decided.Commands[i];
-            if (notWritten && command.Attempts < MaxAttempts)
+            if (notWritten && ++command.Redecisions < MaxRedecisions)
             {
                 command.Reset();
                 decided.Retry.Add(command);
@@ -573,7 +575,7 @@ internal sealed partial class Sequencer : IDisposable
         if (ex.Failed.Count > 0)
         {
             Failing = ex.Message;
-            LogBatchFailed(ex, ex.Failed.Count);
+            LogPartFailed(ex, ex.Failed.Count);
         }
         else
         {
@@ -585,7 +587,7 @@ internal sealed partial class Sequencer : IDisposable
         {
             var command = decided.Commands[i];
             var conv = command is GroupCommand { CreatedConv: { } created } ? created : command.Conv;
-            if (ex.Moved.Contains(conv) && command.Attempts < MaxAttempts)
+            if (ex.Moved.Contains(conv) && ++command.Attempts < MaxAttempts)
             {
                 command.Reset();
                 decided.Retry.Add(command);
@@ -594,6 +596,11 @@ internal sealed partial class Sequencer : IDisposable
 
             if ((ex.Moved.Contains(conv) || ex.Failed.Contains(conv)) && command.ErrorCode is null)
             {
+                if (ex.Moved.Contains(conv))
+                {
+                    LogGaveUp(conv, command.Attempts);
+                }
+
                 command.Unwind();
             }
 
@@ -628,6 +635,12 @@ internal sealed partial class Sequencer : IDisposable
 
     [LoggerMessage(EventId = 1001, Level = LogLevel.Error, Message = "Group commit of {Count} commands failed; all were refused as unavailable")]
     private partial void LogBatchFailed(Exception exception, int count);
+
+    [LoggerMessage(EventId = 1005, Level = LogLevel.Warning, Message = "A command in {Conv} was refused as unavailable: other nodes moved the conversation's head first {Attempts} times")]
+    private partial void LogGaveUp(string conv, int attempts);
+
+    [LoggerMessage(EventId = 1004, Level = LogLevel.Error, Message = "Part of a group commit failed: the commands of {Count} conversation(s) were refused as unavailable")]
+    private partial void LogPartFailed(Exception exception, int count);
 
     [LoggerMessage(EventId = 1003, Level = LogLevel.Warning, Message = "A command was refused as unavailable: a read for it failed ({Reason})")]
     private partial void LogReadFailed(string reason);

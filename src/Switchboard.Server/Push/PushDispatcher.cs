@@ -35,8 +35,12 @@ internal sealed partial class PushDispatcher(
     DeliveryJournal journal,
     TimeProvider time,
     SwitchboardMetrics metrics,
-    ILogger<PushDispatcher> logger) : BackgroundService
+    ILogger<PushDispatcher> logger,
+    Routing.ISessionRouter? router = null) : BackgroundService
 {
+    /// <summary>Told when this node sees a user's registrations change (cluster mode: passed on to the other nodes).</summary>
+    public Action<string, bool>? Relay { get; set; }
+
     private readonly PushOptions _options = options.Value;
     private readonly Channel<PushCandidate> _queue = Channel.CreateBounded<PushCandidate>(new BoundedChannelOptions(options.Value.QueueCapacity) { FullMode = BoundedChannelFullMode.DropWrite });
 
@@ -57,9 +61,14 @@ internal sealed partial class PushDispatcher(
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _registered = new(StringComparer.Ordinal);
     private volatile bool _loaded;
 
-    /// <summary>A registration was made or removed for this user.</summary>
-    public void Registered(string user, bool any)
+    /// <summary>A registration was made or removed for this user (here, or on another node: <paramref name="fromPeer"/>).</summary>
+    public void Registered(string user, bool any, bool fromPeer = false)
     {
+        if (!fromPeer)
+        {
+            Relay?.Invoke(user, any);
+        }
+
         if (any)
         {
             _registered[user] = true;
@@ -161,7 +170,7 @@ internal sealed partial class PushDispatcher(
             }
 
             var muted = (await accountService.GetMutesAsync(user, cancellationToken)).ContainsKey(stored.Conv);
-            var online = Online(user);
+            var online = await OnlineAsync(user);
             foreach (var device in await accounts.GetDevicesAsync(user, cancellationToken))
             {
                 if (device.Revoked)
@@ -193,7 +202,7 @@ internal sealed partial class PushDispatcher(
         {
             _pending.Remove(key);
             void Note(string what, string? detail) => journal.Record(stored.Conv, stored.Seq, new JourneyStep(key.User, key.Device, Now(), what, detail));
-            if (Online(key.User).Contains(key.Device))
+            if ((await OnlineAsync(key.User)).Contains(key.Device))
             {
                 Note("not pushed", "back online: delivered on its socket");
                 continue;
@@ -327,12 +336,19 @@ internal sealed partial class PushDispatcher(
     private long Now() => time.GetUtcNow().ToUnixTimeMilliseconds();
 
     /// <summary>The user's devices with a live socket here: open, and heard from within a heartbeat (a phone that went
-    /// out of coverage keeps its socket open for a while, but needs the push).</summary>
-    private HashSet<int> Online(string user)
+    /// out of coverage keeps its socket open for a while, but needs the push); in a cluster, and the devices the
+    /// locator has on other nodes.</summary>
+    private async ValueTask<HashSet<int>> OnlineAsync(string user)
     {
         var silentAfter = gateway.Value.HeartbeatSeconds * 1000L;
         var now = Environment.TickCount64;
-        return [.. sessions.Sessions(user).Where(s => now - s.LastTraffic <= silentAfter).Select(s => s.Device)];
+        HashSet<int> online = [.. sessions.Sessions(user).Where(s => now - s.LastTraffic <= silentAfter).Select(s => s.Device)];
+        if (router is not null)
+        {
+            online.UnionWith(await router.DevicesOnlineElsewhereAsync(user)); // sockets on the other nodes of a cluster
+        }
+
+        return online;
     }
 
     /// <summary>The user's unread messages over all their conversations, for the badge (the first 200 conversations with unread ones).</summary>

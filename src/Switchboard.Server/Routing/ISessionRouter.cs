@@ -19,6 +19,9 @@ internal interface ISessionRouter
     /// <summary>Whether any device of the user is online.</summary>
     ValueTask<bool> IsOnlineAsync(string user);
 
+    /// <summary>The user's devices with a socket on another node (a cluster's locator); none in one process.</summary>
+    ValueTask<IReadOnlyCollection<int>> DevicesOnlineElsewhereAsync(string user) => ValueTask.FromResult<IReadOnlyCollection<int>>([]);
+
     /// <summary>Devices online, over all users.</summary>
     int Count { get; }
 }

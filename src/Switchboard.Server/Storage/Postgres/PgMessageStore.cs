@@ -338,18 +338,25 @@ internal sealed class PgMessageStore(PgShards shards) : IMessageStore
         const string Sql = "SELECT conv, seq, id, ts FROM events WHERE sender = @sender AND cid = @cid LIMIT 1";
         if (conv is not null)
         {
-            return await FindCidOnAsync(shards.ForConversation(conv), Sql, sender, cid, cancellationToken);
+            // A cid is unique per (sender, conversation) here: the append that stores it is serialised per
+            // conversation, not per sender (docs/protocol.md, cluster mode).
+            return await FindCidOnAsync(shards.ForConversation(conv), "SELECT conv, seq, id, ts FROM events WHERE sender = @sender AND cid = @cid AND conv = @conv LIMIT 1", sender, cid, cancellationToken, conv);
         }
 
         var found = await Task.WhenAll(Enumerable.Range(0, shards.Count).Select(s => FindCidOnAsync(s, Sql, sender, cid, cancellationToken)));
         return found.FirstOrDefault(f => f is not null);
     }
 
-    private async Task<CidRecord?> FindCidOnAsync(int shard, string sql, string sender, string cid, CancellationToken cancellationToken)
+    private async Task<CidRecord?> FindCidOnAsync(int shard, string sql, string sender, string cid, CancellationToken cancellationToken, string? conv = null)
     {
         await using var command = Command(shard, sql);
         command.Parameters.AddWithValue("sender", sender);
         command.Parameters.AddWithValue("cid", cid);
+        if (conv is not null)
+        {
+            command.Parameters.AddWithValue("conv", conv);
+        }
+
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         return await reader.ReadAsync(cancellationToken) ? new CidRecord(reader.GetString(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetInt64(3)) : null;
     }
@@ -544,14 +551,50 @@ internal sealed class PgMessageStore(PgShards shards) : IMessageStore
     /// <summary>
     /// Drops every day partition that ends at or before <paramref name="olderThanTs"/> (detached first, so appends
     /// to the newer days never wait on it); a day that straddles the limit is kept whole until it has passed.
-    /// Conversations keep their heads, so seqs are never reused.
+    /// Conversations keep their heads, so seqs are never reused. One node at a time purges a shard (an advisory lock).
     /// </summary>
     public async ValueTask<int> PurgeAsync(long olderThanTs, int maxEvents, CancellationToken cancellationToken = default)
     {
         var purged = 0;
         for (var shard = 0; shard < shards.Count; shard++)
         {
-            await using var connection = await shards[shard].OpenConnectionAsync(cancellationToken);
+            NpgsqlConnection connection;
+            try
+            {
+                connection = await shards[shard].OpenConnectionAsync(cancellationToken);
+            }
+            catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
+            {
+                continue; // a shard that is down is purged once it is back
+            }
+
+            await using var open = connection;
+            await using (var claim = new NpgsqlCommand("SELECT pg_try_advisory_lock(7401002)", connection))
+            {
+                if (!(bool)(await claim.ExecuteScalarAsync(cancellationToken))!)
+                {
+                    continue; // another node is purging this shard now
+                }
+            }
+
+            try
+            {
+                purged += await PurgeShardAsync(shard, connection, olderThanTs, cancellationToken);
+            }
+            finally
+            {
+                await using var release = new NpgsqlCommand("SELECT pg_advisory_unlock(7401002)", connection);
+                await release.ExecuteScalarAsync(CancellationToken.None);
+            }
+        }
+
+        return purged;
+    }
+
+    private async Task<int> PurgeShardAsync(int shard, NpgsqlConnection connection, long olderThanTs, CancellationToken cancellationToken)
+    {
+        var purged = 0;
+        {
             var days = new List<long>();
             await using (var list = new NpgsqlCommand("""
                 SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
@@ -585,8 +628,14 @@ internal sealed class PgMessageStore(PgShards shards) : IMessageStore
         return purged;
     }
 
+    /// <summary>
+    /// Ready while at least one shard takes a synchronous write: a shard that is down refuses its own
+    /// conversations on every node alike, so taking every node out of a load balancer for it would help no one.
+    /// Throws, naming them, only when no shard can write.
+    /// </summary>
     public async ValueTask ProbeAsync(CancellationToken cancellationToken = default)
     {
+        var failures = new List<string>();
         for (var shard = 0; shard < shards.Count; shard++)
         {
             try
@@ -596,8 +645,13 @@ internal sealed class PgMessageStore(PgShards shards) : IMessageStore
             }
             catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
             {
-                throw new ShardUnavailableException(shard, $"PostgreSQL shard {shard + 1} ({shards.Describe(shard)}): {ex.Message}", ex);
+                failures.Add($"shard {shard + 1} ({shards.Describe(shard)}): {ex.Message}");
             }
+        }
+
+        if (failures.Count == shards.Count)
+        {
+            throw new ShardUnavailableException(0, "no PostgreSQL shard can write: " + string.Join("; ", failures));
         }
     }
 

@@ -87,7 +87,11 @@ internal sealed class PgShards : IAsyncDisposable
             }
             catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException or TimeoutException)
             {
-                throw new ShardUnavailableException(i, $"PostgreSQL shard {i + 1} ({Describe(i)}): {ex.Message}", ex);
+                throw new ShardUnavailableException(i, $"PostgreSQL shard {i + 1} ({Describe(i)}): {ex.Message}", ex)
+                {
+                    // Not reachable now may pass (a supervisor starts the node again); a wrong map or setting will not.
+                    Unreachable = ex is not InvalidOperationException and not PostgresException,
+                };
             }
         }
     }
@@ -169,4 +173,7 @@ internal sealed class PgShards : IAsyncDisposable
 internal sealed class ShardUnavailableException(int shard, string message, Exception? inner = null) : Exception(message, inner)
 {
     public int Shard { get; } = shard;
+
+    /// <summary>The shard did not answer (as opposed to answering wrongly).</summary>
+    public bool Unreachable { get; init; }
 }
