@@ -3,14 +3,23 @@ using System.Text.Json;
 
 namespace Switchboard.Bench;
 
-/// <summary>Creates throwaway accounts and device tokens for a run.</summary>
-internal sealed class BenchAccounts(HttpClient http)
+/// <summary>
+/// Creates throwaway accounts and device tokens for a run, each on the node its socket will use (with one server,
+/// all on it).
+/// </summary>
+internal sealed class BenchAccounts(NodeClients nodes)
 {
     private readonly string _run = Guid.NewGuid().ToString("N")[..8];
     private const string Password = "bench password";
 
-    public async Task<(string User, string Token)> CreateAsync(string role, int index, CancellationToken cancellationToken)
+    /// <summary>Account <paramref name="index"/> of <paramref name="role"/>, signed up and logged in on the node of socket <paramref name="index"/>.</summary>
+    public Task<(string User, string Token)> CreateAsync(string role, int index, CancellationToken cancellationToken) =>
+        CreateAsync(role, index, index, cancellationToken);
+
+    /// <summary>Account <paramref name="index"/> of <paramref name="role"/>, signed up and logged in on the node of socket <paramref name="socket"/>.</summary>
+    public async Task<(string User, string Token)> CreateAsync(string role, int index, int socket, CancellationToken cancellationToken)
     {
+        var http = nodes.Of(socket);
         var user = $"b{_run}{role}{index}";
         (await PostAsync(http, "/v1/accounts", new { user, password = Password }, cancellationToken)).Dispose();
         using var linked = await PostAsync(http, "/v1/devices", new { user, password = Password, name = "bench" }, cancellationToken);

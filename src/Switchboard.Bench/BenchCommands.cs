@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 
 namespace Switchboard.Bench;
 
@@ -21,7 +22,7 @@ internal static class BenchCommands
         var senders = new Option<int>("--senders") { Description = "Users connected to open them; each talks to distinct others", DefaultValueFactory = _ => 1000 };
         var rate = new Option<int>("--rate") { Description = "Messages per second", DefaultValueFactory = _ => 10_000 };
         var window = new Option<int>("--window") { Description = "Sends in flight per sender", DefaultValueFactory = _ => 32 };
-        var serverPid = new Option<int?>("--server-pid") { Description = "Server process id on this machine: its resident memory" };
+        var serverPid = PidOption("--server-pid", "Server process ids on this machine (one per node): their resident memory, each and summed");
         var parallel = ParallelOption();
         var command = common.Command("fill", "Memory at scale: many users and conversations, then the server's RSS, store memory and cache sizes",
             users, conversations, senders, rate, window, serverPid, parallel);
@@ -35,7 +36,7 @@ internal static class BenchCommands
             var userCount = Math.Clamp(parse.GetValue(users), 2, 10_000_000);
             var senderCount = Math.Clamp(parse.GetValue(senders), 1, userCount - 1);
             var options = new FillOptions(target, userCount, Math.Clamp(parse.GetValue(conversations), 1, 100_000_000), senderCount,
-                Math.Max(1, parse.GetValue(rate)), Math.Max(1, parse.GetValue(window)), Parallel(parse, parallel), parse.GetValue(serverPid), parse.GetValue(common.Json));
+                Math.Max(1, parse.GetValue(rate)), Math.Max(1, parse.GetValue(window)), Parallel(parse, parallel), Pids(parse, serverPid, descendants: false), parse.GetValue(common.Json));
             return await new FillBench(options).RunAsync(cancellationToken);
         });
         return command;
@@ -56,11 +57,12 @@ internal static class BenchCommands
         var rate = new Option<int>("--rate") { Description = "Offered messages/s over all senders (0: as fast as the windows allow)", DefaultValueFactory = _ => 0 };
         var ramp = new Option<string?>("--ramp") { Description = "FROM:STEP:MAX offered rates; reports the highest whose end-to-end p99 stays within --p99-bound" };
         var bound = new Option<double>("--p99-bound") { Description = "End-to-end p99 bound in ms for --ramp", DefaultValueFactory = _ => 200 };
-        var serverPid = new Option<int?>("--server-pid") { Description = "Server process id on this machine: bytes it wrote to disk (/proc/PID/io) and its resident memory" };
+        var serverPid = PidOption("--server-pid", "Server process ids on this machine (one per node): bytes they wrote to disk (/proc/PID/io), summed, and their resident memory, each and summed");
+        var storePid = PidOption("--store-pid", "Store process ids on this machine (PostgreSQL postmasters; NATS, Redis if wanted): bytes they and all their descendants wrote to disk, per message, beside the servers'");
         var seed = new Option<int>("--seed") { Description = "Seed of the random choices (contacts, senders, reads)", DefaultValueFactory = _ => 1 };
         var parallel = ParallelOption();
         var command = common.Command("direct", "1:1 load through persist-before-ack: many users (or hot pairs), receipts as clients send them; acked/s, latency, loss, bytes written per message",
-            users, contacts, pairs, recv, readFraction, window, duration, warmup, body, rate, ramp, bound, serverPid, seed, parallel);
+            users, contacts, pairs, recv, readFraction, window, duration, warmup, body, rate, ramp, bound, serverPid, storePid, seed, parallel);
         command.SetAction(async (parse, cancellationToken) =>
         {
             if (common.Target(parse) is not { } target)
@@ -108,8 +110,8 @@ internal static class BenchCommands
 
             var userCount = Math.Clamp(parse.GetValue(users), 2, 1_000_000);
             var usersOptions = new UsersOptions(target, userCount, contactCount, recvPolicy, Math.Clamp(parse.GetValue(readFraction), 0, 1),
-                Math.Max(1, parse.GetValue(window)), measured, warm, bodyBytes, offered, Parallel(parse, parallel), parse.GetValue(serverPid),
-                parse.GetValue(seed), parse.GetValue(common.Json));
+                Math.Max(1, parse.GetValue(window)), measured, warm, bodyBytes, offered, Parallel(parse, parallel), Pids(parse, serverPid, descendants: false),
+                Pids(parse, storePid, descendants: true), parse.GetValue(seed), parse.GetValue(common.Json));
             return step > 0
                 ? await UsersBench.RampAsync(usersOptions, from, step, max, parse.GetValue(bound), cancellationToken)
                 : await new UsersBench(usersOptions).RunAsync(cancellationToken);
@@ -168,7 +170,7 @@ internal static class BenchCommands
     {
         var common = new CommonOptions();
         var clients = new Option<int>("--clients") { Description = "Idle authenticated sockets to open (one account each)", DefaultValueFactory = _ => 1000 };
-        var serverPid = new Option<int?>("--server-pid") { Description = "Server process id on this machine: report its resident memory per connection (from /proc)" };
+        var serverPid = PidOption("--server-pid", "Server process ids on this machine (one per node): their resident memory (summed) per connection, from /proc");
         var hold = new Option<int>("--hold") { Description = "Seconds to keep the sockets open (pinging each heartbeat) before closing them", DefaultValueFactory = _ => 5 };
         var parallel = ParallelOption();
         var command = common.Command("connections", "Idle connections: connect rate and latency, server memory per connection", clients, serverPid, hold, parallel);
@@ -179,7 +181,7 @@ internal static class BenchCommands
                 return 2;
             }
 
-            var options = new ConnectionsOptions(target, Math.Clamp(parse.GetValue(clients), 1, 1_000_000), parse.GetValue(serverPid),
+            var options = new ConnectionsOptions(target, Math.Clamp(parse.GetValue(clients), 1, 1_000_000), Pids(parse, serverPid, descendants: false),
                 TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(hold), 0, 86_400)), Parallel(parse, parallel), parse.GetValue(common.Json));
             return await new ConnectionsBench(options).RunAsync(cancellationToken);
         });
@@ -193,7 +195,7 @@ internal static class BenchCommands
         var against = new Option<string>("--against") { Description = "'account' (one real account) or 'random' (random user names)", DefaultValueFactory = _ => "account" };
         var duration = new Option<int>("--duration") { Description = "Seconds of flood", DefaultValueFactory = _ => 20 };
         var connects = new Option<double>("--connects-per-second") { Description = "WebSocket connects per second of the real user, measured", DefaultValueFactory = _ => 10 };
-        var serverPid = new Option<int?>("--server-pid") { Description = "Server process id on this machine: its resident memory over the run" };
+        var serverPid = PidOption("--server-pid", "Server process ids on this machine (one per node): their resident memory (summed) over the run");
         var command = common.Command("login-flood", "Wrong-password flood: a real user's connect latency and the server's memory while it lasts",
             attackers, against, duration, connects, serverPid);
         command.SetAction(async (parse, cancellationToken) =>
@@ -210,7 +212,7 @@ internal static class BenchCommands
             }
 
             var options = new LoginFloodOptions(target, Math.Clamp(parse.GetValue(attackers), 1, 10_000), parse.GetValue(against) == "random",
-                TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(duration), 1, 3600)), Math.Clamp(parse.GetValue(connects), 0.1, 1000), parse.GetValue(serverPid), parse.GetValue(common.Json));
+                TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(duration), 1, 3600)), Math.Clamp(parse.GetValue(connects), 0.1, 1000), Pids(parse, serverPid, descendants: false), parse.GetValue(common.Json));
             return await new LoginFloodBench(options).RunAsync(cancellationToken);
         });
         return command;
@@ -222,7 +224,7 @@ internal static class BenchCommands
         var sockets = new Option<int>("--sockets") { Description = "Sockets that upgrade and never say hello", DefaultValueFactory = _ => 2000 };
         var bytes = new Option<int>("--bytes") { Description = "Length of the one frame each sends (all but its last byte)", DefaultValueFactory = _ => 65_000 };
         var hold = new Option<int>("--hold") { Description = "Seconds to hold them, measuring a real user's connects", DefaultValueFactory = _ => 20 };
-        var serverPid = new Option<int?>("--server-pid") { Description = "Server process id on this machine: its resident memory over the run" };
+        var serverPid = PidOption("--server-pid", "Server process ids on this machine (one per node): their resident memory (summed) over the run");
         var command = common.Command("preauth", "Unauthenticated sockets: how many get in, a real user's connect latency, and server memory while they hold on",
             sockets, bytes, hold, serverPid);
         command.SetAction(async (parse, cancellationToken) =>
@@ -233,7 +235,7 @@ internal static class BenchCommands
             }
 
             var options = new PreAuthOptions(target, Math.Clamp(parse.GetValue(sockets), 1, 100_000), Math.Clamp(parse.GetValue(bytes), 2, 16 << 20),
-                TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(hold), 1, 3600)), parse.GetValue(serverPid), parse.GetValue(common.Json));
+                TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(hold), 1, 3600)), Pids(parse, serverPid, descendants: false), parse.GetValue(common.Json));
             return await new PreAuthBench(options).RunAsync(cancellationToken);
         });
         return command;
@@ -262,6 +264,58 @@ internal static class BenchCommands
         return command;
     }
 
+    /// <summary>A list of process ids: the option repeated, or ids separated by commas, or both; checked at parse time.</summary>
+    private static Option<string[]> PidOption(string name, string description)
+    {
+        var option = new Option<string[]>(name) { Description = description + " (repeat, or PID,PID,…)" };
+        option.Validators.Add(result =>
+        {
+            foreach (var item in SplitList(result.GetValueOrDefault<string[]>()))
+            {
+                if (!int.TryParse(item, NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || pid < 1)
+                {
+                    result.AddError($"{name}: '{item}' is not a process id");
+                    return;
+                }
+            }
+        });
+        return option;
+    }
+
+    /// <summary>
+    /// The process ids of a <see cref="PidOption"/>, duplicates dropped; with <paramref name="descendants"/> their
+    /// children count too. Ids that are not numbers were refused at parse time.
+    /// </summary>
+    private static WatchedProcesses Pids(ParseResult parse, Option<string[]> option, bool descendants)
+    {
+        var pids = new List<int>();
+        foreach (var item in SplitList(parse.GetValue(option)))
+        {
+            var pid = int.Parse(item, NumberStyles.None, CultureInfo.InvariantCulture);
+            if (!pids.Contains(pid))
+            {
+                pids.Add(pid);
+            }
+        }
+
+        return pids.Count == 0 ? WatchedProcesses.None : new WatchedProcesses(pids, descendants);
+    }
+
+    /// <summary>The items of a repeatable option whose values may also be comma lists: trimmed, empty ones dropped.</summary>
+    private static List<string> SplitList(string[]? values)
+    {
+        var items = new List<string>();
+        foreach (var value in values ?? [])
+        {
+            foreach (var item in value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            {
+                items.Add(item);
+            }
+        }
+
+        return items;
+    }
+
     private static Option<int> ParallelOption() =>
         new("--parallel") { Description = "Accounts created and sockets opened at once", DefaultValueFactory = _ => 16 };
 
@@ -273,7 +327,17 @@ internal static class BenchCommands
     /// </summary>
     private sealed class CommonOptions
     {
-        private readonly Option<string> _url = new("--url") { Description = "Server base URL", DefaultValueFactory = _ => "http://127.0.0.1:5080" };
+        private const string DefaultUrl = "http://127.0.0.1:5080";
+
+        private readonly Option<string[]> _url = new("--url")
+        {
+            Description = $"Server base URL ({DefaultUrl} without it); for a cluster, one per node (repeat, or URL,URL,…): user i signs up, logs in and connects on node i mod N",
+        };
+
+        private readonly Option<string?> _nodesFile = new("--nodes-file")
+        {
+            Description = "File with one node base URL per line (blank lines and # comments skipped), such as DIR/nodes of scripts/cluster.sh; after any --url",
+        };
 
         private readonly Option<int> _sourceAddresses = new("--source-addresses")
         {
@@ -286,7 +350,7 @@ internal static class BenchCommands
         /// <summary>A workload command with the common options first, then its own.</summary>
         public Command Command(string name, string description, params Option[] options)
         {
-            var command = new Command(name, description) { _url, _sourceAddresses };
+            var command = new Command(name, description) { _url, _nodesFile, _sourceAddresses };
             foreach (var option in options)
             {
                 command.Options.Add(option);
@@ -299,13 +363,61 @@ internal static class BenchCommands
         /// <summary>The checked target, or null after telling the user what is wrong.</summary>
         public BenchTarget? Target(ParseResult parse)
         {
-            var target = BenchTarget.Create(parse.GetValue(_url), parse.GetValue(_sourceAddresses), out var error);
+            var urls = SplitList(parse.GetValue(_url));
+            string? error = null;
+            if (parse.GetValue(_nodesFile) is { } path && !TryReadNodes(path, urls, out error))
+            {
+                Console.Error.WriteLine(error);
+                return null;
+            }
+
+            if (urls.Count == 0 && parse.GetValue(_nodesFile) is null)
+            {
+                urls.Add(DefaultUrl);
+            }
+
+            var target = BenchTarget.Create(urls, parse.GetValue(_sourceAddresses), out error);
             if (target is null)
             {
                 Console.Error.WriteLine(error);
             }
 
             return target;
+        }
+
+        /// <summary>Appends the URLs of a nodes file to <paramref name="urls"/>; false with a message when it cannot be read or names none.</summary>
+        private static bool TryReadNodes(string path, List<string> urls, out string? error)
+        {
+            error = null;
+            string[] lines;
+            try
+            {
+                lines = File.ReadAllLines(path);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                error = $"--nodes-file {path}: {ex.Message}";
+                return false;
+            }
+
+            var found = 0;
+            foreach (var line in lines)
+            {
+                var url = line.Trim();
+                if (url.Length > 0 && !url.StartsWith('#'))
+                {
+                    urls.Add(url);
+                    found++;
+                }
+            }
+
+            if (found == 0)
+            {
+                error = $"--nodes-file {path}: no URL in it";
+                return false;
+            }
+
+            return true;
         }
     }
 }

@@ -4,7 +4,7 @@ using HdrHistogram;
 namespace Switchboard.Bench;
 
 /// <summary>Settings of the <c>connections</c> workload.</summary>
-internal sealed record ConnectionsOptions(BenchTarget Target, int Clients, int? ServerPid, TimeSpan Hold, int Parallel, bool Json);
+internal sealed record ConnectionsOptions(BenchTarget Target, int Clients, WatchedProcesses Servers, TimeSpan Hold, int Parallel, bool Json);
 
 /// <summary>
 /// Idle connections: how fast a node takes authenticated sockets and what each one costs it. Opens N sockets
@@ -36,15 +36,15 @@ internal sealed class ConnectionsBench(ConnectionsOptions options)
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
-        if (options.ServerPid is { } pid && ServerMetrics.RssBytes(pid) is null)
+        if (options.Servers.FirstMissing() is { } pid)
         {
             await Console.Error.WriteLineAsync($"--server-pid {pid}: cannot read /proc/{pid}/status");
             return 2;
         }
 
-        using var http = options.Target.CreateHttpClient(TimeSpan.FromSeconds(120));
+        using var http = options.Target.CreateHttpClients(TimeSpan.FromSeconds(120));
         var parallel = new ParallelOptions { MaxDegreeOfParallelism = options.Parallel, CancellationToken = cancellationToken };
-        var serverAtStart = options.ServerPid is { } startPid ? ServerMetrics.RssBytes(startPid) : null;
+        var serverAtStart = options.Servers.RssBytes();
         Console.Error.WriteLine($"creating {options.Clients} accounts…");
         var accounts = new BenchAccounts(http);
         var tokens = new string[options.Clients];
@@ -102,7 +102,8 @@ internal sealed class ConnectionsBench(ConnectionsOptions options)
         var openSeconds = Stopwatch.GetElapsedTime(first, lastLive).TotalSeconds;
         var serverAfter = await ReadServerRssAsync(cancellationToken);
         var clientAfter = ServerMetrics.RssBytes(Environment.ProcessId);
-        var serverSockets = await ServerMetrics.ReadAsync(http, "switchboard_gateway_sockets", cancellationToken);
+        var serverSockets = await ServerMetrics.ReadSumAsync(http, "switchboard_gateway_sockets", cancellationToken);
+        var serverPerProcess = options.Servers.Pids.Count > 1 ? options.Servers.RssPerProcess(1) : null;
 
         Console.Error.WriteLine($"holding {opened} sockets for {options.Hold.TotalSeconds:0} s…");
         await Task.Delay(options.Hold, cancellationToken);
@@ -147,6 +148,10 @@ internal sealed class ConnectionsBench(ConnectionsOptions options)
             report["server_rss_per_connection_bytes"] = opened > 0 ? (after - before) / opened : 0;
             // What a user of ps sees: everything the run added since the server's start (sign-ups included) per socket.
             report["server_rss_per_connection_since_start_bytes"] = opened > 0 && serverAtStart is { } start ? (after - start) / opened : null;
+            if (serverPerProcess is not null)
+            {
+                report["server_rss_after_bytes_per_pid"] = serverPerProcess;
+            }
         }
 
         if (clientBefore is { } clientFrom && clientAfter is { } clientTo)
@@ -161,6 +166,7 @@ internal sealed class ConnectionsBench(ConnectionsOptions options)
         report["ping_failures"] = Interlocked.Read(ref _pingFailures);
         report["closed_by_server"] = closedByServer;
         report["close_s"] = Math.Round(closeSeconds, 2);
+        options.Target.AddTo(report);
         Report.Print(report, options.Json);
         return opened == options.Clients && closedByServer == 0 && Interlocked.Read(ref _pingFailures) == 0 ? 0 : 1;
     }
@@ -173,16 +179,16 @@ internal sealed class ConnectionsBench(ConnectionsOptions options)
         }
     }
 
-    /// <summary>The server's resident memory after a settle, or null without <c>--server-pid</c>.</summary>
+    /// <summary>The servers' resident memory (summed over the nodes) after a settle, or null without <c>--server-pid</c>.</summary>
     private async Task<long?> ReadServerRssAsync(CancellationToken cancellationToken)
     {
-        if (options.ServerPid is not { } pid)
+        if (options.Servers.IsEmpty)
         {
             return null;
         }
 
         await Task.Delay(Settle, cancellationToken);
-        return ServerMetrics.RssBytes(pid);
+        return options.Servers.RssBytes();
     }
 
     /// <summary>

@@ -78,13 +78,14 @@ internal sealed class DirectBench(DirectOptions options)
 
     private async Task<(Dictionary<string, object?> Report, bool Ok)> MeasureAsync(CancellationToken cancellationToken)
     {
-        using var http = options.Target.CreateHttpClient(TimeSpan.FromSeconds(60));
+        using var http = options.Target.CreateHttpClients(TimeSpan.FromSeconds(60));
         var accounts = new BenchAccounts(http);
         var pairs = new List<Pair>();
         for (var i = 0; i < options.Pairs; i++)
         {
-            var sender = await accounts.CreateAsync("s", i, cancellationToken);
-            var receiver = await accounts.CreateAsync("r", i, cancellationToken);
+            // Each on the node of its socket (2i and 2i + 1): against a cluster, a pair's two ends are on different nodes.
+            var sender = await accounts.CreateAsync("s", i, 2 * i, cancellationToken);
+            var receiver = await accounts.CreateAsync("r", i, (2 * i) + 1, cancellationToken);
             pairs.Add(new Pair(this, i, Protocol.Names.DirectConversation(sender.User, receiver.User), options));
             await pairs[^1].ConnectAsync(options.Target, sender.Token, receiver.Token, cancellationToken);
         }
@@ -146,6 +147,7 @@ internal sealed class DirectBench(DirectOptions options)
             report["batch_p99_bucket"] = p99;
         }
 
+        options.Target.AddTo(report);
         foreach (var pair in pairs)
         {
             await pair.DisposeAsync();

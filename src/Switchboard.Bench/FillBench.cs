@@ -6,14 +6,15 @@ using System.Text;
 namespace Switchboard.Bench;
 
 /// <summary>Settings of the <c>fill</c> workload.</summary>
-internal sealed record FillOptions(BenchTarget Target, int Users, int Conversations, int Senders, int Rate, int Window, int Parallel, int? ServerPid, bool Json);
+internal sealed record FillOptions(BenchTarget Target, int Users, int Conversations, int Senders, int Rate, int Window, int Parallel, WatchedProcesses Servers, bool Json);
 
 /// <summary>
 /// What a server holds once it has seen many users and conversations: signs up <c>users</c> accounts, connects
 /// <c>senders</c> of them, and has each sender open conversations with distinct other users (one message each, so
 /// every message starts a conversation) until <c>conversations</c> exist. Then reports the server's resident memory,
 /// the store's memory and files, and how many entries its caches hold, so what a million conversations and a
-/// hundred thousand users cost can be read off one run.
+/// hundred thousand users cost can be read off one run. Against a cluster, user i signs up on node i mod N and the
+/// memory and cache figures are the nodes' added up.
 /// </summary>
 internal sealed class FillBench(FillOptions options)
 {
@@ -21,10 +22,10 @@ internal sealed class FillBench(FillOptions options)
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
-        using var http = options.Target.CreateHttpClient(TimeSpan.FromSeconds(120));
+        using var http = options.Target.CreateHttpClients(TimeSpan.FromSeconds(120));
         var run = Guid.NewGuid().ToString("N")[..6];
         string Name(int i) => $"f{run}u{i.ToString(CultureInfo.InvariantCulture)}";
-        var rssAtStart = options.ServerPid is { } p0 ? ServerMetrics.RssBytes(p0) : null;
+        var rssAtStart = options.Servers.RssBytes();
 
         Console.Error.WriteLine($"signing up {options.Users} users…");
         var signUp = Stopwatch.StartNew();
@@ -32,10 +33,10 @@ internal sealed class FillBench(FillOptions options)
         await Parallel.ForAsync(0, options.Users, new ParallelOptions { MaxDegreeOfParallelism = options.Parallel, CancellationToken = cancellationToken }, async (i, ct) =>
         {
             var user = Name(i);
-            (await BenchAccounts.PostAsync(http, "/v1/accounts", new { user, password = Password }, ct)).Dispose();
+            (await BenchAccounts.PostAsync(http.Of(i), "/v1/accounts", new { user, password = Password }, ct)).Dispose();
             if (i < options.Senders)
             {
-                using var linked = await BenchAccounts.PostAsync(http, "/v1/devices", new { user, password = Password, name = "fill" }, ct);
+                using var linked = await BenchAccounts.PostAsync(http.Of(i), "/v1/devices", new { user, password = Password, name = "fill" }, ct);
                 tokens[i] = (await linked.Content.ReadFromJsonAsync<System.Text.Json.JsonElement>(ct)).GetProperty("token").GetString()!;
             }
         });
@@ -113,10 +114,14 @@ internal sealed class FillBench(FillOptions options)
             ["acked"] = Interlocked.Read(ref acked),
             ["errors"] = Interlocked.Read(ref errors),
         };
-        if (options.ServerPid is { } pid && ServerMetrics.RssBytes(pid) is { } rss)
+        if (options.Servers.RssBytes() is { } rss)
         {
             report["server_rss_start_mb"] = rssAtStart is { } start ? Math.Round(start / 1048576.0, 1) : null;
             report["server_rss_mb"] = Math.Round(rss / 1048576.0, 1);
+            if (options.Servers.Pids.Count > 1)
+            {
+                report["server_rss_mb_per_pid"] = options.Servers.RssPerProcess(1048576.0);
+            }
         }
 
         foreach (var metric in new[]
@@ -125,7 +130,7 @@ internal sealed class FillBench(FillOptions options)
             "switchboard_storage_files_bytes", "switchboard_messaging_cached_entries", "switchboard_messaging_groups_cached", "dotnet_total_memory_bytes",
         })
         {
-            report[metric] = await ServerMetrics.ReadAsync(http, metric, cancellationToken);
+            report[metric] = await ServerMetrics.ReadSumAsync(http, metric, cancellationToken);
         }
 
         foreach (var connection in connections)
@@ -133,6 +138,7 @@ internal sealed class FillBench(FillOptions options)
             await connection.DisposeAsync();
         }
 
+        options.Target.AddTo(report);
         Report.Print(report, options.Json);
         return Interlocked.Read(ref acked) == options.Conversations ? 0 : 1;
     }

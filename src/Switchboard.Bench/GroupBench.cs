@@ -26,7 +26,7 @@ internal sealed class GroupBench(GroupOptions options)
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
-        using var http = options.Target.CreateHttpClient(TimeSpan.FromSeconds(120));
+        using var http = options.Target.CreateHttpClients(TimeSpan.FromSeconds(120));
         var accounts = new BenchAccounts(http);
         Console.Error.WriteLine($"creating {options.Members} accounts…");
         var created = new (string User, string Token)[options.Members];
@@ -39,7 +39,7 @@ internal sealed class GroupBench(GroupOptions options)
             Content = JsonContent.Create(new { name = "bench", members = created.Skip(1).Select(c => c.User).ToArray() }),
         };
         request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", senderToken);
-        using var response = await http.SendAsync(request, cancellationToken);
+        using var response = await http.Of(0).SendAsync(request, cancellationToken); // the first member's node
         if (!response.IsSuccessStatusCode)
         {
             throw new InvalidOperationException($"create group: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync(cancellationToken)}");
@@ -163,6 +163,7 @@ internal sealed class GroupBench(GroupOptions options)
             ["incomplete_posts"] = incomplete,
             ["unacked_posts"] = unacked,
         };
+        options.Target.AddTo(report);
         foreach (var connection in connections)
         {
             await connection.DisposeAsync();

@@ -22,7 +22,7 @@ internal sealed class HeartbeatBench(HeartbeatOptions options)
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
-        using var http = options.Target.CreateHttpClient(TimeSpan.FromSeconds(120));
+        using var http = options.Target.CreateHttpClients(TimeSpan.FromSeconds(120));
         var accounts = new BenchAccounts(http);
         var tokens = new string[options.Clients];
         await Parallel.ForAsync(0, options.Clients, new ParallelOptions { MaxDegreeOfParallelism = options.Parallel, CancellationToken = cancellationToken }, async (i, ct) =>
@@ -92,6 +92,7 @@ internal sealed class HeartbeatBench(HeartbeatOptions options)
             ["unanswered"] = unanswered,
             ["closed_by_server"] = closed,
         };
+        options.Target.AddTo(report);
         Report.Print(report, options.Json);
         return unanswered == 0 && closed == 0 ? 0 : 1;
     }

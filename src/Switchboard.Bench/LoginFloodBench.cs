@@ -7,7 +7,7 @@ using HdrHistogram;
 namespace Switchboard.Bench;
 
 /// <summary>Settings of the <c>login-flood</c> workload.</summary>
-internal sealed record LoginFloodOptions(BenchTarget Target, int Attackers, bool RandomNames, TimeSpan Duration, double ConnectsPerSecond, int? ServerPid, bool Json);
+internal sealed record LoginFloodOptions(BenchTarget Target, int Attackers, bool RandomNames, TimeSpan Duration, double ConnectsPerSecond, WatchedProcesses Servers, bool Json);
 
 /// <summary>
 /// A wrong-password flood and the user it must not hurt. K attackers each post wrong-password logins back to back
@@ -26,11 +26,11 @@ internal sealed class LoginFloodBench(LoginFloodOptions options)
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
-        using var http = options.Target.CreateHttpClient(TimeSpan.FromSeconds(60));
+        using var http = options.Target.CreateHttpClients(TimeSpan.FromSeconds(60));
         var accounts = new BenchAccounts(http);
         var (victim, token) = await accounts.CreateAsync("v", 0, cancellationToken);
         await Task.Delay(TimeSpan.FromSeconds(3), cancellationToken); // the sign-up's hash settles
-        long? rssStart = options.ServerPid is { } pid0 ? ServerMetrics.RssBytes(pid0) : null;
+        var rssStart = options.Servers.RssBytes();
         long rssMax = rssStart ?? 0;
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -48,7 +48,7 @@ internal sealed class LoginFloodBench(LoginFloodOptions options)
             {
                 while (await timer.WaitForNextTickAsync(stop.Token))
                 {
-                    if (options.ServerPid is { } pid && ServerMetrics.RssBytes(pid) is { } rss)
+                    if (options.Servers.RssBytes() is { } rss)
                     {
                         rssMax = Math.Max(rssMax, rss);
                     }
@@ -74,7 +74,7 @@ internal sealed class LoginFloodBench(LoginFloodOptions options)
 
         await Task.WhenAll(attackers);
         var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
-        long? rssEnd = options.ServerPid is { } pid1 ? ServerMetrics.RssBytes(pid1) : null;
+        var rssEnd = options.Servers.RssBytes();
         var attempts = Interlocked.Read(ref _unauthorized) + Interlocked.Read(ref _limited) + Interlocked.Read(ref _other);
         var report = new Dictionary<string, object?>
         {
@@ -100,8 +100,13 @@ internal sealed class LoginFloodBench(LoginFloodOptions options)
             report["server_rss_max_bytes"] = rssMax;
             report["server_rss_end_bytes"] = rssEnd;
             report["server_rss_growth_max_bytes"] = rssMax - start;
+            if (options.Servers.Pids.Count > 1)
+            {
+                report["server_rss_end_bytes_per_pid"] = options.Servers.RssPerProcess(1);
+            }
         }
 
+        options.Target.AddTo(report);
         Report.Print(report, options.Json);
         return connectFailures == 0 ? 0 : 1;
     }
@@ -132,7 +137,7 @@ internal sealed class LoginFloodBench(LoginFloodOptions options)
                 }
             },
         };
-        using var http = new HttpClient(handler) { BaseAddress = options.Target.Url, Timeout = TimeSpan.FromSeconds(60) };
+        using var http = new HttpClient(handler) { BaseAddress = options.Target.UrlOf(index), Timeout = TimeSpan.FromSeconds(60) }; // spread like users
         var random = new Random(index);
         while (!stop.IsCancellationRequested)
         {

@@ -8,7 +8,7 @@ using HdrHistogram;
 namespace Switchboard.Bench;
 
 /// <summary>Settings of the <c>preauth</c> workload.</summary>
-internal sealed record PreAuthOptions(BenchTarget Target, int Sockets, int Bytes, TimeSpan Hold, int? ServerPid, bool Json);
+internal sealed record PreAuthOptions(BenchTarget Target, int Sockets, int Bytes, TimeSpan Hold, WatchedProcesses Servers, bool Json);
 
 /// <summary>
 /// Sockets that never authenticate: each upgrades to a WebSocket and sends most of one large text frame (its
@@ -26,10 +26,10 @@ internal sealed class PreAuthBench(PreAuthOptions options)
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
-        using var http = options.Target.CreateHttpClient(TimeSpan.FromSeconds(60));
+        using var http = options.Target.CreateHttpClients(TimeSpan.FromSeconds(60));
         var (_, token) = await new BenchAccounts(http).CreateAsync("p", 0, cancellationToken);
         await Task.Delay(Settle, cancellationToken);
-        long? rssStart = options.ServerPid is { } pid0 ? ServerMetrics.RssBytes(pid0) : null;
+        var rssStart = options.Servers.RssBytes();
         var rssMax = rssStart ?? 0;
 
         Console.Error.WriteLine($"{options.Sockets} sockets, each sending {options.Bytes} bytes of one frame and no hello, for {options.Hold.TotalSeconds:0} s…");
@@ -49,7 +49,7 @@ internal sealed class PreAuthBench(PreAuthOptions options)
         {
             while (Stopwatch.GetElapsedTime(started) < options.Hold && await timer.WaitForNextTickAsync(cancellationToken))
             {
-                if (options.ServerPid is { } pid && ServerMetrics.RssBytes(pid) is { } rss)
+                if (options.Servers.RssBytes() is { } rss)
                 {
                     rssMax = Math.Max(rssMax, rss);
                 }
@@ -88,7 +88,7 @@ internal sealed class PreAuthBench(PreAuthOptions options)
         }
 
         await Task.Delay(Settle, cancellationToken);
-        long? rssAfter = options.ServerPid is { } pid1 ? ServerMetrics.RssBytes(pid1) : null;
+        var rssAfter = options.Servers.RssBytes();
         var report = new Dictionary<string, object?>
         {
             ["workload"] = "preauth",
@@ -109,8 +109,13 @@ internal sealed class PreAuthBench(PreAuthOptions options)
             report["server_rss_after_bytes"] = rssAfter;
             report["server_rss_growth_max_bytes"] = rssMax - start;
             report["server_rss_growth_after_bytes"] = rssAfter - start;
+            if (options.Servers.Pids.Count > 1)
+            {
+                report["server_rss_after_bytes_per_pid"] = options.Servers.RssPerProcess(1);
+            }
         }
 
+        options.Target.AddTo(report);
         Report.Print(report, options.Json);
         return failures == 0 ? 0 : 1;
     }
@@ -118,7 +123,7 @@ internal sealed class PreAuthBench(PreAuthOptions options)
     /// <summary>Upgrades, then sends a frame header for <c>Bytes</c> and all but one byte of it; null when refused.</summary>
     private async Task<Socket?> StallAsync(int index, CancellationToken cancellationToken)
     {
-        var uri = options.Target.WebSocket;
+        var uri = options.Target.WebSocketOf(index); // spread over the nodes, like users
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
         try
         {

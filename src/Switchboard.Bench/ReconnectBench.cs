@@ -37,11 +37,11 @@ internal sealed class ReconnectBench(ReconnectOptions options)
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
-        using var http = options.Target.CreateHttpClient(TimeSpan.FromSeconds(120));
+        using var http = options.Target.CreateHttpClients(TimeSpan.FromSeconds(120));
         var parallel = new ParallelOptions { MaxDegreeOfParallelism = options.Parallel, CancellationToken = cancellationToken };
         Console.Error.WriteLine($"creating {options.Clients} + 1 accounts…");
         var accounts = new BenchAccounts(http);
-        var sender = await accounts.CreateAsync("x", 0, cancellationToken);
+        var sender = await accounts.CreateAsync("x", 0, options.Clients, cancellationToken); // on the node of its socket, number N
         _clients = new Client[options.Clients];
         await Parallel.ForAsync(0, options.Clients, parallel, async (i, ct) =>
         {
@@ -188,6 +188,7 @@ internal sealed class ReconnectBench(ReconnectOptions options)
         report["lost"] = lost;
         report["duplicates"] = duplicates;
         report["unexpected"] = unexpected;
+        options.Target.AddTo(report);
         Report.Print(report, options.Json);
         var ok = answered && acked == Total && reconnectFailed == 0 && complete == options.Clients && lost == 0 && duplicates == 0 && unexpected == 0;
         return ok ? 0 : 1;

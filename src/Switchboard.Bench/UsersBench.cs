@@ -32,6 +32,8 @@ internal readonly record struct RecvPolicy(int Every)
 
 /// <summary>Settings of the <c>direct</c> workload with many users (the default).</summary>
 /// <param name="Contacts">Contacts per user, picked at random; 0 means any other user, uniformly.</param>
+/// <param name="Servers">The server processes (one per node) whose disk writes and memory are reported, or none.</param>
+/// <param name="Stores">The store processes (with their descendants) whose disk writes are reported beside the servers', or none.</param>
 internal sealed record UsersOptions(
     BenchTarget Target,
     int Users,
@@ -44,7 +46,8 @@ internal sealed record UsersOptions(
     int BodyBytes,
     int Rate,
     int Parallel,
-    int? ServerPid,
+    WatchedProcesses Servers,
+    WatchedProcesses Stores,
     int Seed,
     bool Json);
 
@@ -53,7 +56,9 @@ internal sealed record UsersOptions(
 /// their contacts (or to any other user), so most conversations are touched rarely. Every receiver answers the
 /// way a client does: a cumulative <c>recv</c> per conversation for each socket read (or every N messages), and
 /// a share of deliveries is also marked read. Reports acked/s, ack and end-to-end percentiles, loss, duplicates,
-/// order violations, the server's batch sizes, and the bytes the server wrote to disk per message.
+/// order violations, the server's batch sizes, and the bytes the server wrote to disk per message. Against a
+/// cluster, users are spread over the nodes (see <see cref="BenchTarget"/>), so a message mostly crosses nodes; the
+/// batch sizes and bytes written are then the nodes' added up, and the store's own writes can be counted too.
 /// </summary>
 internal sealed class UsersBench(UsersOptions options)
 {
@@ -65,6 +70,7 @@ internal sealed class UsersBench(UsersOptions options)
     private User[] _users = [];
     private int[][]? _contacts;
     private long _sent;
+    private long _crossNode;
     private long _acked;
     private long _ackedInWindow;
     private long _errors;
@@ -81,9 +87,15 @@ internal sealed class UsersBench(UsersOptions options)
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
-        if (options.ServerPid is { } pid && ServerMetrics.RssBytes(pid) is null)
+        if (options.Servers.FirstMissing() is { } pid)
         {
             await Console.Error.WriteLineAsync($"--server-pid {pid}: cannot read /proc/{pid}/status");
+            return 2;
+        }
+
+        if (options.Stores.FirstMissing() is { } storePid)
+        {
+            await Console.Error.WriteLineAsync($"--store-pid {storePid}: cannot read /proc/{storePid}/status");
             return 2;
         }
 
@@ -106,7 +118,8 @@ internal sealed class UsersBench(UsersOptions options)
             var passed = ok && p99 <= p99BoundMs && acked >= rate * 0.98;
             if (!options.Json)
             {
-                Console.Error.WriteLine($"ramp: {rate,8:N0}/s offered → {acked,8:N0}/s acked, e2e p99 {p99:0.###} ms, {report["disk_bytes_per_msg"] ?? "-"} B/msg written {(passed ? "ok" : "over the bound")}");
+                var store = report.TryGetValue("store_bytes_per_msg", out var storeBytes) ? $" + {storeBytes} B/msg by the store" : "";
+                Console.Error.WriteLine($"ramp: {rate,8:N0}/s offered → {acked,8:N0}/s acked, e2e p99 {p99:0.###} ms, {report["disk_bytes_per_msg"] ?? "-"} B/msg written{store} {(passed ? "ok" : "over the bound")}");
             }
 
             if (!passed)
@@ -132,7 +145,7 @@ internal sealed class UsersBench(UsersOptions options)
 
     private async Task<(Dictionary<string, object?> Report, bool Ok)> MeasureAsync(CancellationToken cancellationToken)
     {
-        using var http = options.Target.CreateHttpClient(TimeSpan.FromSeconds(120));
+        using var http = options.Target.CreateHttpClients(TimeSpan.FromSeconds(120));
         var random = new Random(options.Seed);
         var accounts = new BenchAccounts(http);
         var parallel = new ParallelOptions { MaxDegreeOfParallelism = options.Parallel, CancellationToken = cancellationToken };
@@ -166,7 +179,7 @@ internal sealed class UsersBench(UsersOptions options)
         stop.CancelAfter(options.Warmup + options.Duration + StallTimeout);
 
         // The disk and memory readings bracket the measured window, not the warm-up.
-        var disk = new DiskReading(options.ServerPid, http);
+        var disk = new DiskReading(options.Servers, options.Stores, http);
         var measuring = Task.Run(async () =>
         {
             await Task.Delay(options.Warmup, cancellationToken);
@@ -226,9 +239,19 @@ internal sealed class UsersBench(UsersOptions options)
         }
 
         disk.AddTo(report, inWindow);
-        if (options.ServerPid is { } pid && ServerMetrics.RssBytes(pid) is { } rss)
+        if (options.Servers.RssBytes() is { } rss)
         {
             report["server_rss_mb"] = Math.Round(rss / 1048576.0, 1);
+            if (options.Servers.Pids.Count > 1)
+            {
+                report["server_rss_mb_per_pid"] = options.Servers.RssPerProcess(1048576.0);
+            }
+        }
+
+        options.Target.AddTo(report);
+        if (options.Target.Nodes > 1)
+        {
+            report["cross_node_sends"] = Interlocked.Read(ref _crossNode);
         }
 
         await Parallel.ForEachAsync(_users, cancellationToken, async (u, _) => await u.DisposeAsync());
@@ -303,6 +326,10 @@ internal sealed class UsersBench(UsersOptions options)
 
                 _users[from].Send(k, Protocol.Names.DirectConversation(_users[from].Name, _users[to].Name), body, cancellationToken);
                 Interlocked.Increment(ref _sent);
+                if (options.Target.NodeOf(from) != options.Target.NodeOf(to))
+                {
+                    Interlocked.Increment(ref _crossNode);
+                }
             }
         }
         catch (OperationCanceledException)
@@ -505,27 +532,40 @@ internal sealed class UsersBench(UsersOptions options)
         }
     }
 
-    /// <summary>Bytes the server wrote to disk over the measured window: from /proc/PID/io, else from the server's own metric.</summary>
-    private sealed class DiskReading(int? pid, HttpClient http)
+    /// <summary>
+    /// Bytes written to disk over the measured window: by the servers, from /proc/PID/io (else the nodes' own metric,
+    /// added up), and, given store processes, by those and their descendants.
+    /// </summary>
+    private sealed class DiskReading(WatchedProcesses servers, WatchedProcesses stores, NodeClients nodes)
     {
         private long? _before;
         private long? _after;
+        private long? _storeBefore;
+        private long? _storeAfter;
         private string _source = "";
 
-        public async Task StartAsync(CancellationToken cancellationToken) => _before = await ReadAsync(cancellationToken);
+        public async Task StartAsync(CancellationToken cancellationToken)
+        {
+            _before = await ReadAsync(cancellationToken);
+            _storeBefore = stores.DiskWriteBytes();
+        }
 
-        public async Task StopAsync(CancellationToken cancellationToken) => _after = await ReadAsync(cancellationToken);
+        public async Task StopAsync(CancellationToken cancellationToken)
+        {
+            _after = await ReadAsync(cancellationToken);
+            _storeAfter = stores.DiskWriteBytes();
+        }
 
         private async Task<long?> ReadAsync(CancellationToken cancellationToken)
         {
-            if (pid is { } p && ServerMetrics.DiskWriteBytes(p) is { } bytes)
+            if (servers.DiskWriteBytes() is { } bytes)
             {
-                _source = $"/proc/{p}/io";
+                _source = servers.Pids.Count == 1 ? $"/proc/{servers.Pids[0]}/io" : $"/proc/{{{string.Join(',', servers.Pids)}}}/io";
                 return bytes;
             }
 
-            _source = "metric";
-            return (long?)await ServerMetrics.ReadAsync(http, "switchboard_process_disk_write_bytes", cancellationToken);
+            _source = nodes.All.Count == 1 ? "metric" : $"metric, {nodes.All.Count} nodes";
+            return (long?)await ServerMetrics.ReadSumAsync(nodes, "switchboard_process_disk_write_bytes", cancellationToken);
         }
 
         public void AddTo(Dictionary<string, object?> report, long messages)
@@ -535,6 +575,21 @@ internal sealed class UsersBench(UsersOptions options)
                 report["disk_written_mb"] = Math.Round((a - b) / 1048576.0, 1);
                 report["disk_bytes_per_msg"] = Math.Round((double)(a - b) / messages);
                 report["disk_source"] = _source;
+            }
+
+            if (_storeBefore is { } sb && _storeAfter is { } sa && messages > 0)
+            {
+                report["store_written_mb"] = Math.Round((sa - sb) / 1048576.0, 1);
+                report["store_bytes_per_msg"] = Math.Round((double)(sa - sb) / messages);
+                report["store_processes"] = stores.LastCount;
+                if (_before is { } b2 && _after is { } a2)
+                {
+                    report["total_bytes_per_msg"] = Math.Round((double)(a2 - b2 + sa - sb) / messages);
+                }
+            }
+            else if (!stores.IsEmpty)
+            {
+                report["store_bytes_per_msg"] = null; // given, but its /proc/PID/io could not be read (another user's process?)
             }
         }
     }
