@@ -41,19 +41,20 @@ EOF
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# pick_port VAR: a random free loopback port in 20000–39999 not handed out by this run nor recorded by a node.
+# pick_port VAR: a random free loopback port in 20000–31999 (below the ephemeral range) not handed out by this run
+# nor recorded by a node.
 TAKEN_PORTS=" "
 pick_port() {
     local p tries
     for ((tries = 0; tries < 200; tries++)); do
-        p=$((20000 + RANDOM % 20000))
+        p=$((20000 + RANDOM % 12000))
         [[ $TAKEN_PORTS == *" $p "* ]] && continue
         port_in_use "$p" && continue
         TAKEN_PORTS+="$p "
         printf -v "$1" '%s' "$p"
         return 0
     done
-    die "no free loopback port found in 20000-39999"
+    die "no free loopback port found in 20000-31999"
 }
 
 # True when PID $1 is a live (not zombie) Switchboard server process (guards against a recycled PID).

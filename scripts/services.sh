@@ -38,19 +38,20 @@ EOF
 # True when something listens on 127.0.0.1:$1.
 svc_port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# svc_pick_port VAR: a random port in 20000–39999 that nothing listens on and that this run has not handed out yet.
+# svc_pick_port VAR: a random port in 20000–31999 (below the ephemeral range, 32768 up, so no outgoing connection
+# takes it between the check and the bind) that nothing listens on and that this run has not handed out yet.
 SVC_TAKEN_PORTS=" "
 svc_pick_port() {
     local p tries
     for ((tries = 0; tries < 200; tries++)); do
-        p=$((20000 + RANDOM % 20000))
+        p=$((20000 + RANDOM % 12000))
         [[ $SVC_TAKEN_PORTS == *" $p "* ]] && continue
         svc_port_in_use "$p" && continue
         SVC_TAKEN_PORTS+="$p "
         printf -v "$1" '%s' "$p"
         return 0
     done
-    svc_die "no free loopback port found in 20000-39999"
+    svc_die "no free loopback port found in 20000-31999"
 }
 
 # True when PID $1 is a live (not zombie) process whose command line contains $2.

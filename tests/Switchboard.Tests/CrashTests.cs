@@ -262,8 +262,10 @@ internal sealed class ServerProcess : IAsyncDisposable
         }
 
         var process = Process.Start(info)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
+        // Kept beside the data dir, for a failing test to be read afterwards.
+        var log = new StreamWriter(dataDir.TrimEnd('/') + ".log", append: true) { AutoFlush = true };
+        process.OutputDataReceived += (_, e) => { lock (log) { log.WriteLine(e.Data); } };
+        process.ErrorDataReceived += (_, e) => { lock (log) { log.WriteLine(e.Data); } };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         return process;
@@ -278,13 +280,14 @@ internal sealed class ServerProcess : IAsyncDisposable
         {
             try
             {
-                using var response = await server.Http.GetAsync("/readyz");
+                using var attempt = new CancellationTokenSource(TimeSpan.FromSeconds(2)); // a connect that hangs is tried again
+                using var response = await server.Http.GetAsync("/readyz", attempt.Token);
                 if (response.IsSuccessStatusCode)
                 {
                     return;
                 }
             }
-            catch (HttpRequestException)
+            catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException)
             {
             }
 
@@ -336,8 +339,17 @@ internal sealed class ServerProcess : IAsyncDisposable
 
     public void Kill()
     {
+        var pid = _process.Id;
         _process.Kill(); // SIGKILL on Linux: no shutdown hooks, no flush
         _process.WaitForExit(10_000);
+
+        // The leader's exit is seen before every thread is gone, and its sockets (the listening one too) close
+        // only then: wait for that, so a new process can take the port.
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (Directory.Exists($"/proc/{pid}/task") && Directory.EnumerateDirectories($"/proc/{pid}/task").Any() && DateTime.UtcNow < deadline)
+        {
+            Thread.Sleep(20);
+        }
     }
 
     public ValueTask DisposeAsync()

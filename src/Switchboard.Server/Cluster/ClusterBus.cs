@@ -74,17 +74,52 @@ internal sealed partial class ClusterBus : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts routing what is sent and hands what arrives for this node to <paramref name="receive"/>, in arrival order.</summary>
+    // What arrived, handed over to the receiving thread: a handler may read the store and wait for it (a group's
+    // receipt aggregate loads on that thread), which must never happen on a socket's completion.
+    private readonly Channel<BusRecord> _inbound = Channel.CreateBounded<BusRecord>(new BoundedChannelOptions(65_536)
+    {
+        SingleReader = true,
+        FullMode = BoundedChannelFullMode.DropWrite,
+    });
+
+    private Thread? _receiving;
+
+    /// <summary>Starts routing what is sent and hands what arrives for this node to <paramref name="receive"/>, in arrival order, on a thread of its own.</summary>
     public void Start(Func<BusRecord, ValueTask> receive)
     {
         _routing = Task.Run(RouteAsync);
+        _receiving = new Thread(() => Receive(receive)) { IsBackground = true, Name = "switchboard-bus-receive" };
+        _receiving.Start();
         foreach (var subject in new[] { NodeSubject(_node.Id), AllSubject })
         {
-            _listening.Add(Task.Run(() => ListenAsync(subject, receive)));
+            _listening.Add(Task.Run(() => ListenAsync(subject)));
         }
     }
 
-    private async Task ListenAsync(string subject, Func<BusRecord, ValueTask> receive)
+    private void Receive(Func<BusRecord, ValueTask> receive)
+    {
+        var reader = _inbound.Reader;
+        while (reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
+        {
+            while (reader.TryRead(out var record))
+            {
+                try
+                {
+                    var handled = receive(record);
+                    if (!handled.IsCompletedSuccessfully)
+                    {
+                        handled.AsTask().GetAwaiter().GetResult();
+                    }
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                    Failed(ex);
+                }
+            }
+        }
+    }
+
+    private async Task ListenAsync(string subject)
     {
         while (!_stopping.IsCancellationRequested)
         {
@@ -105,15 +140,9 @@ internal sealed partial class ClusterBus : IAsyncDisposable
 
                     foreach (var record in records)
                     {
+                        if (!_inbound.Writer.TryWrite(record))
                         {
-                            try
-                            {
-                                await receive(record);
-                            }
-                            catch (Exception ex) when (ex is not OperationCanceledException)
-                            {
-                                Failed(ex);
-                            }
+                            _metrics.BusDropped.Inc(); // a hint lost here is repaired like one lost on the way
                         }
                     }
                 }
@@ -250,6 +279,7 @@ internal sealed partial class ClusterBus : IAsyncDisposable
         }
 
         _outbound.Writer.TryComplete();
+        _inbound.Writer.TryComplete();
         await _stopping.CancelAsync();
         foreach (var task in _listening.Append(_routing ?? Task.CompletedTask))
         {

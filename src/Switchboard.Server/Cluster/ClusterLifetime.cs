@@ -22,6 +22,7 @@ internal sealed class ClusterLifetime(
     GroupDirectory groups,
     GroupReceipts receipts,
     Push.PushDispatcher push,
+    Push.VapidKeys vapid,
     PresenceService presence,
     HeadWatch heads,
     MessageRules rules,
@@ -34,6 +35,7 @@ internal sealed class ClusterLifetime(
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         await shards.PrepareAsync(cancellationToken); // already checked by the launcher; tests start hosts directly
+        await vapid.LoadSharedAsync(cancellationToken);
         sequencer.Start(messages);
         metrics.Observe("switchboard_messaging_cached_entries", "Entries in the sequencer's caches (last seqs, cursors, known users).", () => rules.CachedEntries);
         metrics.Observe("switchboard_messaging_groups_cached", "Group memberships in the group directory.", () => groups.Count);

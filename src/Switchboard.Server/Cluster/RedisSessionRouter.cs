@@ -155,10 +155,27 @@ internal sealed partial class RedisSessionRouter : ISessionRouter, IAsyncDisposa
             var batch = Database.CreateBatch();
             var lookups = users.Select(u => (User: u, Values: batch.HashValuesAsync(KeyOf(u)))).ToList();
             batch.Execute();
-            var alive = _alive;
+            var found = new List<(string User, RedisValue[] Values)>(lookups.Count);
+            var unknownNode = false;
             foreach (var (user, values) in lookups)
             {
-                foreach (var value in await values)
+                var entries = await values;
+                found.Add((user, entries));
+                foreach (var value in entries)
+                {
+                    unknownNode |= Parse(value) is { } entry && !_alive.ContainsKey(entry.Node);
+                }
+            }
+
+            if (unknownNode && Environment.TickCount64 - Interlocked.Read(ref _aliveReadAt) > 200)
+            {
+                await ReadAliveAsync(); // a node that started since the last read: learn of it now, not in a second
+            }
+
+            var alive = _alive;
+            foreach (var (user, entries) in found)
+            {
+                foreach (var value in entries)
                 {
                     if (Parse(value) is { } entry && entry.Node != _node.Id && IsAlive(alive, entry))
                     {
@@ -227,8 +244,11 @@ internal sealed partial class RedisSessionRouter : ISessionRouter, IAsyncDisposa
         }
     }
 
+    private long _aliveReadAt;
+
     private void ReadAlive(HashEntry[] entries, long now)
     {
+        Interlocked.Exchange(ref _aliveReadAt, Environment.TickCount64);
         var alive = new Dictionary<int, long>();
         foreach (var entry in entries)
         {

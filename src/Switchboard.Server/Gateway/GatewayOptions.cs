@@ -7,7 +7,8 @@ public sealed class GatewayOptions
     /// Socket completions run on the socket event threads (one per core) instead of waking a thread-pool thread for
     /// every read: a context switch per frame saved, which measured 5-7 % of the CPU at 15,000 messages/s over a
     /// thousand sockets. Work that reads the store in bulk (replay, sync, watch) moves itself to the pool.
-    /// Takes effect for the first server in a process.
+    /// Takes effect for the first server in a process. Default: on, but off in cluster mode (where the store, Redis and
+    /// NATS are sockets as well, handled by the same event threads).
     /// </summary>
     public bool InlineSocketCompletions { get; set; } = true;
 

@@ -42,7 +42,9 @@ public static class SwitchboardHost
         }
 
         builder.WebHost.UseSockets(o => o.Backlog = builder.Configuration.GetValue("Switchboard:Gateway:ListenBacklog", 4096));
-        if (builder.Configuration.GetValue("Switchboard:Gateway:InlineSocketCompletions", true))
+        // Off by default in cluster mode: there the store, Redis and NATS are sockets too, and a completion that runs
+        // on the socket event thread must never wait on another socket's.
+        if (builder.Configuration.GetValue("Switchboard:Gateway:InlineSocketCompletions", !builder.Configuration.GetValue("Switchboard:Cluster:Enabled", false)))
         {
             // .NET reads this once, when the process makes its first socket (not yet: nothing listens before the
             // host starts). A socket's completions then run on its event thread instead of waking a thread-pool

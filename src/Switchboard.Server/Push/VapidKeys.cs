@@ -24,16 +24,7 @@ internal sealed class VapidKeys
 
         if (shards is not null)
         {
-            // Read when first used: by then the node has checked its shards and made their tables.
-            _shared = new Lazy<(string, string)>(() =>
-            {
-                var (madePublic, madePrivate) = Make();
-                using var command = shards[0].CreateCommand(
-                    "INSERT INTO sb_meta (key, value) VALUES ('vapid', @pair) ON CONFLICT (key) DO NOTHING; SELECT value FROM sb_meta WHERE key = 'vapid'");
-                command.Parameters.AddWithValue("pair", JsonSerializer.Serialize(new Dictionary<string, string> { ["public"] = madePublic, ["private"] = madePrivate }));
-                var kept = JsonSerializer.Deserialize<Dictionary<string, string>>((string)command.ExecuteScalar()!)!;
-                return (kept["public"], kept["private"]);
-            });
+            _shards = shards; // read by LoadSharedAsync when the node starts, once its shards are checked
             return;
         }
 
@@ -60,19 +51,38 @@ internal sealed class VapidKeys
         return (Base64Url.EncodeToString([0x04, .. parameters.Q.X!, .. parameters.Q.Y!]), Base64Url.EncodeToString(parameters.D!));
     }
 
-    private readonly Lazy<(string Public, string Private)>? _shared;
-    private readonly string? _publicKey;
-    private readonly string? _privateKey;
+    private readonly Storage.Postgres.PgShards? _shards;
+    private string? _publicKey;
+    private string? _privateKey;
+
+    /// <summary>
+    /// Cluster mode: takes the cluster's pair from the first shard, making it there if this node is the first. Called
+    /// by the node's start, before anything pushes or serves the key.
+    /// </summary>
+    public async Task LoadSharedAsync(CancellationToken cancellationToken)
+    {
+        if (_shards is null || _publicKey is not null)
+        {
+            return;
+        }
+
+        var (madePublic, madePrivate) = Make();
+        await using var command = _shards[0].CreateCommand(
+            "INSERT INTO sb_meta (key, value) VALUES ('vapid', @pair) ON CONFLICT (key) DO NOTHING; SELECT value FROM sb_meta WHERE key = 'vapid'");
+        command.Parameters.AddWithValue("pair", JsonSerializer.Serialize(new Dictionary<string, string> { ["public"] = madePublic, ["private"] = madePrivate }));
+        var kept = JsonSerializer.Deserialize<Dictionary<string, string>>((string)(await command.ExecuteScalarAsync(cancellationToken))!)!;
+        (_publicKey, _privateKey) = (kept["public"], kept["private"]);
+    }
 
     public string PublicKey
     {
-        get => _shared?.Value.Public ?? _publicKey!;
+        get => _publicKey ?? throw new InvalidOperationException("the cluster's VAPID key is read when the node starts");
         private init => _publicKey = value;
     }
 
     public string PrivateKey
     {
-        get => _shared?.Value.Private ?? _privateKey!;
+        get => _privateKey ?? throw new InvalidOperationException("the cluster's VAPID key is read when the node starts");
         private init => _privateKey = value;
     }
 }
