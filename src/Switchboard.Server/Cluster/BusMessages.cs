@@ -40,17 +40,19 @@ internal sealed record BusRecord(
     long Read = -1);
 
 /// <summary>
-/// The bus's byte layout: a message is the sending node, a count, then records; a record is its kind and its fields, strings as
+/// The bus's byte layout: a message is the sending node, its number on its subject (1, 2, 3… from the node's start:
+/// a receiver that sees one skipped knows a hint was lost), a count, then records; a record is its kind and its fields, strings as
 /// length-prefixed UTF-8, the frame as length-prefixed bytes (already serialised once for every socket).
 /// </summary>
 internal static class BusCodec
 {
-    public static byte[] Encode(int origin, IReadOnlyList<BusRecord> records)
+    public static byte[] Encode(int origin, long number, IReadOnlyList<BusRecord> records)
     {
         using var stream = new MemoryStream();
         using (var w = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true))
         {
             w.Write7BitEncodedInt(origin);
+            w.Write7BitEncodedInt64(number);
             w.Write7BitEncodedInt(records.Count);
             foreach (var r in records)
             {
@@ -78,14 +80,16 @@ internal static class BusCodec
     }
 
     /// <summary>The records of a message; a message that does not parse (another version, damage) yields none.</summary>
-    public static List<BusRecord> Decode(byte[] data, out int origin)
+    public static List<BusRecord> Decode(byte[] data, out int origin, out long number)
     {
         var list = new List<BusRecord>();
         origin = -1;
+        number = 0;
         try
         {
             using var r = new BinaryReader(new MemoryStream(data), Encoding.UTF8);
             origin = r.Read7BitEncodedInt();
+            number = r.Read7BitEncodedInt64();
             var count = r.Read7BitEncodedInt();
             for (var i = 0; i < count; i++)
             {

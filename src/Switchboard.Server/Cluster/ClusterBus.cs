@@ -50,13 +50,33 @@ internal sealed partial class ClusterBus : IAsyncDisposable
             PublishTimeoutOnDisconnected = true, // a publish while NATS is away fails fast instead of waiting
             CommandTimeout = TimeSpan.FromSeconds(1),
             SubPendingChannelCapacity = 65_536,
+            SubPendingChannelFullMode = BoundedChannelFullMode.DropNewest,
             MaxReconnectRetry = -1,
             ReconnectWaitMin = TimeSpan.FromMilliseconds(200),
             ReconnectWaitMax = TimeSpan.FromSeconds(2),
         });
+        _nats.ConnectionOpened += Opened;
+        _nats.MessageDropped += (_, _) =>
+        {
+            HintsLost?.Invoke();
+            return ValueTask.CompletedTask;
+        };
     }
 
     private string NodeSubject(int node) => $"{_name}.node.{node}";
+
+    private bool _everConnected;
+
+    private ValueTask Opened(object? sender, NatsEventArgs args)
+    {
+        if (_everConnected)
+        {
+            HintsLost?.Invoke(); // back after an outage: what was published meanwhile never arrived
+        }
+
+        _everConnected = true;
+        return ValueTask.CompletedTask;
+    }
 
     private string AllSubject => $"{_name}.all";
 
@@ -83,6 +103,13 @@ internal sealed partial class ClusterBus : IAsyncDisposable
     });
 
     private Thread? _receiving;
+
+    // Messages numbered per subject this node publishes on, and the last number heard per (sender, subject).
+    private readonly Dictionary<string, long> _numbers = [];
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(int Origin, string Subject), long> _heard = new();
+
+    /// <summary>Called when hints were (or may have been) lost: a message skipped, NATS back after an outage, a locator that could not be read.</summary>
+    public Action? HintsLost { get; set; }
 
     /// <summary>Starts routing what is sent and hands what arrives for this node to <paramref name="receive"/>, in arrival order, on a thread of its own.</summary>
     public void Start(Func<BusRecord, ValueTask> receive)
@@ -132,10 +159,17 @@ internal sealed partial class ClusterBus : IAsyncDisposable
                         continue;
                     }
 
-                    var records = BusCodec.Decode(data, out var origin);
+                    var records = BusCodec.Decode(data, out var origin, out var number);
                     if (origin == _node.Id)
                     {
                         continue; // this node's own broadcast
+                    }
+
+                    var last = _heard.GetValueOrDefault((origin, subject));
+                    _heard[(origin, subject)] = number;
+                    if (last > 0 && number != last + 1 && number != 1)
+                    {
+                        HintsLost?.Invoke(); // a message between them never arrived (number 1: the sender restarted)
                     }
 
                     foreach (var record in records)
@@ -215,7 +249,14 @@ internal sealed partial class ClusterBus : IAsyncDisposable
             return;
         }
 
-        var located = await _locator.LocateAsync(users);
+        if (await _locator.LocateAsync(users) is not { } located)
+        {
+            // The locator cannot be read: every node hears everything meant for other nodes, and keeps what is for
+            // its own sockets (their local delivery skips users who have none there). Costly, and only while Redis is away.
+            await PublishAsync(AllSubject, [.. round.Where(r => !r.ToAll).Select(r => r.Record)]);
+            return;
+        }
+
         foreach (var (node, here) in located)
         {
             var onNode = new HashSet<string>(here, StringComparer.Ordinal);
@@ -247,7 +288,13 @@ internal sealed partial class ClusterBus : IAsyncDisposable
             size += (records[i].Frame?.Length ?? 0) + 64 + ((records[i].Users?.Count ?? 0) * 24);
             if (size >= MaxMessageBytes || i == records.Count - 1)
             {
-                var payload = BusCodec.Encode(_node.Id, records.GetRange(start, i - start + 1));
+                long number;
+                lock (_numbers)
+                {
+                    _numbers[subject] = number = _numbers.GetValueOrDefault(subject) + 1;
+                }
+
+                var payload = BusCodec.Encode(_node.Id, number, records.GetRange(start, i - start + 1));
                 await _nats.PublishAsync(subject, payload, cancellationToken: _stopping.Token);
                 _metrics.BusSent.Inc();
                 start = i + 1;

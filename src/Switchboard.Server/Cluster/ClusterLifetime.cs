@@ -44,6 +44,8 @@ internal sealed class ClusterLifetime(
         groups.Changed += conv => bus.Broadcast(new BusRecord(BusKind.GroupChanged, conv));
         push.Relay = (user, any) => bus.Broadcast(new BusRecord(BusKind.PushRegistered, Seq: any ? 1 : 0, Users: [user]));
         receipts.Relay = (conv, user, delivered, read) => bus.Broadcast(new BusRecord(BusKind.CursorMoved, conv, delivered ?? -1, Users: [user], Read: read ?? -1));
+        bus.HintsLost = heads.SweepSoon;
+        router.Restored = heads.SweepSoon;
         await router.RefreshAsync();
         bus.Start(ReceiveAsync);
         _refreshing = Task.Run(RefreshLoopAsync, CancellationToken.None);

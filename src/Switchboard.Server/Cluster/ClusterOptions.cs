@@ -37,10 +37,12 @@ public sealed class ClusterOptions
     public int LocatorTtlSeconds { get; set; } = 30;
 
     /// <summary>
-    /// How often each node sweeps the conversations its sockets are in for events no hint announced (a lost bus
-    /// message), in seconds.
+    /// How often each node sweeps the conversations it delivered or heard of for events no hint announced, in
+    /// seconds, when nothing showed a loss. A sign of one (a bus message skipped, NATS or Redis back after an outage)
+    /// starts a sweep at once. A sweep reads the heads of every such conversation: each node's cost grows with
+    /// them, so this is a safety net, not the way events travel.
     /// </summary>
-    public int SweepSeconds { get; set; } = 5;
+    public int SweepSeconds { get; set; } = 30;
 
     /// <summary>Graceful shutdown: sockets are closed with 4003 spread over this many seconds, so clients do not all reconnect at once.</summary>
     public int DrainSeconds { get; set; } = 5;

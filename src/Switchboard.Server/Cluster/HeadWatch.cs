@@ -10,8 +10,9 @@ namespace Switchboard.Server.Cluster;
 
 /// <summary>
 /// The repair of lost hints. For every conversation this node has delivered or heard of lately, the last seq it
-/// knows of; every <see cref="ClusterOptions.SweepSeconds"/> the sweep reads those conversations' heads from the
-/// store in one query per shard, and a head past what this node knows (by events older than a grace of two
+/// knows of; the sweep reads those conversations' heads from the store in one query per shard: soon after a sign
+/// that hints were lost (a bus message skipped, NATS or Redis back after an outage, a message dropped), and every
+/// <see cref="ClusterOptions.SweepSeconds"/> in any case, for a loss nothing showed; and a head past what this node knows (by events older than a grace of two
 /// seconds, so a hint still on its way is not raced) means a hint was lost (NATS away, Redis
 /// restarted empty, a queue full): the missing events are read from the store and handed to this node's sockets,
 /// which take them in seq order (a client drops a seq it already has). A conversation this node never heard of
@@ -117,11 +118,29 @@ internal sealed partial class HeadWatch(
         }
     }
 
+    private readonly SemaphoreSlim _soon = new(0);
+    private int _soonPending;
+
+    /// <summary>Hints were (or may have been) lost: sweep once the events of the moment are past the grace, not at the next tick.</summary>
+    public void SweepSoon()
+    {
+        if (Interlocked.Exchange(ref _soonPending, 1) == 0)
+        {
+            _soon.Release();
+        }
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(options.Value.SweepSeconds));
-        while (await timer.WaitForNextTickAsync(stoppingToken))
+        while (!stoppingToken.IsCancellationRequested)
         {
+            if (await _soon.WaitAsync(TimeSpan.FromSeconds(options.Value.SweepSeconds), stoppingToken))
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(GraceMs + 500), stoppingToken);
+                Interlocked.Exchange(ref _soonPending, 0);
+                metrics.SweepsEarly.Inc();
+            }
+
             try
             {
                 await SweepAsync(stoppingToken);

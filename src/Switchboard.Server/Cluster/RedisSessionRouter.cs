@@ -48,10 +48,17 @@ internal sealed partial class RedisSessionRouter : ISessionRouter, IAsyncDisposa
         config.SyncTimeout = config.AsyncTimeout = 1_000; // a Redis that does not answer is treated as gone, fast
         config.ClientName = $"switchboard-node-{node.Id}";
         _redis = ConnectionMultiplexer.Connect(config);
-        _redis.ConnectionRestored += (_, _) => _ = RefreshAsync(); // an empty Redis after a restart is filled at once
+        _redis.ConnectionRestored += (_, _) =>
+        {
+            _ = RefreshAsync(); // an empty Redis after a restart is filled at once
+            Restored?.Invoke(); // what other nodes could not locate meanwhile was never hinted
+        };
     }
 
     public IDatabase Database => _redis.GetDatabase();
+
+    /// <summary>Called when the connection to Redis comes back.</summary>
+    public Action? Restored { get; set; }
 
     private RedisKey KeyOf(string user) => $"{_options.Name}:loc:{user}";
 
@@ -140,9 +147,9 @@ internal sealed partial class RedisSessionRouter : ISessionRouter, IAsyncDisposa
 
     /// <summary>
     /// The other nodes holding a socket of each user, in one round trip (pipelined). Users without one elsewhere
-    /// are left out; when Redis cannot be reached, nobody is found (the store repairs what is missed).
+    /// are left out; null when Redis cannot be read.
     /// </summary>
-    public async Task<Dictionary<int, List<string>>> LocateAsync(IReadOnlyCollection<string> users)
+    public async Task<Dictionary<int, List<string>>?> LocateAsync(IReadOnlyCollection<string> users)
     {
         var byNode = new Dictionary<int, List<string>>();
         if (users.Count == 0)
@@ -195,6 +202,7 @@ internal sealed partial class RedisSessionRouter : ISessionRouter, IAsyncDisposa
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
             Failed(ex);
+            return null;
         }
 
         return byNode;

@@ -113,20 +113,96 @@ internal sealed partial class MessageRules
         _memberCursors.Clear();
     }
 
+    // Cluster mode: the cids of this batch's sends, looked up together before it is decided (the deciding thread's).
+    private readonly HashSet<(string Sender, string Cid)> _cidsLookedUp = [];
+    private Dictionary<(string Sender, string Cid), CidRecord> _cidsFound = [];
+
     /// <summary>
-    /// With other writers on the store (cluster mode): the heads of the conversations a batch appends to, read from
-    /// the store in one go before it is decided. A head that is not the cached one means another node appended:
-    /// the cached head and the group (its members may have changed) are read again. A head that could not be read
-    /// (its shard is down) keeps what is cached; the commit to that shard fails anyway.
+    /// With other writers on the store (cluster mode), before a batch is decided: everything its commands will
+    /// read that is not cached, in one query per shard and kind, all at once (a store round trip per command on
+    /// the deciding thread would bound a node at a few thousand commands a second). The heads of its
+    /// conversations are read in any case: a head that is not the cached one means another node appended, so the
+    /// cached head and the group (its members may have changed) are read again. A head that could not be read (its
+    /// shard is down) keeps what is cached; the commit to that shard fails anyway.
     /// </summary>
-    public async ValueTask RefreshHeadsAsync(IReadOnlyCollection<string> convs)
+    public async ValueTask PrepareAsync(IReadOnlyList<WriteCommand> batch)
     {
-        if (convs.Count == 0)
+        _cidsLookedUp.Clear();
+        _cidsFound = [];
+        var convs = new HashSet<string>(StringComparer.Ordinal);
+        var cids = new List<(string, string, string)>();
+        var deviceKeys = new HashSet<DeviceCursorKey>();
+        var memberKeys = new HashSet<MemberCursorKey>();
+        foreach (var command in batch)
         {
-            return;
+            if (command is GroupCommand { Op: GroupOp.Create })
+            {
+                continue; // a new group has no head yet
+            }
+
+            convs.Add(command.Conv);
+            if (command is AppendCommand append && _cidsLookedUp.Add((append.Origin.User, append.Cid)))
+            {
+                cids.Add((append.Origin.User, append.Cid, append.Conv));
+            }
+            else if (command is CursorCommand)
+            {
+                var device = new DeviceCursorKey(command.Origin.User, command.Origin.Device, command.Conv);
+                if (!_deviceCursors.TryGet(KeyOf(device), out _))
+                {
+                    deviceKeys.Add(device);
+                }
+
+                var member = new MemberCursorKey(command.Conv, command.Origin.User);
+                if (!_memberCursors.TryGet(KeyOf(member), out _))
+                {
+                    memberKeys.Add(member);
+                }
+            }
         }
 
-        var heads = await _store.GetLastSeqsAsync(convs);
+        var heads = _store.GetLastSeqsAsync(convs).AsTask();
+        var found = cids.Count > 0 ? _store.FindCidsAsync(cids).AsTask() : Task.FromResult(new Dictionary<(string, string), CidRecord>());
+        var devices = deviceKeys.Count > 0 ? _store.GetDeviceCursorsByKeyAsync(deviceKeys).AsTask() : Task.FromResult(new Dictionary<DeviceCursorKey, long>());
+        var members = memberKeys.Count > 0 ? _store.GetMemberCursorsByKeyAsync(memberKeys).AsTask() : Task.FromResult(new Dictionary<MemberCursorKey, MemberCursor>());
+        try
+        {
+            await Task.WhenAll(heads, found, devices, members);
+        }
+        catch (Exception) when (heads.IsCompletedSuccessfully)
+        {
+            // A lookup failed (a shard down): its commands read for themselves, and fail alone.
+        }
+
+        RefreshHeads(await heads);
+        if (found.IsCompletedSuccessfully)
+        {
+            _cidsFound = found.Result;
+        }
+        else
+        {
+            _cidsLookedUp.Clear();
+        }
+
+        if (devices.IsCompletedSuccessfully)
+        {
+            foreach (var key in deviceKeys)
+            {
+                _deviceCursors.Set(KeyOf(key), devices.Result.GetValueOrDefault(key));
+            }
+        }
+
+        if (members.IsCompletedSuccessfully)
+        {
+            foreach (var key in memberKeys)
+            {
+                _memberCursors.Set(KeyOf(key), new CursorValues(members.Result.TryGetValue(key, out var cursor) ? cursor : new MemberCursor(key.User, 0, 0, 0)));
+            }
+        }
+    }
+
+    private void RefreshHeads(Dictionary<string, long> heads)
+    {
         foreach (var (conv, stored) in heads)
         {
             var key = CacheKey.Of(conv);
@@ -136,21 +212,19 @@ internal sealed partial class MessageRules
                 continue;
             }
 
-            if (stored > 0)
-            {
-                _lastSeq.Set(key, stored);
-            }
-            else
-            {
-                _lastSeq.Remove(key);
-            }
-
+            _lastSeq.Set(key, stored); // 0: read, and no events yet (so the rules do not read it again)
             if (Names.IsGroup(conv))
             {
                 _groups.Forget(conv);
             }
         }
     }
+
+    /// <summary>Where the sender's event with this cid is stored: from the batch's lookup when it made one, else the store.</summary>
+    private ValueTask<CidRecord?> FindCidAsync(string user, string cid, string conv) =>
+        _cidsLookedUp.Contains((user, cid))
+            ? ValueTask.FromResult(_cidsFound.TryGetValue((user, cid), out var hit) ? hit : (CidRecord?)null)
+            : _store.FindCidAsync(user, cid, conv);
 
     private async ValueTask AppendAsync(AppendCommand command, long now)
     {
@@ -161,7 +235,7 @@ internal sealed partial class MessageRules
             return;
         }
 
-        if (await _store.FindCidAsync(user, command.Cid, command.Conv) is { } original)
+        if (await FindCidAsync(user, command.Cid, command.Conv) is { } original)
         {
             command.Ack = new AckFrame(command.Cid, original.Conv, original.Seq, original.Id.ToString(CultureInfo.InvariantCulture), original.Ts, true);
             return;
@@ -430,7 +504,7 @@ internal sealed partial class MessageRules
 
         if (_lastSeq.TryGet(CacheKey.Of(conv), out var cached))
         {
-            return cached;
+            return cached > 0 ? cached : null;
         }
 
         var stored = await _store.GetLastSeqAsync(conv);

@@ -244,7 +244,7 @@ internal sealed partial class Sequencer : IDisposable
                 {
                     if (_options.SharedWriters)
                     {
-                        Wait(_rules.RefreshHeadsAsync(ConversationsOf(batch)));
+                        Wait(_rules.PrepareAsync(batch));
                     }
 
                     var now = _time.GetUtcNow().ToUnixTimeMilliseconds(); // one time for the whole batch
@@ -344,24 +344,6 @@ internal sealed partial class Sequencer : IDisposable
 
             PreciseSleep.Until(Math.Min(due, now + _syncStep));
         }
-    }
-
-    /// <summary>
-    /// The conversations a batch appends to or moves cursors in (a cursor is clamped to the head, which another
-    /// node may have moved); not new groups, which have no head yet.
-    /// </summary>
-    private static HashSet<string> ConversationsOf(List<WriteCommand> batch)
-    {
-        var convs = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var command in batch)
-        {
-            if (command is not GroupCommand { Op: GroupOp.Create })
-            {
-                convs.Add(command.Conv);
-            }
-        }
-
-        return convs;
     }
 
     /// <summary>Waits until every batch decided so far is done, taking their outcomes.</summary>

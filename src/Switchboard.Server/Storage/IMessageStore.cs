@@ -31,6 +31,54 @@ internal interface IMessageStore
     ValueTask<CidRecord?> FindCidAsync(string sender, string cid, string? conv = null, CancellationToken cancellationToken = default);
 
     /// <summary>
+    /// Several cids at once, each looked up as <see cref="FindCidAsync"/> does with its conversation; the found ones.
+    /// A store over shards asks each shard once. One whose part of the store could not be read throws.
+    /// </summary>
+    async ValueTask<Dictionary<(string Sender, string Cid), CidRecord>> FindCidsAsync(IReadOnlyCollection<(string Sender, string Cid, string Conv)> keys, CancellationToken cancellationToken = default)
+    {
+        var found = new Dictionary<(string, string), CidRecord>();
+        foreach (var (sender, cid, conv) in keys)
+        {
+            if (await FindCidAsync(sender, cid, conv, cancellationToken) is { } hit)
+            {
+                found[(sender, cid)] = hit;
+            }
+        }
+
+        return found;
+    }
+
+    /// <summary>Several device cursors at once; keys without one are left out.</summary>
+    async ValueTask<Dictionary<DeviceCursorKey, long>> GetDeviceCursorsByKeyAsync(IReadOnlyCollection<DeviceCursorKey> keys, CancellationToken cancellationToken = default)
+    {
+        var found = new Dictionary<DeviceCursorKey, long>();
+        foreach (var key in keys)
+        {
+            if (await GetDeviceCursorAsync(key, cancellationToken) is { } seq)
+            {
+                found[key] = seq;
+            }
+        }
+
+        return found;
+    }
+
+    /// <summary>Several member cursors at once; keys without one are left out.</summary>
+    async ValueTask<Dictionary<MemberCursorKey, MemberCursor>> GetMemberCursorsByKeyAsync(IReadOnlyCollection<MemberCursorKey> keys, CancellationToken cancellationToken = default)
+    {
+        var found = new Dictionary<MemberCursorKey, MemberCursor>();
+        foreach (var key in keys)
+        {
+            if (await GetMemberCursorAsync(key, cancellationToken) is { } cursor)
+            {
+                found[key] = cursor;
+            }
+        }
+
+        return found;
+    }
+
+    /// <summary>
     /// The last seq of each of these conversations (0 when it has no events), in one go where the store can. A
     /// conversation whose part of the store could not be read is left out.
     /// </summary>

@@ -215,7 +215,7 @@ internal sealed class PgMessageStore(PgShards shards) : IMessageStore
         }
     }
 
-    /// <summary>The heads check, the events, and the new heads.</summary>
+    /// <summary>The heads (checked and moved), then the events.</summary>
     private static void AddEvents(NpgsqlBatch batch, List<EventRecord> events)
     {
         var first = new Dictionary<string, long>(StringComparer.Ordinal);
@@ -226,9 +226,11 @@ internal sealed class PgMessageStore(PgShards shards) : IMessageStore
             last[e.Conv] = last.TryGetValue(e.Conv, out var l) ? Math.Max(l, e.Seq) : e.Seq;
         }
 
-        var heads = new NpgsqlBatchCommand("SELECT sb_append_heads(@names, @expected)");
-        heads.Parameters.AddWithValue("names", first.Keys.ToArray());
-        heads.Parameters.AddWithValue("expected", first.Values.Select(s => s - 1).ToArray());
+        var names = first.Keys.Order(StringComparer.Ordinal).ToArray(); // every node locks in this order
+        var heads = new NpgsqlBatchCommand("SELECT sb_append_heads(@names, @expected, @lasts)");
+        heads.Parameters.AddWithValue("names", names);
+        heads.Parameters.AddWithValue("expected", names.Select(n => first[n] - 1).ToArray());
+        heads.Parameters.AddWithValue("lasts", names.Select(n => last[n]).ToArray());
         batch.BatchCommands.Add(heads);
 
         var insert = new NpgsqlBatchCommand("""
@@ -249,11 +251,6 @@ internal sealed class PgMessageStore(PgShards shards) : IMessageStore
         insert.Parameters.AddWithValue("target", events.Select(e => e.Target).ToArray());
         insert.Parameters.Add(TextArray("system", events.Select(e => e.System)));
         batch.BatchCommands.Add(insert);
-
-        var update = new NpgsqlBatchCommand("UPDATE conversations c SET last_seq = h.last FROM unnest(@names, @last) AS h(conv, last) WHERE c.conv = h.conv");
-        update.Parameters.AddWithValue("names", last.Keys.ToArray());
-        update.Parameters.AddWithValue("last", last.Values.ToArray());
-        batch.BatchCommands.Add(update);
     }
 
     private static NpgsqlParameter TextArray(string name, IEnumerable<string?> values) =>
@@ -307,7 +304,8 @@ internal sealed class PgMessageStore(PgShards shards) : IMessageStore
             var rows = group.ToDictionary(c => c, _ => 0L, StringComparer.Ordinal);
             try
             {
-                await using var command = Command(group.Key, "SELECT conv, last_seq FROM conversations WHERE conv = ANY(@convs)");
+                // One index probe per conversation (LATERAL), never a scan of the table, however many are asked.
+                await using var command = Command(group.Key, "SELECT k.conv, c.last_seq FROM unnest(@convs) AS k(conv) CROSS JOIN LATERAL (SELECT last_seq FROM conversations c WHERE c.conv = k.conv) c");
                 command.Parameters.AddWithValue("convs", group.ToArray());
                 await using var reader = await command.ExecuteReaderAsync(cancellationToken);
                 while (await reader.ReadAsync(cancellationToken))
@@ -331,6 +329,81 @@ internal sealed class PgMessageStore(PgShards shards) : IMessageStore
         }
 
         return result;
+    }
+
+    public async ValueTask<Dictionary<(string Sender, string Cid), CidRecord>> FindCidsAsync(IReadOnlyCollection<(string Sender, string Cid, string Conv)> keys, CancellationToken cancellationToken = default)
+    {
+        var parts = await Task.WhenAll(keys.GroupBy(k => shards.ForConversation(k.Conv)).Select(async group =>
+        {
+            await using var command = Command(group.Key, """
+                SELECT k.sender, k.cid, k.conv, e.seq, e.id, e.ts FROM unnest(@sender, @cid, @conv) AS k(sender, cid, conv)
+                CROSS JOIN LATERAL (SELECT seq, id, ts FROM events e WHERE e.sender = k.sender AND e.cid = k.cid AND e.conv = k.conv LIMIT 1) e
+                """);
+            command.Parameters.AddWithValue("sender", group.Select(k => k.Sender).ToArray());
+            command.Parameters.AddWithValue("cid", group.Select(k => k.Cid).ToArray());
+            command.Parameters.AddWithValue("conv", group.Select(k => k.Conv).ToArray());
+            var rows = new List<((string, string), CidRecord)>();
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                rows.Add(((reader.GetString(0), reader.GetString(1)), new CidRecord(reader.GetString(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5))));
+            }
+
+            return rows;
+        }));
+        var found = new Dictionary<(string, string), CidRecord>();
+        foreach (var (key, record) in parts.SelectMany(p => p))
+        {
+            found[key] = record;
+        }
+
+        return found;
+    }
+
+    public async ValueTask<Dictionary<DeviceCursorKey, long>> GetDeviceCursorsByKeyAsync(IReadOnlyCollection<DeviceCursorKey> keys, CancellationToken cancellationToken = default)
+    {
+        var parts = await Task.WhenAll(keys.GroupBy(k => shards.ForConversation(k.Conv)).Select(async group =>
+        {
+            await using var command = Command(group.Key, """
+                SELECT k.usr, k.device, k.conv, d.seq FROM unnest(@usr, @device, @conv) AS k(usr, device, conv)
+                CROSS JOIN LATERAL (SELECT seq FROM device_cursors d WHERE d.usr = k.usr AND d.device = k.device AND d.conv = k.conv) d
+                """);
+            command.Parameters.AddWithValue("usr", group.Select(k => k.User).ToArray());
+            command.Parameters.AddWithValue("device", group.Select(k => k.Device).ToArray());
+            command.Parameters.AddWithValue("conv", group.Select(k => k.Conv).ToArray());
+            var rows = new List<(DeviceCursorKey, long)>();
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                rows.Add((new DeviceCursorKey(reader.GetString(0), reader.GetInt32(1), reader.GetString(2)), reader.GetInt64(3)));
+            }
+
+            return rows;
+        }));
+        return parts.SelectMany(p => p).ToDictionary(r => r.Item1, r => r.Item2);
+    }
+
+    public async ValueTask<Dictionary<MemberCursorKey, MemberCursor>> GetMemberCursorsByKeyAsync(IReadOnlyCollection<MemberCursorKey> keys, CancellationToken cancellationToken = default)
+    {
+        var parts = await Task.WhenAll(keys.GroupBy(k => shards.ForConversation(k.Conv)).Select(async group =>
+        {
+            await using var command = Command(group.Key, """
+                SELECT k.conv, k.usr, m.delivered, m.read, m.updated FROM unnest(@conv, @usr) AS k(conv, usr)
+                CROSS JOIN LATERAL (SELECT delivered, read, updated FROM member_cursors m WHERE m.conv = k.conv AND m.usr = k.usr) m
+                """);
+            command.Parameters.AddWithValue("conv", group.Select(k => k.Conv).ToArray());
+            command.Parameters.AddWithValue("usr", group.Select(k => k.User).ToArray());
+            var rows = new List<(MemberCursorKey, MemberCursor)>();
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                var user = reader.GetString(1);
+                rows.Add((new MemberCursorKey(reader.GetString(0), user), new MemberCursor(user, reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4))));
+            }
+
+            return rows;
+        }));
+        return parts.SelectMany(p => p).ToDictionary(r => r.Item1, r => r.Item2);
     }
 
     public async ValueTask<CidRecord?> FindCidAsync(string sender, string cid, string? conv = null, CancellationToken cancellationToken = default)
