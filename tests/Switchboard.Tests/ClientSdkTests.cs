@@ -5,7 +5,8 @@ using Switchboard.Protocol;
 namespace Switchboard.Tests;
 
 /// <summary>The SDK against the real server, through a fault-injecting proxy where the network matters.</summary>
-public sealed class ClientSdkTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+/// <summary>Run on the embedded server and on a node of a cluster.</summary>
+public abstract class ClientSdkTests(IServerFixture fixture)
 {
     private TestServer Server => fixture.Server;
 
@@ -302,3 +303,7 @@ public sealed class ClientSdkTests(ServerFixture fixture) : IClassFixture<Server
         }
     }
 }
+
+public sealed class ClientSdkTestsEmbedded(ServerFixture fixture) : ClientSdkTests(fixture), IClassFixture<ServerFixture>;
+
+public sealed class ClientSdkTestsCluster(Cluster.ClusterNodeFixture fixture) : ClientSdkTests(fixture), IClassFixture<Cluster.ClusterNodeFixture>;

@@ -4,7 +4,8 @@ using System.Text.Json;
 namespace Switchboard.Tests;
 
 /// <summary>Who may add a user to a group: everyone, contacts (a direct conversation), or nobody; the rest are invited.</summary>
-public sealed class GroupPrivacyTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+/// <summary>Run on the embedded server and on a node of a cluster.</summary>
+public abstract class GroupPrivacyTests(IServerFixture fixture)
 {
     private TestServer Server => fixture.Server;
 
@@ -68,3 +69,7 @@ public sealed class GroupPrivacyTests(ServerFixture fixture) : IClassFixture<Ser
         Assert.Contains(stranger.User, Members(final));
     }
 }
+
+public sealed class GroupPrivacyTestsEmbedded(ServerFixture fixture) : GroupPrivacyTests(fixture), IClassFixture<ServerFixture>;
+
+public sealed class GroupPrivacyTestsCluster(Cluster.ClusterNodeFixture fixture) : GroupPrivacyTests(fixture), IClassFixture<Cluster.ClusterNodeFixture>;

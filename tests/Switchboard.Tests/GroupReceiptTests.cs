@@ -4,7 +4,8 @@ using System.Text.Json;
 
 namespace Switchboard.Tests;
 
-public sealed class GroupReceiptTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+/// <summary>Run on the embedded server and on a node of a cluster (<see cref="GroupReceiptTestsEmbedded"/>, <see cref="GroupReceiptTestsCluster"/>).</summary>
+public abstract class GroupReceiptTests(IServerFixture fixture)
 {
     private TestServer Server => fixture.Server;
 
@@ -132,3 +133,7 @@ public sealed class GroupReceiptTests(ServerFixture fixture) : IClassFixture<Ser
         Assert.Equal("*", aggregate.GetProperty("user").GetString());
     }
 }
+
+public sealed class GroupReceiptTestsEmbedded(ServerFixture fixture) : GroupReceiptTests(fixture), IClassFixture<ServerFixture>;
+
+public sealed class GroupReceiptTestsCluster(Cluster.ClusterNodeFixture fixture) : GroupReceiptTests(fixture), IClassFixture<Cluster.ClusterNodeFixture>;

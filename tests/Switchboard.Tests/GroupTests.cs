@@ -4,7 +4,8 @@ using System.Text.Json;
 
 namespace Switchboard.Tests;
 
-public sealed class GroupTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+/// <summary>Run on the embedded server and on a node of a cluster (<see cref="GroupTestsEmbedded"/>, <see cref="GroupTestsCluster"/>).</summary>
+public abstract class GroupTests(IServerFixture fixture)
 {
     private TestServer Server => fixture.Server;
 
@@ -283,3 +284,7 @@ public sealed class GroupLimitTests
         Assert.Equal(1024, group.GetProperty("members").GetArrayLength());
     }
 }
+
+public sealed class GroupTestsEmbedded(ServerFixture fixture) : GroupTests(fixture), IClassFixture<ServerFixture>;
+
+public sealed class GroupTestsCluster(Cluster.ClusterNodeFixture fixture) : GroupTests(fixture), IClassFixture<Cluster.ClusterNodeFixture>;

@@ -3,7 +3,8 @@ using System.Net;
 namespace Switchboard.Tests;
 
 /// <summary><c>POST /v1/conversations/{conv}/messages</c>: a send without a socket, with the socket's promises.</summary>
-public sealed class HttpSendTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+/// <summary>Run on the embedded server and on a node of a cluster (<see cref="HttpSendTestsEmbedded"/>, <see cref="HttpSendTestsCluster"/>).</summary>
+public abstract class HttpSendTests(IServerFixture fixture)
 {
     private TestServer Server => fixture.Server;
 
@@ -55,3 +56,7 @@ public sealed class HttpSendTests(ServerFixture fixture) : IClassFixture<ServerF
         Assert.Equal(HttpStatusCode.Unauthorized, (await Server.CallAsync(HttpMethod.Post, $"/v1/conversations/{conv}/messages", "not-a-token", new { cid = "u", kind = "text", body = "x" })).Status);
     }
 }
+
+public sealed class HttpSendTestsEmbedded(ServerFixture fixture) : HttpSendTests(fixture), IClassFixture<ServerFixture>;
+
+public sealed class HttpSendTestsCluster(Cluster.ClusterNodeFixture fixture) : HttpSendTests(fixture), IClassFixture<Cluster.ClusterNodeFixture>;

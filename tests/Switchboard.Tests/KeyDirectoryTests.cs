@@ -5,7 +5,8 @@ using NSec.Cryptography;
 namespace Switchboard.Tests;
 
 /// <summary>The key directory: public keys per device, one-time prekeys handed out once; and RequireE2ee.</summary>
-public sealed class KeyDirectoryTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+/// <summary>Run on the embedded server and on a node of a cluster.</summary>
+public abstract class KeyDirectoryTests(IServerFixture fixture)
 {
     private TestServer Server => fixture.Server;
 
@@ -131,3 +132,7 @@ public sealed class KeyDirectoryTests(ServerFixture fixture) : IClassFixture<Ser
         Assert.Equal("devices_changed", body.GetProperty("code").GetString());
     }
 }
+
+public sealed class KeyDirectoryTestsEmbedded(ServerFixture fixture) : KeyDirectoryTests(fixture), IClassFixture<ServerFixture>;
+
+public sealed class KeyDirectoryTestsCluster(Cluster.ClusterNodeFixture fixture) : KeyDirectoryTests(fixture), IClassFixture<Cluster.ClusterNodeFixture>;

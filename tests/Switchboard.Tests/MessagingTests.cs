@@ -2,8 +2,12 @@ using System.Text.Json;
 
 namespace Switchboard.Tests;
 
-public sealed class MessagingTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+/// <summary>Run on the embedded server and on a node of a cluster (<see cref="MessagingTestsEmbedded"/>, <see cref="MessagingTestsCluster"/>).</summary>
+public abstract class MessagingTests(IServerFixture fixture)
 {
+    /// <summary>Whether the server under test keeps cids per conversation (cluster mode) rather than per sender.</summary>
+    protected virtual bool CidPerConversation => false;
+
     private TestServer Server => fixture.Server;
 
     [Fact]
@@ -49,7 +53,14 @@ public sealed class MessagingTests(ServerFixture fixture) : IClassFixture<Server
         var carol = await Server.RegisterAsync();
         var third = await alice.SendAckedAsync(Conv.Direct(alice.User, carol), "elsewhere", cid);
 
-        foreach (var dup in new[] { second, third })
+        if (CidPerConversation)
+        {
+            // Cluster mode: a cid is unique per (sender, conversation) (docs/protocol.md): another event elsewhere.
+            Assert.False(third.GetProperty("dup").GetBoolean());
+            Assert.Equal(Conv.Direct(alice.User, carol), third.GetProperty("conv").GetString());
+        }
+
+        foreach (var dup in CidPerConversation ? new[] { second } : [second, third])
         {
             Assert.True(dup.GetProperty("dup").GetBoolean());
             Assert.Equal(first.GetProperty("seq").GetInt64(), dup.GetProperty("seq").GetInt64());
@@ -356,4 +367,11 @@ public sealed class MessagingTests(ServerFixture fixture) : IClassFixture<Server
 
         Assert.Contains(frames, f => f.GetProperty("t").GetString() == "receipt" && f.GetProperty("kind").GetString() == "read" && f.GetProperty("user").GetString() == bob.User && f.GetProperty("seq").GetInt64() == 1);
     }
+}
+
+public sealed class MessagingTestsEmbedded(ServerFixture fixture) : MessagingTests(fixture), IClassFixture<ServerFixture>;
+
+public sealed class MessagingTestsCluster(Cluster.ClusterNodeFixture fixture) : MessagingTests(fixture), IClassFixture<Cluster.ClusterNodeFixture>
+{
+    protected override bool CidPerConversation => true;
 }

@@ -3,7 +3,8 @@ using System.Net;
 namespace Switchboard.Tests;
 
 /// <summary><c>PUT|DELETE /v1/conversations/{conv}/mute</c>: per user, until a time or until unmuted.</summary>
-public sealed class MuteTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+/// <summary>Run on the embedded server and on a node of a cluster.</summary>
+public abstract class MuteTests(IServerFixture fixture)
 {
     private TestServer Server => fixture.Server;
 
@@ -42,3 +43,7 @@ public sealed class MuteTests(ServerFixture fixture) : IClassFixture<ServerFixtu
         Assert.Equal(HttpStatusCode.Forbidden, (await Server.CallAsync(HttpMethod.Put, $"/v1/conversations/{conv}/mute", stranger.Token)).Status);
     }
 }
+
+public sealed class MuteTestsEmbedded(ServerFixture fixture) : MuteTests(fixture), IClassFixture<ServerFixture>;
+
+public sealed class MuteTestsCluster(Cluster.ClusterNodeFixture fixture) : MuteTests(fixture), IClassFixture<Cluster.ClusterNodeFixture>;

@@ -156,7 +156,13 @@ public sealed class TestServer : IAsyncDisposable
 }
 
 /// <summary>One server shared by the tests of a class that need no special settings.</summary>
-public sealed class ServerFixture : IAsyncLifetime
+/// <summary>A running server for a test class: one embedded process, or one node of a cluster.</summary>
+public interface IServerFixture
+{
+    TestServer Server { get; }
+}
+
+public sealed class ServerFixture : IAsyncLifetime, IServerFixture
 {
     public TestServer Server { get; private set; } = null!;
 

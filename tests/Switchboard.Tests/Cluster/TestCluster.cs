@@ -126,3 +126,21 @@ internal sealed class TestCluster : IAsyncDisposable
         }
     }
 }
+
+/// <summary>A node of a cluster (on the real PostgreSQL shards, Redis and NATS), for the tests that run in both modes.</summary>
+public sealed class ClusterNodeFixture : IAsyncLifetime, IServerFixture
+{
+    private TestCluster? _cluster;
+
+    public TestServer Server => _cluster![0];
+
+    public async Task InitializeAsync() => _cluster = await TestCluster.StartAsync(1);
+
+    public async Task DisposeAsync()
+    {
+        if (_cluster is not null)
+        {
+            await _cluster.DisposeAsync();
+        }
+    }
+}
