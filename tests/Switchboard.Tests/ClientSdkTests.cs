@@ -16,46 +16,9 @@ public abstract class ClientSdkTests(IServerFixture fixture)
         ReconnectMaxDelay = TimeSpan.FromMilliseconds(200),
     };
 
-    /// <summary>Collects the messages an application sees, in the order it sees them.</summary>
-    private static (List<MsgFrame> Seen, Channel<MsgFrame> Arrivals, Task Pump) Collect(SwitchboardClient client, CancellationToken stop)
-    {
-        var seen = new List<MsgFrame>();
-        var arrivals = Channel.CreateUnbounded<MsgFrame>();
-        var pump = Task.Run(async () =>
-        {
-            try
-            {
-                await foreach (var e in client.ReadEventsAsync(stop))
-                {
-                    if (e is MessageReceived { Message: var m })
-                    {
-                        lock (seen)
-                        {
-                            seen.Add(m);
-                        }
+    private static (List<MsgFrame> Seen, Channel<MsgFrame> Arrivals, Task Pump) Collect(SwitchboardClient client, CancellationToken stop) => AppView.Collect(client, stop);
 
-                        arrivals.Writer.TryWrite(m);
-                    }
-                }
-            }
-            catch (OperationCanceledException)
-            {
-            }
-        }, CancellationToken.None);
-        return (seen, arrivals, pump);
-    }
-
-    private static async Task WaitForAsync(Channel<MsgFrame> arrivals, Func<MsgFrame, bool> done)
-    {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        while (true)
-        {
-            if (done(await arrivals.Reader.ReadAsync(timeout.Token)))
-            {
-                return;
-            }
-        }
-    }
+    private static Task WaitForAsync(Channel<MsgFrame> arrivals, Func<MsgFrame, bool> done) => AppView.WaitForAsync(arrivals, done);
 
     [Fact]
     public async Task A_socket_cut_mid_stream_loses_and_duplicates_nothing_the_app_sees()

@@ -32,11 +32,11 @@ internal sealed partial class ClusterBus : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private Task? _routing;
     private readonly List<Task> _listening = [];
-    private long _lastFailureLog;
 
     public ClusterBus(ClusterNode node, Microsoft.Extensions.Options.IOptions<ClusterOptions> clusterOptions, RedisSessionRouter locator, SwitchboardMetrics metrics, ILogger<ClusterBus> logger)
     {
         var options = clusterOptions.Value;
+        _outage = new OutageLog(LogBusFailed);
         _node = node;
         _name = options.Name;
         _locator = locator;
@@ -303,15 +303,9 @@ internal sealed partial class ClusterBus : IAsyncDisposable
         }
     }
 
-    private void Failed(Exception ex)
-    {
-        var now = Environment.TickCount64;
-        if (now - Interlocked.Read(ref _lastFailureLog) > 10_000)
-        {
-            Interlocked.Exchange(ref _lastFailureLog, now);
-            LogBusFailed(ex.Message);
-        }
-    }
+    private void Failed(Exception ex) => _outage.Failed(ex);
+
+    private readonly OutageLog _outage;
 
     [LoggerMessage(EventId = 1402, Level = LogLevel.Warning, Message = "NATS unavailable ({Reason}); deliveries to other nodes come from the store until it is back")]
     private partial void LogBusFailed(string reason);

@@ -34,11 +34,11 @@ internal sealed partial class RedisSessionRouter : ISessionRouter, IAsyncDisposa
     private readonly ILogger<RedisSessionRouter> _logger;
     private readonly IConnectionMultiplexer _redis;
     private volatile Dictionary<int, long> _alive = [];
-    private long _lastFailureLog;
 
     public RedisSessionRouter(ClusterNode node, Microsoft.Extensions.Options.IOptions<ClusterOptions> clusterOptions, ILogger<RedisSessionRouter> logger)
     {
         var options = clusterOptions.Value;
+        _outage = new OutageLog(LogRedisFailed);
         _node = node;
         _options = options;
         _logger = logger;
@@ -322,15 +322,9 @@ internal sealed partial class RedisSessionRouter : ISessionRouter, IAsyncDisposa
             : null;
     }
 
-    private void Failed(Exception ex)
-    {
-        var now = Environment.TickCount64;
-        if (now - Interlocked.Read(ref _lastFailureLog) > 10_000)
-        {
-            Interlocked.Exchange(ref _lastFailureLog, now);
-            LogRedisFailed(ex.Message);
-        }
-    }
+    private void Failed(Exception ex) => _outage.Failed(ex);
+
+    private readonly OutageLog _outage;
 
     [LoggerMessage(EventId = 1401, Level = LogLevel.Warning, Message = "Redis unavailable ({Reason}); this node routes to its own sockets only and other nodes' deliveries come from the store")]
     private partial void LogRedisFailed(string reason);

@@ -106,39 +106,7 @@ public sealed class NodeLossTests
 
     private static string NewDir() => Path.Combine(Path.GetTempPath(), "switchboard-node-" + Guid.NewGuid().ToString("N"));
 
-    private static (List<MsgFrame> Seen, Channel<MsgFrame> Arrivals, Task Pump) Collect(SwitchboardClient client, CancellationToken stop)
-    {
-        var seen = new List<MsgFrame>();
-        var arrivals = Channel.CreateUnbounded<MsgFrame>();
-        var pump = Task.Run(async () =>
-        {
-            try
-            {
-                await foreach (var e in client.ReadEventsAsync(stop))
-                {
-                    if (e is MessageReceived { Message: var m })
-                    {
-                        lock (seen)
-                        {
-                            seen.Add(m);
-                        }
+    private static (List<MsgFrame> Seen, Channel<MsgFrame> Arrivals, Task Pump) Collect(SwitchboardClient client, CancellationToken stop) => AppView.Collect(client, stop);
 
-                        arrivals.Writer.TryWrite(m);
-                    }
-                }
-            }
-            catch (OperationCanceledException)
-            {
-            }
-        }, CancellationToken.None);
-        return (seen, arrivals, pump);
-    }
-
-    private static async Task WaitForAsync(Channel<MsgFrame> arrivals, Func<MsgFrame, bool> done)
-    {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        while (!done(await arrivals.Reader.ReadAsync(timeout.Token)))
-        {
-        }
-    }
+    private static Task WaitForAsync(Channel<MsgFrame> arrivals, Func<MsgFrame, bool> done) => AppView.WaitForAsync(arrivals, done);
 }
