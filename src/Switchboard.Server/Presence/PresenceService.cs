@@ -21,9 +21,15 @@ internal sealed class PresenceService(
     ConversationAccess access,
     AccountService accounts,
     TimeProvider time,
+    Microsoft.Extensions.Options.IOptions<Gateway.GatewayOptions> gateway,
     IPresenceRelay? relay = null)
 {
+    private long PresenceTtlMs => 2_000L * gateway.Value.HeartbeatSeconds;
+
     private readonly ConcurrentDictionary<string, HashSet<ConnectionContext>> _watchers = new(StringComparer.Ordinal);
+
+    // Cluster mode: what this node's watchers were last told of each user they watch (true: online).
+    private readonly ConcurrentDictionary<string, bool> _told = new(StringComparer.Ordinal);
 
     // Transitions of one user are serialised by one of these (striped: no lock object per user). Async, because
     // a transition reads the router and the store.
@@ -105,6 +111,51 @@ internal sealed class PresenceService(
         }
     }
 
+    /// <summary>
+    /// Cluster mode: the state of every user this node's watchers watch, read again and told where it changed. A
+    /// change another node saw reaches here as a hint, which can be lost; and a node that dies tells no one its
+    /// users went offline (their presence lapses in Redis). Each node brings its own watchers up to date, so
+    /// nothing is told twice across nodes.
+    /// </summary>
+    public async Task ReconcileAsync()
+    {
+        if (relay is null)
+        {
+            return;
+        }
+
+        foreach (var user in _watchers.Keys)
+        {
+            var online = await store.IsOnlineAsync(user, Now);
+            if (!_told.TryGetValue(user, out var told) || told == online)
+            {
+                continue;
+            }
+
+            var stripe = Stripe(user);
+            await stripe.WaitAsync();
+            try
+            {
+                if (_told.TryGetValue(user, out told) && told != online && await store.IsOnlineAsync(user, Now) == online)
+                {
+                    long? lastSeen = null;
+                    if (!online)
+                    {
+                        // Gone with its node: seen last at most a presence TTL ago.
+                        lastSeen = Math.Max(await accounts.GetLastSeenAsync(user) ?? 0, Now - PresenceTtlMs);
+                        await accounts.SetLastSeenAsync(user, lastSeen.Value);
+                    }
+
+                    await NotifyAsync(user, Messaging.Frames.Serialize(new PresenceFrame(user, online, lastSeen)), fromPeer: true);
+                }
+            }
+            finally
+            {
+                stripe.Release();
+            }
+        }
+    }
+
     /// <summary>Ends the presence of users whose TTL lapsed (clients that vanished without closing).</summary>
     public async Task SweepAsync()
     {
@@ -156,6 +207,11 @@ internal sealed class PresenceService(
             {
                 _watchers.GetOrAdd(user, static _ => []).Add(client);
                 var (online, lastSeen) = await GetAsync(user);
+                if (relay is not null)
+                {
+                    _told[user] = online;
+                }
+
                 await hub.SendToConnectionAsync(client, Messaging.Frames.Serialize(new PresenceFrame(user, online, lastSeen)));
             }
             finally
@@ -174,6 +230,7 @@ internal sealed class PresenceService(
             if (_watchers.TryGetValue(user, out var set) && set.Remove(client) && set.Count == 0)
             {
                 _watchers.TryRemove(user, out _);
+                _told.TryRemove(user, out _);
             }
         }
         finally
@@ -215,6 +272,12 @@ internal sealed class PresenceService(
             relay?.Publish(user, frame);
         }
 
+        if (relay is not null && _watchers.ContainsKey(user))
+        {
+            using var parsed = System.Text.Json.JsonDocument.Parse(frame);
+            _told[user] = parsed.RootElement.TryGetProperty("online", out var online) && online.GetBoolean();
+        }
+
         if (!_watchers.TryGetValue(user, out var set))
         {
             return;
@@ -246,11 +309,16 @@ internal sealed class PresenceSweeper(PresenceService presence) : BackgroundServ
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(500));
+        var ticks = 0;
         while (await timer.WaitForNextTickAsync(stoppingToken))
         {
             try
             {
                 await presence.SweepAsync();
+                if (++ticks % 4 == 0)
+                {
+                    await presence.ReconcileAsync(); // cluster mode only: every two seconds
+                }
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {

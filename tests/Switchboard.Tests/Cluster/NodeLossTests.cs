@@ -104,6 +104,36 @@ public sealed class NodeLossTests
         await bob.ExpectAsync("msg", f => f.GetProperty("body").GetString() == "after");
     }
 
+    [Fact]
+    public async Task Watchers_on_another_node_see_the_users_of_a_killed_node_go_offline()
+    {
+        // Heartbeat 2 s: a presence lasts 4 s without a frame.
+        var plan = TestCluster.Plan(2, new Dictionary<string, string?> { ["Switchboard:Gateway:HeartbeatSeconds"] = "2" });
+        await using var cleanup = plan;
+        await using var nodeA = await TestServer.StartAsync(plan.SettingsOf(0));
+        var nodeB = await ServerProcess.StartAsync(NewDir(), plan.SettingsOf(1));
+        try
+        {
+            var alice = await nodeA.NewClientAsync();
+            var bobUser = await nodeA.RegisterAsync();
+            var bobToken = await nodeB.LinkAsync(bobUser, "correct horse");
+            await using var bob = new SwitchboardClient(nodeB.Url, bobToken, Fast);
+            await bob.ConnectAsync();
+            await alice.SendAckedAsync(Conv.Direct(alice.User, bobUser), "are you there?");
+
+            await alice.SendAsync(new { t = "watch", users = new[] { bobUser } });
+            Assert.True((await alice.ExpectAsync("presence", timeout: TimeSpan.FromSeconds(30))).GetProperty("online").GetBoolean());
+            nodeB.Kill(); // no close, no offline delta from it: its users' presence lapses in Redis
+
+            var offline = await alice.ExpectAsync("presence", f => !f.GetProperty("online").GetBoolean(), TimeSpan.FromSeconds(30));
+            Assert.True(offline.GetProperty("last_seen").GetInt64() > 0);
+        }
+        finally
+        {
+            await nodeB.DisposeAsync();
+        }
+    }
+
     private static string NewDir() => Path.Combine(Path.GetTempPath(), "switchboard-node-" + Guid.NewGuid().ToString("N"));
 
     private static (List<MsgFrame> Seen, Channel<MsgFrame> Arrivals, Task Pump) Collect(SwitchboardClient client, CancellationToken stop) => AppView.Collect(client, stop);
