@@ -42,6 +42,7 @@ internal sealed class ClusterLifetime(
         metrics.Observe("switchboard_cluster_watched_conversations", "Conversations whose heads the sweep checks for lost hints.", () => heads.Count);
         metrics.Observe("switchboard_cluster_nodes_alive", "Nodes alive in Redis, as this node last read them.", () => router.AliveNodes.Count);
         groups.Changed += conv => bus.Broadcast(new BusRecord(BusKind.GroupChanged, conv));
+        groups.MaxAgeMs = 10_000; // a change whose broadcast was lost is seen within ten seconds
         push.Relay = (user, any) => bus.Broadcast(new BusRecord(BusKind.PushRegistered, Seq: any ? 1 : 0, Users: [user]));
         receipts.Relay = (conv, user, delivered, read) => bus.Broadcast(new BusRecord(BusKind.CursorMoved, conv, delivered ?? -1, Users: [user], Read: read ?? -1));
         bus.HintsLost = heads.SweepSoon;

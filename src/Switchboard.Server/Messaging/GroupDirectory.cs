@@ -15,6 +15,9 @@ internal sealed record FormerMember(string User, long JoinedSeq, long RemovedSeq
 /// </summary>
 internal sealed class GroupSnapshot
 {
+    /// <summary>When this snapshot was made (Environment.TickCount64 ms): a cluster's nodes read a group again past an age.</summary>
+    public long MadeAt { get; } = Environment.TickCount64;
+
     public GroupSnapshot(string conv, string name, long created, Dictionary<string, GroupMember> current, Dictionary<string, FormerMember> former)
     {
         Conv = conv;
@@ -89,12 +92,23 @@ internal sealed class GroupDirectory(IMessageStore store, Microsoft.Extensions.O
 
     public int Count => _groups.Count;
 
+    /// <summary>
+    /// Cluster mode: a cached group is read again once this old (ms), so a change whose broadcast was lost (NATS away
+    /// at that moment) is seen within this long by every reader; 0 (one process): never, it sees every change.
+    /// </summary>
+    public long MaxAgeMs { get; set; }
+
     /// <summary>The committed membership of a group, or null when there is no such group.</summary>
     public async ValueTask<GroupSnapshot?> GetAsync(string conv, CancellationToken cancellationToken = default)
     {
         if (_groups.TryGet(conv, out var snapshot))
         {
-            return snapshot;
+            if (MaxAgeMs == 0 || Environment.TickCount64 - snapshot.MadeAt <= MaxAgeMs)
+            {
+                return snapshot;
+            }
+
+            _groups.Remove(conv); // too old: read again below
         }
 
         if (!Names.IsGroup(conv))

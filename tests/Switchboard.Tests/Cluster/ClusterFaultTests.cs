@@ -75,6 +75,41 @@ public sealed class ClusterFaultTests
         });
     }
 
+    [Fact]
+    public async Task A_group_change_whose_broadcast_was_lost_is_seen_by_every_node_within_seconds()
+    {
+        using var services = ClusterServices.StartPrivate();
+        await using var nats = new FaultProxy(new Uri(services.Settings.Nats));
+        var second = new Dictionary<string, string?> { ["Switchboard:Cluster:Nats"] = $"nats://127.0.0.1:{nats.Url.Port}" };
+        // No sweep (it too would re-read the group, on the moved head): the age of the cached copy alone.
+        await using var cluster = await TestCluster.StartAsync(2, new Dictionary<string, string?> { ["Switchboard:Cluster:SweepSeconds"] = "600" }, services.Settings, new() { [1] = second });
+        var alice = await cluster[0].NewClientAsync();
+        var bob = await cluster[1].NewClientAsync();
+        var (created, group) = await cluster[0].CallAsync(HttpMethod.Post, "/v1/groups", alice.Token, new { name = "team", members = new[] { bob.User } });
+        Assert.Equal(HttpStatusCode.Created, created);
+        var conv = group.GetProperty("conv").GetString()!;
+        Assert.Equal(HttpStatusCode.OK, (await cluster[1].GetAsync($"/v1/groups/{conv}", bob.Token)).Status); // cached on node 2
+
+        nats.Refusing = true; // node 2 hears nothing from the others
+        nats.CutAll();
+        var (removed, _) = await cluster[0].CallAsync(HttpMethod.Delete, $"/v1/groups/{conv}/members/{bob.User}", alice.Token);
+        Assert.True(removed is HttpStatusCode.OK or HttpStatusCode.NoContent, removed.ToString());
+
+        // Node 2 never heard of the change; it reads the group again once its copy is ten seconds old.
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            var (status, seen) = await cluster[1].GetAsync($"/v1/groups/{conv}", bob.Token);
+            if (status != HttpStatusCode.OK || !seen.GetProperty("members").EnumerateArray().Any(m => m.GetProperty("user").GetString() == bob.User))
+            {
+                break;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, "node 2 still has bob in the group 30 s after he was removed");
+            await Task.Delay(500);
+        }
+    }
+
     /// <summary>
     /// Alice (node 1) and Bob (node 2) send to each other while <paramref name="fault"/> strikes; then each has every
     /// message the other had acked, and the history (through either node) is every acked message once, in seq order.
