@@ -18,10 +18,10 @@ public sealed class ClusterOptions
     /// </summary>
     public string[] Shards { get; set; } = [];
 
-    /// <summary>Redis (a StackExchange.Redis configuration string, <c>host:port</c>): presence, the session locator, shared rate limits.</summary>
+    /// <summary>Redis (a StackExchange.Redis configuration string, <c>host:port</c>): presence, the session locator, the sign-up and login limits shared by the nodes.</summary>
     public string Redis { get; set; } = "";
 
-    /// <summary>NATS (<c>nats://host:port</c>, JetStream enabled): a subject per node for delivery hints.</summary>
+    /// <summary>NATS (<c>nats://host:port</c>; core subjects only, no JetStream state): a subject per node for delivery hints, one for broadcasts.</summary>
     public string Nats { get; set; } = "";
 
     /// <summary>

@@ -203,7 +203,10 @@ internal sealed partial class HeadWatch(
             {
                 if (stored.Ts > settled)
                 {
-                    break; // its hint may still be on the way
+                    // Its hint may still be on the way; look again once it is past the grace, rather than at the
+                    // next tick, in case no hint is coming.
+                    SweepSoon();
+                    break;
                 }
 
                 bool seen;
