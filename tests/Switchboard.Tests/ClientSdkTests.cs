@@ -267,6 +267,18 @@ public abstract class ClientSdkTests(IServerFixture fixture)
     }
 }
 
+[Collection(AloneCollection.Name)]
 public sealed class ClientSdkTestsEmbedded(ServerFixture fixture) : ClientSdkTests(fixture), IClassFixture<ServerFixture>;
 
+[Collection(AloneCollection.Name)]
 public sealed class ClientSdkTestsCluster(Cluster.ClusterNodeFixture fixture) : ClientSdkTests(fixture), IClassFixture<Cluster.ClusterNodeFixture>;
+
+/// <summary>
+/// Tests that time what a client notices (a silent socket, a cut mid-stream, a reconnect's backoff) run apart from the
+/// others, after them: on two shared cores, a cluster test beside them can hold their threads past the timings they check.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class AloneCollection
+{
+    public const string Name = "alone";
+}
