@@ -61,7 +61,8 @@ internal sealed partial class Sequencer : IDisposable
     // Batches decided and batches whose outcome the deciding thread has taken (the deciding thread's only).
     private long _decidedCount;
     private long _takenCount;
-    private readonly SemaphoreSlim _completedSignal = new(0);
+    // Set when a batch completes; waited on only after a failure (a count would grow with every batch otherwise).
+    private readonly ManualResetEventSlim _completedSignal = new(false, spinCount: 0);
     private const int CursorsBetweenLooks = 64;
 
     // One batch waits while one is written: deciding never runs further ahead than that.
@@ -352,6 +353,7 @@ internal sealed partial class Sequencer : IDisposable
         while (_takenCount < _decidedCount)
         {
             _completedSignal.Wait(TimeSpan.FromMilliseconds(50));
+            _completedSignal.Reset(); // what completed before this is taken below
             TakeCompletions();
         }
     }
@@ -460,7 +462,7 @@ internal sealed partial class Sequencer : IDisposable
         _metrics.PersistLatency.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
         _metrics.BatchSize.Observe(decided.Commands.Count);
         _completed.Enqueue(decided); // the deciding thread may now treat it as committed (or failed)
-        _completedSignal.Release();
+        _completedSignal.Set();
     }
 
     private void Publish()

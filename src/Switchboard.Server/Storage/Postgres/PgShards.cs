@@ -37,6 +37,8 @@ internal sealed class PgShards : IAsyncDisposable
 
     public int Count => _sources.Length;
 
+    private volatile bool _prepared;
+
     public NpgsqlDataSource this[int shard] => _sources[shard];
 
     public int ForConversation(string conv) => IndexOf(conv);
@@ -61,6 +63,11 @@ internal sealed class PgShards : IAsyncDisposable
     /// </summary>
     public async Task PrepareAsync(CancellationToken cancellationToken)
     {
+        if (_prepared)
+        {
+            return; // the launcher checked them before anything listened; the node's start asks again
+        }
+
         for (var i = 0; i < _sources.Length; i++)
         {
             try
@@ -98,6 +105,8 @@ internal sealed class PgShards : IAsyncDisposable
                 };
             }
         }
+
+        _prepared = true;
     }
 
     /// <summary>Host and port of a shard, for messages (never its password).</summary>
