@@ -25,6 +25,9 @@ internal enum BusKind : byte
 
     /// <summary>A user's push registrations changed (<c>Seq</c> 1: they have some, 0: none left).</summary>
     PushRegistered = 7,
+
+    /// <summary>The sender could not publish some hints (NATS away, its queue full): every node sweeps.</summary>
+    HintsLost = 8,
 }
 
 /// <summary>One record of a bus message.</summary>

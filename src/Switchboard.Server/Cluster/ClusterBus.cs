@@ -72,6 +72,8 @@ internal sealed partial class ClusterBus : IAsyncDisposable
         if (_everConnected)
         {
             HintsLost?.Invoke(); // back after an outage: what was published meanwhile never arrived
+            Volatile.Write(ref _owed, 1); // nor did what this node published (buffered by the client, or failed): the others sweep too
+            Queue(new BusRecord(BusKind.HintsLost), toAll: true);
         }
 
         _everConnected = true;
@@ -91,6 +93,7 @@ internal sealed partial class ClusterBus : IAsyncDisposable
         if (!_outbound.Writer.TryWrite((record, toAll)))
         {
             _metrics.BusDropped.Inc();
+            Volatile.Write(ref _owed, 1);
         }
     }
 
@@ -103,6 +106,9 @@ internal sealed partial class ClusterBus : IAsyncDisposable
     });
 
     private Thread? _receiving;
+
+    // 1 while hints this node should have published were not: the next message tells every node to sweep.
+    private int _owed;
 
     // Messages numbered per subject this node publishes on, and the last number heard per (sender, subject).
     private readonly Dictionary<string, long> _numbers = [];
@@ -174,6 +180,12 @@ internal sealed partial class ClusterBus : IAsyncDisposable
 
                     foreach (var record in records)
                     {
+                        if (record.Kind == BusKind.HintsLost)
+                        {
+                            HintsLost?.Invoke();
+                            continue;
+                        }
+
                         if (!_inbound.Writer.TryWrite(record))
                         {
                             _metrics.BusDropped.Inc(); // a hint lost here is repaired like one lost on the way
@@ -213,6 +225,7 @@ internal sealed partial class ClusterBus : IAsyncDisposable
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException)
                 {
+                    Volatile.Write(ref _owed, 1);
                     Failed(ex); // these hints are lost; the store and the sweep stand in for them
                 }
             }
@@ -227,6 +240,11 @@ internal sealed partial class ClusterBus : IAsyncDisposable
     {
         var users = new HashSet<string>(StringComparer.Ordinal);
         var broadcast = new List<BusRecord>();
+        if (Interlocked.Exchange(ref _owed, 0) == 1 && !round.Any(r => r.Record.Kind == BusKind.HintsLost))
+        {
+            broadcast.Add(new BusRecord(BusKind.HintsLost)); // sent again if this round fails too
+        }
+
         foreach (var (record, toAll) in round)
         {
             if (toAll)
@@ -295,13 +313,33 @@ internal sealed partial class ClusterBus : IAsyncDisposable
                 }
 
                 var payload = BusCodec.Encode(_node.Id, number, records.GetRange(start, i - start + 1));
-                await _nats.PublishAsync(subject, payload, cancellationToken: _stopping.Token);
+                await PublishOneAsync(subject, payload);
                 _metrics.BusSent.Inc();
                 start = i + 1;
                 size = 0;
             }
         }
     }
+
+    /// <summary>
+    /// One publish, given up after <see cref="PublishTimeout"/>: the client may wait for a connection that is gone
+    /// (and keep waiting after it is back), and a routing task stuck there would carry no hint again.
+    /// </summary>
+    private async Task PublishOneAsync(string subject, byte[] payload)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+        timeout.CancelAfter(PublishTimeout);
+        try
+        {
+            await _nats.PublishAsync(subject, payload, cancellationToken: timeout.Token).AsTask().WaitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException) when (!_stopping.IsCancellationRequested)
+        {
+            throw new TimeoutException($"publishing to NATS took over {PublishTimeout.TotalSeconds:0} s");
+        }
+    }
+
+    private static readonly TimeSpan PublishTimeout = TimeSpan.FromSeconds(2);
 
     private void Failed(Exception ex) => _outage.Failed(ex);
 

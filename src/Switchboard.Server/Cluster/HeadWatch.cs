@@ -11,7 +11,9 @@ namespace Switchboard.Server.Cluster;
 /// <summary>
 /// The repair of lost hints. For every conversation this node has delivered or heard of lately, the last seq it
 /// knows of; the sweep reads those conversations' heads from the store in one query per shard: soon after a sign
-/// that hints were lost (a bus message skipped, NATS or Redis back after an outage, a message dropped), and every
+/// that hints were lost (a bus message skipped, NATS or Redis back after an outage, a message dropped, another node
+/// telling it could not publish), for one conversation when a seq seen above a hole stays so past the grace (the
+/// node that wrote the missing event died before its hint, or the hint vanished without a sign), and every
 /// <see cref="ClusterOptions.SweepSeconds"/> in any case, for a loss nothing showed; and a head past what this node knows (by events older than a grace of two
 /// seconds, so a hint still on its way is not raced) means a hint was lost (NATS away, Redis
 /// restarted empty, a queue full): the missing events are read from the store and handed to this node's sockets,
@@ -94,10 +96,19 @@ internal sealed partial class HeadWatch(
     {
         // The first event heard of a conversation: what came before it was this node's devices' to replay.
         var entry = _known.GetOrAdd(conv, static (_, s) => new Entry(s - 1), seq);
+        bool gap;
         lock (entry)
         {
             entry.Heard = Environment.TickCount64;
             entry.See(seq);
+            gap = entry.Through < seq - 1;
+        }
+
+        if (gap)
+        {
+            // Events below this one exist (seqs have no holes) and no hint of them came yet: usually one is on its way
+            // from another node; if none has come once the grace is past, it was lost, and this conversation is read.
+            _gaps.TryAdd(conv, (seq, Environment.TickCount64));
         }
 
         if (_known.Count > MaxWatched)
@@ -118,6 +129,12 @@ internal sealed partial class HeadWatch(
         }
     }
 
+    // Conversations with a seq seen above one not seen: the seq above the hole, and when it was first seen.
+    private readonly ConcurrentDictionary<string, (long Above, long Since)> _gaps = new(StringComparer.Ordinal);
+
+    /// <summary>Conversations with a hole below a seq this node saw.</summary>
+    public int Gaps => _gaps.Count;
+
     private readonly SemaphoreSlim _soon = new(0);
     private int _soonPending;
 
@@ -132,18 +149,34 @@ internal sealed partial class HeadWatch(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        var nextFull = Environment.TickCount64 + (options.Value.SweepSeconds * 1000L);
         while (!stoppingToken.IsCancellationRequested)
         {
-            if (await _soon.WaitAsync(TimeSpan.FromSeconds(options.Value.SweepSeconds), stoppingToken))
+            // Woken at least every second for the holes past their grace; a full pass when a loss was signalled or
+            // the period is over.
+            var wait = Math.Clamp(nextFull - Environment.TickCount64, 0, 1_000);
+            var full = false;
+            if (await _soon.WaitAsync(TimeSpan.FromMilliseconds(wait), stoppingToken))
             {
                 await Task.Delay(TimeSpan.FromMilliseconds(GraceMs + 500), stoppingToken);
                 Interlocked.Exchange(ref _soonPending, 0);
                 metrics.SweepsEarly.Inc();
+                full = true;
             }
 
+            full |= Environment.TickCount64 >= nextFull;
             try
             {
-                await SweepAsync(stoppingToken);
+                if (full)
+                {
+                    nextFull = Environment.TickCount64 + (options.Value.SweepSeconds * 1000L);
+                    await SweepAsync(stoppingToken);
+                }
+                else if (DueHoles() is { Count: > 0 } holes)
+                {
+                    metrics.SweepsEarly.Inc();
+                    await SweepAsync(holes, stoppingToken);
+                }
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
@@ -152,10 +185,61 @@ internal sealed partial class HeadWatch(
         }
     }
 
-    /// <summary>One pass: every watched conversation's head against what this node knows.</summary>
-    public async Task SweepAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// The conversations whose hole is older than the grace and still open: a hint that was never sent (its node
+    /// died between commit and publish) or lost on the way without a sign. Holes that closed are forgotten, and a
+    /// conversation with another hole above is watched again from now.
+    /// </summary>
+    private List<string> DueHoles()
     {
-        var convs = _known.Keys.ToList();
+        var due = new List<string>();
+        if (_gaps.IsEmpty)
+        {
+            return due;
+        }
+
+        var settled = Environment.TickCount64 - GraceMs - 500;
+        foreach (var (conv, (above, since)) in _gaps)
+        {
+            if (since > settled)
+            {
+                continue;
+            }
+
+            _gaps.TryRemove(conv, out _);
+            if (!_known.TryGetValue(conv, out var entry))
+            {
+                continue;
+            }
+
+            long? again = null;
+            lock (entry)
+            {
+                if (entry.Through < above - 1)
+                {
+                    due.Add(conv);
+                }
+                else if (entry.Ahead is { Count: > 0 } ahead)
+                {
+                    again = ahead.Max;
+                }
+            }
+
+            if (again is { } seq)
+            {
+                _gaps.TryAdd(conv, (seq, Environment.TickCount64));
+            }
+        }
+
+        return due;
+    }
+
+    /// <summary>One pass: every watched conversation's head against what this node knows.</summary>
+    public Task SweepAsync(CancellationToken cancellationToken) => SweepAsync(_known.Keys.ToList(), cancellationToken);
+
+    /// <summary>Those conversations' heads against what this node knows.</summary>
+    private async Task SweepAsync(List<string> convs, CancellationToken cancellationToken)
+    {
         if (convs.Count == 0)
         {
             return;

@@ -22,7 +22,7 @@ internal sealed class SwitchboardMetrics
         Rejected = factory.CreateCounter("switchboard_messaging_rejected_total", "Commands refused with an error code.");
         BusSent = factory.CreateCounter("switchboard_cluster_bus_messages_total", "NATS messages this node published to other nodes (cluster mode).");
         BusDropped = factory.CreateCounter("switchboard_cluster_bus_dropped_total", "Hints for other nodes dropped because the outbound queue was full; the store and the sweep stand in for them.");
-        SweepsEarly = factory.CreateCounter("switchboard_cluster_sweeps_early_total", "Sweeps run early because hints may have been lost (a bus message skipped, NATS or Redis back after an outage).");
+        SweepsEarly = factory.CreateCounter("switchboard_cluster_sweeps_early_total", "Sweeps run early because hints may have been lost (a bus message skipped, NATS or Redis back after an outage, another node unable to publish, a hole in a conversation past its grace).");
         SweepRepaired = factory.CreateCounter("switchboard_cluster_sweep_repaired_total", "Events the sweep delivered from the store because no hint announced them (a lost bus message).");
         Conflicts = factory.CreateCounter("switchboard_messaging_head_conflicts_total", "Batch parts decided again because another node appended to the same conversation first (cluster mode).");
         BatchSize = factory.CreateHistogram("switchboard_storage_batch_size", "Commands per group commit.", new HistogramConfiguration

@@ -76,6 +76,56 @@ public sealed class ClusterFaultTests
     }
 
     [Fact]
+    public async Task A_hint_lost_without_a_sign_is_repaired_by_the_hole_the_next_event_leaves()
+    {
+        await using var nats = new FaultProxy(new Uri(ClusterServices.Current.Nats)); // shared services: only the proxy fails
+        var (cluster, alice, aliceReads, bob, conv) = await TwoNodesAsync(nats);
+        await using var _ = cluster;
+
+        nats.Refusing = true; // what node 2 publishes from now on never reaches node 1, and nothing tells node 1
+        nats.CutAll();
+        var lost = (await bob.SendAckedAsync(conv, "hint lost")).GetProperty("seq").GetInt64();
+        var next = (await alice.SendAckedAsync(conv, "after it")).GetProperty("seq").GetInt64();
+        Assert.Equal(lost + 1, next);
+
+        // Node 1 wrote seq `next` and never heard of `lost`: once the grace is past it reads the hole from the store.
+        var repaired = await aliceReads.ExpectAsync("msg", f => f.GetProperty("seq").GetInt64() == lost, TimeSpan.FromSeconds(20));
+        Assert.Equal("hint lost", repaired.GetProperty("body").GetString());
+    }
+
+    [Fact]
+    public async Task A_node_that_could_not_publish_tells_the_others_to_sweep_when_it_is_back()
+    {
+        await using var nats = new FaultProxy(new Uri(ClusterServices.Current.Nats)); // shared services: only the proxy fails
+        var (cluster, _, aliceReads, bob, conv) = await TwoNodesAsync(nats);
+        await using var _ = cluster;
+
+        nats.Refusing = true;
+        nats.CutAll();
+        var lost = (await bob.SendAckedAsync(conv, "published while away")).GetProperty("seq").GetInt64();
+        await Task.Delay(1_000);
+        nats.Refusing = false; // node 2 reconnects; nothing else is sent in the conversation
+
+        var repaired = await aliceReads.ExpectAsync("msg", f => f.GetProperty("seq").GetInt64() == lost, TimeSpan.FromSeconds(20));
+        Assert.Equal("published while away", repaired.GetProperty("body").GetString());
+    }
+
+    /// <summary>Alice on node 1 (sending, and reading on a second device there), Bob on node 2, whose NATS goes through <paramref name="nats"/>; no periodic sweep.</summary>
+    private static async Task<(TestCluster Cluster, TestClient Alice, TestClient AliceReads, TestClient Bob, string Conv)> TwoNodesAsync(FaultProxy nats)
+    {
+        var second = new Dictionary<string, string?> { ["Switchboard:Cluster:Nats"] = $"nats://127.0.0.1:{nats.Url.Port}" };
+        var cluster = await TestCluster.StartAsync(2, new Dictionary<string, string?> { ["Switchboard:Cluster:SweepSeconds"] = "600" }, nodeSettings: new() { [1] = second });
+        await cluster.WaitUntilMeshedAsync();
+        var alice = await cluster[0].NewClientAsync();
+        var bob = await cluster[1].NewClientAsync();
+        var aliceReads = await cluster[0].NewDeviceAsync(alice.User);
+        var conv = Conv.Direct(alice.User, bob.User);
+        await bob.SendAckedAsync(conv, "hello");
+        await aliceReads.ExpectAsync("msg", f => f.GetProperty("body").GetString() == "hello", TimeSpan.FromSeconds(20)); // node 1 watches the conversation
+        return (cluster, alice, aliceReads, bob, conv);
+    }
+
+    [Fact]
     public async Task A_group_change_whose_broadcast_was_lost_is_seen_by_every_node_within_seconds()
     {
         using var services = ClusterServices.StartPrivate();
