@@ -104,15 +104,29 @@ public sealed record SignedPrekey(int Id, string Key, string Signature);
 public sealed record OneTimePrekey(int Id, string Key);
 
 /// <summary>
+/// A device's X25519 identity key for agreement (X3DH), with its Ed25519 identity key's signature over
+/// <c>"switchboard identity dh" ‖ key</c> (base64url).
+/// </summary>
+public sealed record IdentityDhKey(string Key, string Signature);
+
+/// <summary>
 /// <c>PUT /v1/devices/current/keys</c>: this device's identity key (Ed25519 public key, base64url), its signed prekey
 /// and one-time prekeys to add. Each part may be left out to keep what is stored (rotate the signed prekey alone, top
 /// up one-time prekeys alone).
 /// </summary>
-public sealed record KeyUpload(string? IdentityKey, SignedPrekey? SignedPrekey, IReadOnlyList<OneTimePrekey>? OneTimePrekeys);
+public sealed record KeyUpload(string? IdentityKey, SignedPrekey? SignedPrekey, IReadOnlyList<OneTimePrekey>? OneTimePrekeys)
+{
+    /// <summary>The X25519 identity key (required with the first upload and with a new identity key).</summary>
+    public IdentityDhKey? IdentityDh { get; init; }
+}
 
 /// <summary>One device's keys to start a session with: a one-time prekey when one was left (it is now used up).</summary>
 public sealed record KeyBundle(string User, int Device, string IdentityKey, SignedPrekey SignedPrekey)
 {
+    /// <summary>The device's X25519 identity key, signed by <see cref="IdentityKey"/>.</summary>
+    public IdentityDhKey? IdentityDh { get; init; }
+
+    /// <summary>A one-time prekey, handed out to this caller only; absent once the device has none left.</summary>
     public OneTimePrekey? OneTimePrekey { get; init; }
 }
 

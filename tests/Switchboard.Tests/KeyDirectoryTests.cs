@@ -1,5 +1,6 @@
 using System.Buffers.Text;
 using System.Net;
+using System.Text.Json;
 using NSec.Cryptography;
 
 namespace Switchboard.Tests;
@@ -12,8 +13,8 @@ public abstract class KeyDirectoryTests(IServerFixture fixture)
 
     private static string B64(ReadOnlySpan<byte> bytes) => Base64Url.EncodeToString(bytes);
 
-    /// <summary>A device's keys as a client makes them: an Ed25519 identity signing an X25519 prekey.</summary>
-    private static object Upload(Key identity, int oneTimeFrom, int oneTimeCount, bool badSignature = false)
+    /// <summary>A device's keys as a client makes them: an Ed25519 identity signing its X25519 identity key and an X25519 prekey.</summary>
+    private static object Upload(Key identity, int oneTimeFrom, int oneTimeCount, bool badSignature = false, bool badDhSignature = false)
     {
         using var prekey = Key.Create(KeyAgreementAlgorithm.X25519);
         var prekeyBytes = prekey.PublicKey.Export(KeyBlobFormat.RawPublicKey);
@@ -23,9 +24,12 @@ public abstract class KeyDirectoryTests(IServerFixture fixture)
             signature[0] ^= 1;
         }
 
+        using var identityDh = Key.Create(KeyAgreementAlgorithm.X25519);
+        var dhBytes = identityDh.PublicKey.Export(KeyBlobFormat.RawPublicKey);
         return new
         {
             identity_key = B64(identity.PublicKey.Export(KeyBlobFormat.RawPublicKey)),
+            identity_dh = new { key = B64(dhBytes), signature = B64(SignatureAlgorithm.Ed25519.Sign(identity, [.. (badDhSignature ? "switchboard identity dx"u8 : "switchboard identity dh"u8), .. dhBytes])) },
             signed_prekey = new { id = 1, key = B64(prekeyBytes), signature = B64(signature) },
             one_time_prekeys = Enumerable.Range(oneTimeFrom, oneTimeCount).Select(i =>
             {
@@ -52,6 +56,8 @@ public abstract class KeyDirectoryTests(IServerFixture fixture)
         Assert.Equal(2, count.GetProperty("one_time_prekeys").GetInt32());
         Assert.Equal(HttpStatusCode.OK, (await Server.CallAsync(HttpMethod.Put, "/v1/devices/current/keys", laptop, Upload(laptopIdentity, 0, 0))).Status);
         Assert.Equal(HttpStatusCode.BadRequest, (await Server.CallAsync(HttpMethod.Put, "/v1/devices/current/keys", laptop, Upload(laptopIdentity, 0, 0, badSignature: true))).Status);
+        using var stranger = NewIdentity();
+        Assert.Equal(HttpStatusCode.BadRequest, (await Server.CallAsync(HttpMethod.Put, "/v1/devices/current/keys", laptop, Upload(stranger, 0, 0, badDhSignature: true))).Status);
 
         var handedOut = new List<int?>();
         for (var i = 0; i < 3; i++)
@@ -61,6 +67,7 @@ public abstract class KeyDirectoryTests(IServerFixture fixture)
             Assert.Equal(2, bundles.GetArrayLength()); // one per device with keys
             var phoneBundle = bundles.EnumerateArray().Single(b => b.GetProperty("device").GetInt32() == 1);
             Assert.Equal(B64(phoneIdentity.PublicKey.Export(KeyBlobFormat.RawPublicKey)), phoneBundle.GetProperty("identity_key").GetString());
+            Assert.Equal(32, Base64Url.DecodeFromChars(phoneBundle.GetProperty("identity_dh").GetProperty("key").GetString()).Length);
             handedOut.Add(phoneBundle.TryGetProperty("one_time_prekey", out var otp) ? otp.GetProperty("id").GetInt32() : null);
             Assert.False(bundles.EnumerateArray().Single(b => b.GetProperty("device").GetInt32() == 2).TryGetProperty("one_time_prekey", out _));
         }
@@ -130,6 +137,95 @@ public abstract class KeyDirectoryTests(IServerFixture fixture)
         var (status, body) = await Server.CallAsync(HttpMethod.Post, $"/v1/conversations/{conv}/messages", alice.Token, new { cid = "e3", kind = "text", e2ee = For((bobUser, phone)) });
         Assert.Equal(HttpStatusCode.Conflict, status);
         Assert.Equal("devices_changed", body.GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task Each_device_is_given_its_own_ciphertext_only_live_on_sync_on_replay_and_in_history()
+    {
+        var alice = await Server.NewClientAsync();
+        var aliceTablet = await Server.NewDeviceAsync(alice.User);
+        var bob = await Server.NewClientAsync();
+        var bobLaptop = await Server.NewDeviceAsync(bob.User);
+        var conv = Conv.Direct(alice.User, bob.User);
+        var devices = new[] { (alice.User, aliceTablet.Device), (bob.User, bob.Device), (bob.User, bobLaptop.Device) };
+        var e2ee = new { v = 1, to = devices.Select(d => new { user = d.Item1, device = d.Item2, ct = $"ct-{d.Item1}-{d.Item2}" }).ToArray() };
+        await alice.SendAsync(new { t = "send", cid = "sealed", conv, kind = "text", e2ee });
+        var seq = (await alice.ExpectAsync("ack")).GetProperty("seq").GetInt64();
+
+        static string Only(JsonElement e2ee)
+        {
+            var to = e2ee.GetProperty("to");
+            Assert.Equal(1, to.GetArrayLength()); // its own, none of the others'
+            Assert.Equal(1, e2ee.GetProperty("v").GetInt32()); // the rest as sent
+            return to[0].GetProperty("ct").GetString()!;
+        }
+
+        foreach (var reader in new[] { aliceTablet, bob, bobLaptop })
+        {
+            var live = await reader.ExpectAsync("msg", f => f.GetProperty("seq").GetInt64() == seq);
+            Assert.Equal($"ct-{reader.User}-{reader.Device}", Only(live.GetProperty("e2ee")));
+
+            await reader.SendAsync(new { t = "sync", conv, after = seq - 1 });
+            var synced = await reader.ExpectAsync("msg", f => f.GetProperty("seq").GetInt64() == seq);
+            Assert.Equal($"ct-{reader.User}-{reader.Device}", Only(synced.GetProperty("e2ee")));
+
+            var (status, history) = await Server.GetAsync($"/v1/conversations/{conv}/messages", reader.Token);
+            Assert.Equal(HttpStatusCode.OK, status);
+            Assert.Equal($"ct-{reader.User}-{reader.Device}", Only(history.GetProperty("messages")[0].GetProperty("e2ee")));
+        }
+
+        // A device that was offline gets it on its reconnect's replay, its own only.
+        var (phone, phoneToken) = await Server.LinkAsync(bob.User);
+        var devicesNow = devices.Append((bob.User, phone)).ToArray();
+        var second = new { v = 1, to = devicesNow.Select(d => new { user = d.Item1, device = d.Item2, ct = $"ct2-{d.Item1}-{d.Item2}" }).ToArray() };
+        await alice.SendAsync(new { t = "send", cid = "sealed-2", conv, kind = "text", e2ee = second });
+        var seq2 = (await alice.ExpectAsync("ack")).GetProperty("seq").GetInt64();
+        var late = await TestClient.ConnectAsync(Server, bob.User, phone, phoneToken);
+        var replayed = await late.ExpectAsync("msg", f => f.GetProperty("seq").GetInt64() == seq2);
+        Assert.Equal($"ct2-{bob.User}-{phone}", Only(replayed.GetProperty("e2ee")));
+
+        // The sending device has no entry of its own: it keeps what it sent.
+        var (_, own) = await Server.GetAsync($"/v1/conversations/{conv}/messages", alice.Token);
+        Assert.All(own.GetProperty("messages").EnumerateArray(), m => Assert.Equal(0, m.GetProperty("e2ee").GetProperty("to").GetArrayLength()));
+    }
+
+    [Fact]
+    public async Task A_sender_key_send_names_the_digest_of_the_current_devices_and_hands_out_its_keys_to_some()
+    {
+        var alice = await Server.NewClientAsync();
+        var bob = await Server.NewClientAsync();
+        var carol = await Server.NewClientAsync();
+        var (created, group) = await Server.CallAsync(HttpMethod.Post, "/v1/groups", alice.Token, new { name = "sealed", members = new[] { bob.User, carol.User } });
+        Assert.Equal(HttpStatusCode.Created, created);
+        var conv = group.GetProperty("conv").GetString()!;
+
+        static string Digest(IEnumerable<(string User, int Device)> devices) =>
+            Base64Url.EncodeToString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(string.Concat(devices.Select(d => $"{d.User}:{d.Device}\n").Order(StringComparer.Ordinal)))));
+
+        // Without the digest (or a wrong one): devices_changed, with the devices to make it for.
+        await alice.SendAsync(new { t = "send", cid = "g1", conv, kind = "text", e2ee = new { v = 1, sk = "SK", devices = "nope" } });
+        var error = await alice.ExpectAsync("error", f => f.GetProperty("ref").GetString() == "g1");
+        Assert.Equal("devices_changed", error.GetProperty("code").GetString());
+        var current = error.GetProperty("recipients").EnumerateArray().Select(r => (r.GetProperty("user").GetString()!, r.GetProperty("device").GetInt32())).ToList();
+        Assert.Equal(new[] { (bob.User, bob.Device), (carol.User, carol.Device) }.Order(), current.Order());
+
+        // A key handed to a device outside the group is refused too.
+        await alice.SendAsync(new { t = "send", cid = "g1", conv, kind = "text", e2ee = new { v = 1, sk = "SK", devices = Digest(current), to = new[] { new { user = "mallory", device = 1, ct = "K" } } } });
+        Assert.Equal("devices_changed", (await alice.ExpectAsync("error", f => f.GetProperty("ref").GetString() == "g1")).GetProperty("code").GetString());
+
+        // Right: stored; each device gets the one Sender-Key ciphertext and its own key hand-out only.
+        await alice.SendAsync(new { t = "send", cid = "g1", conv, kind = "text", e2ee = new { v = 1, sk = "SK", devices = Digest(current), to = new[] { new { user = bob.User, device = bob.Device, ct = "K-bob" } } } });
+        var seq = (await alice.ExpectAsync("ack")).GetProperty("seq").GetInt64();
+        var toBob = (await bob.ExpectAsync("msg", f => f.GetProperty("seq").GetInt64() == seq)).GetProperty("e2ee");
+        Assert.Equal(("SK", "K-bob"), (toBob.GetProperty("sk").GetString(), toBob.GetProperty("to")[0].GetProperty("ct").GetString()));
+        var toCarol = (await carol.ExpectAsync("msg", f => f.GetProperty("seq").GetInt64() == seq)).GetProperty("e2ee");
+        Assert.Equal(("SK", 0), (toCarol.GetProperty("sk").GetString(), toCarol.GetProperty("to").GetArrayLength()));
+
+        // Carol links a second device: the digest is stale.
+        await Server.LinkAsync(carol.User);
+        await alice.SendAsync(new { t = "send", cid = "g2", conv, kind = "text", e2ee = new { v = 1, sk = "SK", devices = Digest(current) } });
+        var stale = await alice.ExpectAsync("error", f => f.GetProperty("ref").GetString() == "g2");
+        Assert.Equal(("devices_changed", 3), (stale.GetProperty("code").GetString(), stale.GetProperty("recipients").GetArrayLength()));
     }
 }
 

@@ -1,3 +1,4 @@
+using Switchboard.Server.Messaging;
 using System.Threading.Channels;
 using Microsoft.Extensions.Options;
 using Switchboard.Server.Delivery;
@@ -48,6 +49,7 @@ internal sealed partial class ChannelFanoutQueue : IFanoutQueue, IDisposable
     /// <summary>Hands the frame to the online devices of recipients [from, to).</summary>
     private void Send(in EventDelivery item, int from, int to, bool inline)
     {
+        var pairwise = E2eePayload.MayBePairwise(item.Frame); // each device is handed its own ciphertext only
         for (var i = from; i < to; i++)
         {
             var user = item.Recipients[i];
@@ -58,7 +60,7 @@ internal sealed partial class ChannelFanoutQueue : IFanoutQueue, IDisposable
                     continue;
                 }
 
-                session.SendEvent(item.Conv, item.Seq, item.Frame, item.ReceivedAt, inline);
+                session.SendEvent(item.Conv, item.Seq, pairwise ? E2eePayload.FrameForDevice(item.Frame, user, session.Device) : item.Frame, item.ReceivedAt, inline);
             }
         }
     }

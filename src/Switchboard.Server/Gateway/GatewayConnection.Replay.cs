@@ -141,7 +141,7 @@ internal sealed partial class GatewayConnection
                 if (!(e.Sender == User && e.Dev == Device && e.Kind != EventKinds.System))
                 {
                     await WaitForRoomCoreAsync();
-                    Send(Frames.Event(e));
+                    Send(Frames.Event(e, (User, Device)));
                 }
 
                 position = e.Seq;

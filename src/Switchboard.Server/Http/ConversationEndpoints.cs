@@ -156,7 +156,7 @@ internal static class ConversationEndpoints
             page.RemoveAt(page.Count - 1);
         }
 
-        return Json(new HistoryPage([.. page.Select(e => Frames.ToMsgFrame(e, null))], more), SwitchboardJsonContext.Default.HistoryPage);
+        return Json(new HistoryPage([.. page.Select(e => Frames.ToMsgFrame(e, null, (me.User, me.Device)))], more), SwitchboardJsonContext.Default.HistoryPage);
     }
 
     private static async Task<IResult> Receipts(HttpContext context, string conv, AccountService accounts, ConversationAccess access, IMessageStore store, GroupDirectory groups)

@@ -9,7 +9,8 @@ using static Switchboard.Server.Http.HttpHelpers;
 namespace Switchboard.Server.Http;
 
 /// <summary>
-/// The key directory for end-to-end encryption: each device publishes its identity key (Ed25519), a signed prekey
+/// The key directory for end-to-end encryption: each device publishes its identity key (Ed25519) with an X25519
+/// identity key it signs, a signed prekey
 /// (X25519, signed by the identity key; the signature is checked here) and one-time prekeys; a peer fetches one
 /// bundle per current device of a user, using up one one-time prekey of each (the signed prekey alone once none is
 /// left). The server only stores and hands out public keys.
@@ -18,6 +19,9 @@ internal static class KeyEndpoints
 {
     /// <summary>One-time prekeys a device may keep on the server, and add in one upload.</summary>
     public const int MaxOneTimePrekeys = 1000;
+
+    /// <summary>What an identity key signs before its X25519 identity key (so no other signature of it can pass for this one).</summary>
+    public static ReadOnlySpan<byte> IdentityDhContext => "switchboard identity dh"u8;
 
     public static void MapKeyEndpoints(this IEndpointRouteBuilder app)
     {
@@ -43,14 +47,23 @@ internal static class KeyEndpoints
             ? JsonSerializer.Deserialize(json, SwitchboardJsonContext.Default.KeyUpload)
             : null;
         var identity = body!.IdentityKey ?? stored?.IdentityKey;
-        var signed = body.SignedPrekey ?? stored?.SignedPrekey;
+        var sameIdentity = body.IdentityKey is null || body.IdentityKey == stored?.IdentityKey;
+        var identityDh = body.IdentityDh ?? (sameIdentity ? stored?.IdentityDh : null); // a new identity brings its own
+        var signed = body.SignedPrekey ?? (sameIdentity ? stored?.SignedPrekey : null);
         if (identity is null || FromBase64Url(identity) is not { Length: 32 } identityBytes)
         {
             return Error(400, ErrorCodes.Invalid, "identity_key must be an Ed25519 public key (32 bytes, base64url)");
         }
 
+        var identityKey = PublicKey.Import(SignatureAlgorithm.Ed25519, identityBytes, KeyBlobFormat.RawPublicKey);
+        if (identityDh is null || FromBase64Url(identityDh.Key) is not { Length: 32 } dhBytes || FromBase64Url(identityDh.Signature) is not { Length: 64 } dhSignature
+            || !SignatureAlgorithm.Ed25519.Verify(identityKey, [.. IdentityDhContext, .. dhBytes], dhSignature))
+        {
+            return Error(400, ErrorCodes.Invalid, "identity_dh must be an X25519 public key (32 bytes) with the identity key's Ed25519 signature over \"switchboard identity dh\" and it (64 bytes)");
+        }
+
         if (signed is null || FromBase64Url(signed.Key) is not { Length: 32 } prekey || FromBase64Url(signed.Signature) is not { Length: 64 } signature
-            || !SignatureAlgorithm.Ed25519.Verify(PublicKey.Import(SignatureAlgorithm.Ed25519, identityBytes, KeyBlobFormat.RawPublicKey), prekey, signature))
+            || !SignatureAlgorithm.Ed25519.Verify(identityKey, prekey, signature))
         {
             return Error(400, ErrorCodes.Invalid, "signed_prekey must be an X25519 public key (32 bytes) with the identity key's Ed25519 signature over it (64 bytes)");
         }
@@ -66,7 +79,7 @@ internal static class KeyEndpoints
             return Error(413, ErrorCodes.TooLarge, $"a device keeps at most {MaxOneTimePrekeys} one-time prekeys on the server");
         }
 
-        var keys = JsonSerializer.Serialize(new KeyUpload(identity, signed, null), SwitchboardJsonContext.Default.KeyUpload);
+        var keys = JsonSerializer.Serialize(new KeyUpload(identity, signed, null) { IdentityDh = identityDh }, SwitchboardJsonContext.Default.KeyUpload);
         await store.SetDeviceKeysAsync(me.User, me.Device, keys, [.. oneTime.Select(k => (k.Id, k.Key))], context.RequestAborted);
         return Json(new KeyCount(await store.CountOneTimeKeysAsync(me.User, me.Device, context.RequestAborted)), SwitchboardJsonContext.Default.KeyCount);
     }
@@ -105,7 +118,7 @@ internal static class KeyEndpoints
         {
             if (device.Revoked || (user == me.User && device.Device == me.Device)
                 || await store.GetDeviceKeysAsync(user, device.Device, context.RequestAborted) is not { } json
-                || JsonSerializer.Deserialize(json, SwitchboardJsonContext.Default.KeyUpload) is not { IdentityKey: { } identity, SignedPrekey: { } signed })
+                || JsonSerializer.Deserialize(json, SwitchboardJsonContext.Default.KeyUpload) is not { IdentityKey: { } identity, SignedPrekey: { } signed, IdentityDh: { } identityDh })
             {
                 continue; // no keys published (yet): the caller says the device cannot be reached encrypted
             }
@@ -121,7 +134,7 @@ internal static class KeyEndpoints
                 }
             }
 
-            bundles.Add(new KeyBundle(user, device.Device, identity, signed) { OneTimePrekey = oneTime is { } k ? new OneTimePrekey(k.Id, k.Key) : null });
+            bundles.Add(new KeyBundle(user, device.Device, identity, signed) { IdentityDh = identityDh, OneTimePrekey = oneTime is { } k ? new OneTimePrekey(k.Id, k.Key) : null });
         }
 
         return Json(bundles, SwitchboardJsonContext.Default.ListKeyBundle);

@@ -25,9 +25,10 @@ internal static class Frames
     /// <summary>
     /// A stored event as a <c>msg</c> frame, written straight from the record (the same JSON as serialising a
     /// <see cref="MsgFrame"/>: snake_case, nulls left out, <c>e2ee</c> and <c>system</c> as the JSON they are
-    /// stored as). Every event is written once per delivery and once per replayed page entry.
+    /// stored as). Every event is written once per delivery and once per replayed page entry. With a
+    /// <paramref name="viewer"/>, the <c>e2ee</c> payload holds that device's own ciphertext only.
     /// </summary>
-    public static byte[] Event(Storage.EventRecord e)
+    public static byte[] Event(Storage.EventRecord e, (string User, int Device)? viewer = null)
     {
         var buffer = _eventBuffer ??= new System.Buffers.ArrayBufferWriter<byte>(512);
         buffer.ResetWrittenCount();
@@ -53,7 +54,7 @@ internal static class Frames
         if (e.E2ee is { } e2ee)
         {
             writer.WritePropertyName(E2eeProperty);
-            writer.WriteRawValue(e2ee, skipInputValidation: true); // checked when it was received
+            writer.WriteRawValue(viewer is { } v ? E2eePayload.ForDevice(e2ee, v.User, v.Device) : e2ee, skipInputValidation: true); // checked when it was received
         }
 
         if (e.ReplyTo is { } replyTo)
@@ -99,7 +100,7 @@ internal static class Frames
     private static readonly JsonEncodedText SystemProperty = JsonEncodedText.Encode("system");
 
     /// <summary>A stored event in its wire shape; <paramref name="type"/> is <c>msg</c> on sockets, null in history pages.</summary>
-    public static MsgFrame ToMsgFrame(Storage.EventRecord e, string? type) => new()
+    public static MsgFrame ToMsgFrame(Storage.EventRecord e, string? type, (string User, int Device)? viewer = null) => new()
     {
         T = type,
         Conv = e.Conv,
@@ -111,7 +112,7 @@ internal static class Frames
         Kind = e.Kind,
         Cid = e.Cid,
         Body = e.Body,
-        E2ee = e.E2ee is { } e2ee ? ParseJson(e2ee) : null,
+        E2ee = e.E2ee is { } e2ee ? ParseJson(viewer is { } v ? E2eePayload.ForDevice(e2ee, v.User, v.Device) : e2ee) : null,
         ReplyTo = e.ReplyTo,
         Target = e.Target,
         System = e.System is { } system ? JsonSerializer.Deserialize(system, SwitchboardJsonContext.Default.SystemInfo) : null,

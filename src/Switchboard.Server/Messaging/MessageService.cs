@@ -91,13 +91,22 @@ internal sealed partial class MessageService(
     private const string DevicesChangedMessage = "the recipients' devices changed: encrypt for the devices listed and send again with the same cid";
 
     /// <summary>
-    /// A pairwise-encrypted send (<c>e2ee.to</c>, one ciphertext per device) must name exactly the devices that should
-    /// read it: every current device of every member, but the sending one. Null when it does (or the payload is not
-    /// pairwise); else the devices it should name.
+    /// An encrypted send must be made for the devices that should read it: every current device of every member, but
+    /// the sending one. A pairwise payload (<c>e2ee.to</c>, one ciphertext per device) names exactly those; a
+    /// Sender-Key payload (<c>e2ee.sk</c>) names their digest in <c>e2ee.devices</c> (<see cref="DeviceSetDigest"/>),
+    /// and its <c>to</c> (the sender key handed to devices that lack it) names some of them only. Null when the send
+    /// is right (or its payload is neither); else the devices it should be made for.
     /// </summary>
     private async ValueTask<List<DeviceAddress>?> DevicesChangedAsync(ICommandOrigin origin, ClientFrame frame, CancellationToken cancellationToken)
     {
-        if (frame.E2ee is not { ValueKind: System.Text.Json.JsonValueKind.Object } e2ee || !e2ee.TryGetProperty("to", out var to) || to.ValueKind != System.Text.Json.JsonValueKind.Array)
+        if (frame.E2ee is not { ValueKind: JsonValueKind.Object } e2ee)
+        {
+            return null;
+        }
+
+        var pairwise = e2ee.TryGetProperty("to", out var to) && to.ValueKind == JsonValueKind.Array;
+        var senderKey = e2ee.TryGetProperty("sk", out var sk) && sk.ValueKind == JsonValueKind.String;
+        if (!pairwise && !senderKey)
         {
             return null;
         }
@@ -110,12 +119,15 @@ internal sealed partial class MessageService(
         }
 
         var named = new HashSet<(string, int)>();
-        foreach (var entry in to.EnumerateArray())
+        if (pairwise)
         {
-            if (entry.ValueKind == System.Text.Json.JsonValueKind.Object && entry.TryGetProperty("user", out var user) && user.ValueKind == System.Text.Json.JsonValueKind.String
-                && entry.TryGetProperty("device", out var device) && device.TryGetInt32(out var number))
+            foreach (var entry in to.EnumerateArray())
             {
-                named.Add((user.GetString()!, number));
+                if (entry.ValueKind == JsonValueKind.Object && entry.TryGetProperty("user", out var user) && user.ValueKind == JsonValueKind.String
+                    && entry.TryGetProperty("device", out var device) && device.TryGetInt32(out var number))
+                {
+                    named.Add((user.GetString()!, number));
+                }
             }
         }
 
@@ -131,7 +143,24 @@ internal sealed partial class MessageService(
             }
         }
 
-        return named.SetEquals(current.Select(d => (d.User, d.Device))) ? null : current;
+        if (!senderKey)
+        {
+            return named.SetEquals(current.Select(d => (d.User, d.Device))) ? null : current;
+        }
+
+        var right = e2ee.TryGetProperty("devices", out var digest) && digest.ValueKind == JsonValueKind.String && digest.ValueEquals(DeviceSetDigest(current))
+            && named.IsSubsetOf(current.Select(d => (d.User, d.Device)));
+        return right ? null : current;
+    }
+
+    /// <summary>
+    /// The digest a Sender-Key send names its devices by: SHA-256 over the lines <c>user:device\n</c> of every
+    /// device, sorted by ordinal byte order, as unpadded base64url.
+    /// </summary>
+    internal static string DeviceSetDigest(IEnumerable<DeviceAddress> devices)
+    {
+        var lines = devices.Select(d => $"{d.User}:{d.Device.ToString(System.Globalization.CultureInfo.InvariantCulture)}\n").Order(StringComparer.Ordinal);
+        return System.Buffers.Text.Base64Url.EncodeToString(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(string.Concat(lines))));
     }
 
     private const string PlaintextRefused = "this server stores end-to-end encrypted messages only: send e2ee, not body";
@@ -340,7 +369,7 @@ internal sealed partial class MessageService(
         foreach (var e in events)
         {
             await delivery.WaitForRoomAsync(client); // a big page streams as the socket drains, never over its budget
-            await delivery.SendToConnectionAsync(client, Frames.Event(e));
+            await delivery.SendToConnectionAsync(client, Frames.Event(e, (client.User, client.Device)));
         }
 
         var upto = events.Count > 0 ? events[^1].Seq : Math.Min(after, member.LastVisible);
