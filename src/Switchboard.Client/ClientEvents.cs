@@ -24,7 +24,19 @@ public abstract record ClientEvent;
 
 /// <summary>A new event of a conversation, delivered once and in seq order per conversation.</summary>
 /// <param name="Message">The event; <see cref="MsgFrame.Kind"/> says whether it is text, media, an edit, a delete or a system event.</param>
-public sealed record MessageReceived(MsgFrame Message) : ClientEvent;
+public sealed record MessageReceived(MsgFrame Message) : ClientEvent
+{
+    /// <summary>The text: the body of a plain message, or an encrypted one's decrypted text (null when it could not be decrypted).</summary>
+    public string? Text { get; init; }
+
+    /// <summary>Why an encrypted message could not be decrypted (tampered, replayed, no session, not for this device); null otherwise.</summary>
+    public string? DecryptionError { get; init; }
+}
+
+/// <summary>A peer device's identity key is not the one seen before: its safety number changed.</summary>
+/// <param name="User">The peer.</param>
+/// <param name="Device">Its device.</param>
+public sealed record IdentityChanged(string User, int Device) : ClientEvent;
 
 /// <summary>A member's delivered or read cursor moved (<c>user</c> is <c>*</c> for a group's aggregate).</summary>
 /// <param name="Receipt">The receipt.</param>

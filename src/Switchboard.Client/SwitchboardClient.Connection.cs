@@ -30,6 +30,7 @@ public sealed partial class SwitchboardClient
     {
         if (_loop is null)
         {
+            await PublishKeysAsync(cancellationToken);
             var outbox = await _state.LoadOutboxAsync();
             var next = outbox.Count > 0 ? outbox[^1].Order : -1;
             // Raise, never lower: sends made before ConnectAsync already took numbers.
@@ -213,6 +214,7 @@ public sealed partial class SwitchboardClient
             case FrameTypes.Ack:
                 var ack = JsonSerializer.Deserialize(json.Span, context.AckFrame)!;
                 await _state.RemovePendingAsync(ack.Cid);
+                await OnSealedAckAsync(ack);
                 await OnOwnAckAsync(ack, stop);
                 if (_waiting.TryRemove(ack.Cid, out var waiter))
                 {
@@ -235,6 +237,9 @@ public sealed partial class SwitchboardClient
             case FrameTypes.Typing:
                 await _events.Writer.WriteAsync(new TypingReceived(JsonSerializer.Deserialize(json.Span, context.TypingFrame)!), stop);
                 break;
+            case FrameTypes.KeysLow when _e2e is not null:
+                _ = TopUpKeysAsync(stop);
+                break;
             case FrameTypes.Presence:
                 await _events.Writer.WriteAsync(new PresenceReceived(JsonSerializer.Deserialize(json.Span, context.PresenceFrame)!), stop);
                 break;
@@ -243,6 +248,11 @@ public sealed partial class SwitchboardClient
 
     private async ValueTask OnErrorAsync(ErrorFrame error, CancellationToken stop)
     {
+        if (error.Code == ErrorCodes.DevicesChanged && await OnDevicesChangedAsync(error, stop))
+        {
+            return; // encrypted again for the devices listed, same cid
+        }
+
         if (error.Ref is { } cid && _waiting.ContainsKey(cid))
         {
             switch (error.Code)

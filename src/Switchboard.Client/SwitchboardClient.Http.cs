@@ -68,7 +68,7 @@ public sealed partial class SwitchboardClient
     /// same promise: it returns once the message is durable. The message also reaches this device's socket, if any.
     /// </summary>
     public Task<AckFrame> PostTextAsync(string conv, string body, string? cid = null, long? replyTo = null, CancellationToken cancellationToken = default) =>
-        SendAsync(HttpMethod.Post, $"/v1/conversations/{Uri.EscapeDataString(conv)}/messages",
+        _e2e is not null ? PostSealedAsync(conv, body, cid ?? Guid.CreateVersion7().ToString(), replyTo, cancellationToken) : SendAsync(HttpMethod.Post, $"/v1/conversations/{Uri.EscapeDataString(conv)}/messages",
             new ClientFrame { Cid = cid ?? Guid.CreateVersion7().ToString(), Kind = EventKinds.Text, Body = body, ReplyTo = replyTo },
             SwitchboardJsonContext.Default.ClientFrame, SwitchboardJsonContext.Default.AckFrame, cancellationToken);
 

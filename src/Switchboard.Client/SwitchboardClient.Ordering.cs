@@ -152,7 +152,7 @@ public sealed partial class SwitchboardClient
 
     private async ValueTask DeliverAsync(Conversation conversation, MsgFrame message, CancellationToken stop)
     {
-        await _events.Writer.WriteAsync(new MessageReceived(message), stop);
+        await _events.Writer.WriteAsync(await OpenAsync(message), stop);
         conversation.Last = message.Seq;
         await _state.SetLastSeqAsync(message.Conv, message.Seq);
         _recvPending[message.Conv] = message.Seq;

@@ -45,6 +45,7 @@ public sealed partial class SwitchboardClient : IAsyncDisposable
         _http = NewHttpClient(url, _options.HttpHandler);
         _http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
         _events = Channel.CreateBounded<ClientEvent>(new BoundedChannelOptions(_options.EventBuffer) { SingleReader = false, FullMode = BoundedChannelFullMode.Wait });
+        _e2e = _options.E2eeStore is null ? null : InitEndToEnd();
     }
 
     /// <summary>Creates a client for the server at <paramref name="url"/> with a device token.</summary>
@@ -77,9 +78,15 @@ public sealed partial class SwitchboardClient : IAsyncDisposable
     public IAsyncEnumerable<ClientEvent> ReadEventsAsync(CancellationToken cancellationToken = default) =>
         _events.Reader.ReadAllAsync(cancellationToken);
 
-    /// <summary>Sends a text message; completes with the ack once the server has made it durable.</summary>
+    /// <summary>
+    /// Sends a text message; completes with the ack once the server has made it durable. With end-to-end encryption
+    /// on, the text is encrypted for every device of the conversation (and the send made again for the devices the
+    /// server lists if they changed); <see cref="SwitchboardException"/> <c>no_keys</c> when a device has published none.
+    /// </summary>
     public Task<AckFrame> SendTextAsync(string conv, string body, long? replyTo = null, CancellationToken cancellationToken = default) =>
-        SendFrameAsync(new ClientFrame { T = FrameTypes.Send, Conv = conv, Kind = EventKinds.Text, Body = body, ReplyTo = replyTo }, cancellationToken);
+        _e2e is not null
+            ? SendSealedAsync(new E2ee.Sealing(conv, EventKinds.Text, body, null), replyTo, cancellationToken)
+            : SendFrameAsync(new ClientFrame { T = FrameTypes.Send, Conv = conv, Kind = EventKinds.Text, Body = body, ReplyTo = replyTo }, cancellationToken);
 
     /// <summary>Sends a message of any kind with a plain body or an <c>e2ee</c> payload (exactly one).</summary>
     public Task<AckFrame> SendAsync(string conv, string kind, string? body, JsonElement? e2ee = null, long? replyTo = null, string? cid = null, CancellationToken cancellationToken = default) =>
@@ -87,7 +94,9 @@ public sealed partial class SwitchboardClient : IAsyncDisposable
 
     /// <summary>Replaces the body of one of your messages (an <c>edit</c> event).</summary>
     public Task<AckFrame> EditAsync(string conv, long target, string body, CancellationToken cancellationToken = default) =>
-        SendFrameAsync(new ClientFrame { T = FrameTypes.Edit, Conv = conv, Target = target, Body = body }, cancellationToken);
+        _e2e is not null
+            ? SendSealedAsync(new E2ee.Sealing(conv, EventKinds.Edit, body, target), null, cancellationToken)
+            : SendFrameAsync(new ClientFrame { T = FrameTypes.Edit, Conv = conv, Target = target, Body = body }, cancellationToken);
 
     /// <summary>Deletes a message for everyone (a <c>delete</c> event).</summary>
     public Task<AckFrame> DeleteAsync(string conv, long target, CancellationToken cancellationToken = default) =>

@@ -16,6 +16,13 @@ public sealed record SwitchboardClientOptions
     /// </summary>
     public IReadOnlyList<Uri> OtherServers { get; init; } = [];
 
+    /// <summary>
+    /// End-to-end encryption: where this device keeps its keys and sessions. When set, the client publishes its keys
+    /// on connect, encrypts every text it sends (Signal's X3DH and Double Ratchet per device, Sender Keys in groups;
+    /// docs/e2ee.md) and decrypts what it receives. <c>SqliteE2eeStore</c> (Switchboard.Client.Sqlite) keeps them on disk.
+    /// </summary>
+    public E2ee.IE2eeStore? E2eeStore { get; init; }
+
     /// <summary>First reconnect delay bound; each attempt doubles it up to <see cref="ReconnectMaxDelay"/>.</summary>
     public TimeSpan ReconnectBaseDelay { get; init; } = TimeSpan.FromMilliseconds(250);
 

@@ -113,10 +113,21 @@ internal static class KeyEndpoints
             return Error(404, ErrorCodes.NotFound, "no such user");
         }
 
+        int? only = null;
+        if (context.Request.Query["device"] is { Count: > 0 } wanted)
+        {
+            if (!int.TryParse(wanted[0], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var number) || number < 1)
+            {
+                return Error(400, ErrorCodes.Invalid, "device must be a positive integer");
+            }
+
+            only = number;
+        }
+
         var bundles = new List<KeyBundle>();
         foreach (var device in await store.GetDevicesAsync(user, context.RequestAborted))
         {
-            if (device.Revoked || (user == me.User && device.Device == me.Device)
+            if ((only is { } one && device.Device != one) || device.Revoked || (user == me.User && device.Device == me.Device)
                 || await store.GetDeviceKeysAsync(user, device.Device, context.RequestAborted) is not { } json
                 || JsonSerializer.Deserialize(json, SwitchboardJsonContext.Default.KeyUpload) is not { IdentityKey: { } identity, SignedPrekey: { } signed, IdentityDh: { } identityDh })
             {

@@ -1,0 +1,212 @@
+using System.Net.Http.Json;
+using System.Text.Json;
+using Switchboard.Client.E2ee;
+using Switchboard.Protocol;
+
+namespace Switchboard.Client;
+
+public sealed partial class SwitchboardClient
+{
+    private EndToEnd? _e2e;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _reseals = new(StringComparer.Ordinal);
+
+    /// <summary>How often one send is encrypted again for a changed device set before it fails.</summary>
+    private const int MaxReseals = 5;
+
+    /// <summary>Whether this client encrypts end to end (<see cref="SwitchboardClientOptions.E2eeStore"/> is set).</summary>
+    public bool EndToEndEncrypted => _e2e is not null;
+
+    private IE2eeStore E2eeStore => _options.E2eeStore!;
+
+    private EndToEnd InitEndToEnd()
+    {
+        var e2e = new EndToEnd(_options.E2eeStore!, FetchBundlesAsync);
+        e2e.IdentityChanged += (user, device) => _events.Writer.TryWrite(new IdentityChanged(user, device));
+        return e2e;
+    }
+
+    /// <summary>
+    /// Publishes this device's keys if it has none yet (identity, signed prekey, one-time prekeys). Done by
+    /// <see cref="ConnectAsync"/> when end-to-end encryption is on; call it to publish without connecting.
+    /// </summary>
+    public async Task PublishKeysAsync(CancellationToken cancellationToken = default)
+    {
+        if (_e2e is { } e2e && await e2e.NewKeysAsync() is { } upload)
+        {
+            await SendAsync(HttpMethod.Put, "/v1/devices/current/keys", upload, SwitchboardJsonContext.Default.KeyUpload, SwitchboardJsonContext.Default.KeyCount, cancellationToken);
+        }
+    }
+
+    private async Task TopUpKeysAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            var upload = await _e2e!.MoreOneTimeKeysAsync(EndToEnd.OneTimePrekeysPerUpload);
+            await SendAsync(HttpMethod.Put, "/v1/devices/current/keys", upload, SwitchboardJsonContext.Default.KeyUpload, SwitchboardJsonContext.Default.KeyCount, cancellationToken);
+        }
+        catch (Exception ex) when (ex is SwitchboardException or HttpRequestException or OperationCanceledException)
+        {
+            // told again at the next fetch that finds them low
+        }
+    }
+
+    /// <summary>The key bundles of a user's devices (one device when <paramref name="device"/> is given); each fetch uses up one-time prekeys.</summary>
+    private Task<List<KeyBundle>> FetchBundlesAsync(string user, int? device, CancellationToken cancellationToken) =>
+        GetAsync($"/v1/users/{Uri.EscapeDataString(user)}/keys{(device is { } d ? $"?device={d}" : "")}", SwitchboardJsonContext.Default.ListKeyBundle, cancellationToken);
+
+    /// <summary>The devices a conversation's sends were last made for (the server says when they change).</summary>
+    private async Task<List<DeviceAddress>> KnownDevicesAsync(string conv) =>
+        await E2eeStore.GetAsync("devices", conv) is { } bytes ? JsonSerializer.Deserialize(bytes, E2eeJsonContext.Default.ListDeviceAddress) ?? [] : [];
+
+    private async Task<JsonElement> SealAsync(Sealing sealing, IReadOnlyList<DeviceAddress> devices, CancellationToken cancellationToken)
+    {
+        var content = new Content { Body = sealing.Text };
+        return Names.IsGroup(sealing.Conv)
+            ? await _e2e!.SealGroupAsync(sealing.Conv, devices, content, cancellationToken)
+            : await _e2e!.SealDirectAsync(devices, content, cancellationToken);
+    }
+
+    private static ClientFrame SealedFrame(string cid, Sealing sealing, JsonElement e2ee, long? replyTo) => sealing.Kind == EventKinds.Edit
+        ? new ClientFrame { T = FrameTypes.Edit, Cid = cid, Conv = sealing.Conv, Target = sealing.Target, E2ee = e2ee }
+        : new ClientFrame { T = FrameTypes.Send, Cid = cid, Conv = sealing.Conv, Kind = sealing.Kind, E2ee = e2ee, ReplyTo = replyTo };
+
+    /// <summary>Encrypts and sends; a <c>devices_changed</c> answer encrypts again for the devices it lists, same cid.</summary>
+    private async Task<AckFrame> SendSealedAsync(Sealing sealing, long? replyTo, CancellationToken cancellationToken)
+    {
+        var cid = Guid.NewGuid().ToString();
+        await E2eeStore.SetAsync("sealing", cid, JsonSerializer.SerializeToUtf8Bytes(sealing, E2eeJsonContext.Default.Sealing));
+        var e2ee = await SealAsync(sealing, await KnownDevicesAsync(sealing.Conv), cancellationToken);
+        return await SendFrameAsync(SealedFrame(cid, sealing, e2ee, replyTo), cancellationToken);
+    }
+
+    /// <summary>A <c>devices_changed</c> for one of this client's encrypted sends; false when it is not one.</summary>
+    private async ValueTask<bool> OnDevicesChangedAsync(ErrorFrame error, CancellationToken stop)
+    {
+        if (_e2e is null || error.Ref is not { } cid || await E2eeStore.GetAsync("sealing", cid) is not { } stored)
+        {
+            return false;
+        }
+
+        _ = ResealAsync(cid, JsonSerializer.Deserialize(stored, E2eeJsonContext.Default.Sealing)!, error, stop);
+        return true;
+    }
+
+    private async Task ResealAsync(string cid, Sealing sealing, ErrorFrame error, CancellationToken stop)
+    {
+        try
+        {
+            if (_reseals.AddOrUpdate(cid, 1, (_, n) => n + 1) > MaxReseals)
+            {
+                throw new SwitchboardException(error.Code, error.Message);
+            }
+
+            var devices = error.Recipients?.ToList() ?? [];
+            await E2eeStore.SetAsync("devices", sealing.Conv, JsonSerializer.SerializeToUtf8Bytes(devices, E2eeJsonContext.Default.ListDeviceAddress));
+            var outbox = await _state.LoadOutboxAsync();
+            var pending = outbox.FirstOrDefault(p => p.Cid == cid);
+            var replyTo = pending is null ? null : JsonSerializer.Deserialize(pending.Frame, SwitchboardJsonContext.Default.ClientFrame)?.ReplyTo;
+            var json = JsonSerializer.Serialize(SealedFrame(cid, sealing, await SealAsync(sealing, devices, stop), replyTo), SwitchboardJsonContext.Default.ClientFrame);
+            await _state.RemovePendingAsync(cid);
+            await _state.AddPendingAsync(new PendingSend(cid, json, pending?.Order ?? Interlocked.Increment(ref _order)));
+            await SendRawAsync(json, stop);
+        }
+        catch (Exception ex) when (ex is SwitchboardException or HttpRequestException or DecryptionException)
+        {
+            await _state.RemovePendingAsync(cid);
+            await E2eeStore.DeleteAsync("sealing", cid);
+            _reseals.TryRemove(cid, out _);
+            if (_waiting.TryRemove(cid, out var waiter))
+            {
+                waiter.TrySetException(ex as SwitchboardException ?? new SwitchboardException(EndToEnd.NoKeys, ex.Message));
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    /// <summary>An encrypted send was acked: its text is kept by seq, the only copy this device will have.</summary>
+    private async ValueTask OnSealedAckAsync(AckFrame ack)
+    {
+        if (_e2e is null || await E2eeStore.GetAsync("sealing", ack.Cid) is not { } stored)
+        {
+            return;
+        }
+
+        var sealing = JsonSerializer.Deserialize(stored, E2eeJsonContext.Default.Sealing)!;
+        await E2eeStore.SetAsync("text", TextKey(ack.Conv, ack.Seq), Text.Utf8(sealing.Text));
+        await E2eeStore.DeleteAsync("sealing", ack.Cid);
+        _reseals.TryRemove(ack.Cid, out _);
+    }
+
+    private static string TextKey(string conv, long seq) => $"{conv}|{seq.ToString(System.Globalization.CultureInfo.InvariantCulture)}";
+
+    /// <summary>A received event as the application gets it: encrypted ones decrypted (or the reason they could not be).</summary>
+    private async ValueTask<MessageReceived> OpenAsync(MsgFrame message)
+    {
+        if (message.E2ee is null || _e2e is null)
+        {
+            return new MessageReceived(message) { Text = message.Body };
+        }
+
+        if (await E2eeStore.GetAsync("text", TextKey(message.Conv, message.Seq)) is { } known)
+        {
+            return new MessageReceived(message) { Text = System.Text.Encoding.UTF8.GetString(known) }; // decrypted before (a replay of a seq)
+        }
+
+        try
+        {
+            var content = await _e2e.OpenAsync(message, User!, Device!.Value);
+            if (content.Body is { } body)
+            {
+                await E2eeStore.SetAsync("text", TextKey(message.Conv, message.Seq), Text.Utf8(body));
+            }
+
+            return new MessageReceived(message) { Text = content.Body };
+        }
+        catch (DecryptionException ex)
+        {
+            return new MessageReceived(message) { DecryptionError = ex.Message };
+        }
+    }
+
+    /// <summary>
+    /// The text of a message as this device can read it: the body of a plain one, or the text kept when an encrypted
+    /// one was sent or decrypted here (null when this device never had it: sent before it was linked).
+    /// </summary>
+    public async Task<string?> ReadableTextAsync(MsgFrame message, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        if (message.E2ee is null || _e2e is null)
+        {
+            return message.Body;
+        }
+
+        return await E2eeStore.GetAsync("text", TextKey(message.Conv, message.Seq)) is { } known ? System.Text.Encoding.UTF8.GetString(known) : null;
+    }
+
+    /// <summary>Over HTTP: encrypts, posts, and on 409 <c>devices_changed</c> encrypts again for the devices listed (same cid).</summary>
+    private async Task<AckFrame> PostSealedAsync(string conv, string body, string cid, long? replyTo, CancellationToken cancellationToken)
+    {
+        var sealing = new Sealing(conv, EventKinds.Text, body, null);
+        await E2eeStore.SetAsync("sealing", cid, JsonSerializer.SerializeToUtf8Bytes(sealing, E2eeJsonContext.Default.Sealing));
+        var devices = await KnownDevicesAsync(conv);
+        for (var attempt = 0; ; attempt++)
+        {
+            var frame = new ClientFrame { Cid = cid, Kind = EventKinds.Text, E2ee = await SealAsync(sealing, devices, cancellationToken), ReplyTo = replyTo };
+            using var response = await _http.PostAsJsonAsync(Api($"/v1/conversations/{Uri.EscapeDataString(conv)}/messages"), frame, SwitchboardJsonContext.Default.ClientFrame, cancellationToken);
+            if ((int)response.StatusCode == 409 && attempt < MaxReseals
+                && await response.Content.ReadFromJsonAsync(SwitchboardJsonContext.Default.ErrorFrame, cancellationToken) is { Code: ErrorCodes.DevicesChanged, Recipients: { } recipients })
+            {
+                devices = [.. recipients];
+                await E2eeStore.SetAsync("devices", conv, JsonSerializer.SerializeToUtf8Bytes(devices, E2eeJsonContext.Default.ListDeviceAddress));
+                continue;
+            }
+
+            await EnsureAsync(response, cancellationToken);
+            var ack = (await response.Content.ReadFromJsonAsync(SwitchboardJsonContext.Default.AckFrame, cancellationToken))!;
+            await OnSealedAckAsync(ack);
+            return ack;
+        }
+    }
+}
