@@ -18,6 +18,9 @@ public sealed partial class SwitchboardClient
 
     private IE2eeStore E2eeStore => _options.E2eeStore!;
 
+    /// <summary>This device's end-to-end state, for tests that play an attacker with it.</summary>
+    internal EndToEnd? EndToEnd => _e2e;
+
     private EndToEnd InitEndToEnd()
     {
         var e2e = new EndToEnd(_options.E2eeStore!, FetchBundlesAsync);
@@ -31,9 +34,18 @@ public sealed partial class SwitchboardClient
     /// </summary>
     public async Task PublishKeysAsync(CancellationToken cancellationToken = default)
     {
-        if (_e2e is { } e2e && await e2e.NewKeysAsync() is { } upload)
+        if (_e2e is not { } e2e)
+        {
+            return;
+        }
+
+        if (await e2e.NewKeysAsync() is { } upload)
         {
             await SendAsync(HttpMethod.Put, "/v1/devices/current/keys", upload, SwitchboardJsonContext.Default.KeyUpload, SwitchboardJsonContext.Default.KeyCount, cancellationToken);
+        }
+        else if ((await GetAsync("/v1/devices/current/keys", SwitchboardJsonContext.Default.KeyCount, cancellationToken)).OneTimePrekeys < EndToEnd.OneTimePrekeysPerUpload / 4)
+        {
+            await TopUpKeysAsync(cancellationToken); // used up while this device was away
         }
     }
 

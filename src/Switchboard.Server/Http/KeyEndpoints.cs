@@ -135,9 +135,9 @@ internal static class KeyEndpoints
             }
 
             var (oneTime, left) = await store.TakeOneTimeKeyAsync(user, device.Device, context.RequestAborted);
-            if (oneTime is not null && left < limits.Value.LowPrekeyCount)
+            if (left < limits.Value.LowPrekeyCount)
             {
-                // The owner's device is told on its socket, if it has one here, to upload more.
+                // The owner's device is told on its socket, if it has one here, to upload more (also when none was left).
                 var frame = JsonSerializer.SerializeToUtf8Bytes(new KeysLowFrame(left), SwitchboardJsonContext.Default.KeysLowFrame);
                 foreach (var session in sessions.Sessions(user).Where(s => s.Device == device.Device))
                 {
