@@ -197,6 +197,30 @@ public sealed partial class SwitchboardClient
         return await E2eeStore.GetAsync("text", TextKey(message.Conv, message.Seq)) is { } known ? System.Text.Encoding.UTF8.GetString(known) : null;
     }
 
+    /// <summary>
+    /// The safety number of this user and <paramref name="user"/> (docs/e2ee.md): 60 digits the two compare out of
+    /// band; it covers the identity keys of the devices this device has sessions with. Throws
+    /// <see cref="SwitchboardException"/> <c>no_session</c> before any session with the user's devices.
+    /// </summary>
+    public async Task<string> GetSafetyNumberAsync(string user, CancellationToken cancellationToken = default)
+    {
+        if (_e2e is null)
+        {
+            throw new SwitchboardException("e2ee_off", "end-to-end encryption is not on for this client");
+        }
+
+        var me = User ?? throw new SwitchboardException("not_connected", "connect first: the client learns its user and device from the server");
+        var theirs = await _e2e.KnownIdentitiesAsync(user);
+        if (theirs.Count == 0)
+        {
+            throw new SwitchboardException("no_session", $"no session with {user} yet: exchange a message first");
+        }
+
+        var mine = await _e2e.KnownIdentitiesAsync(me);
+        mine[Device!.Value] = (await _e2e.IdentityAsync())!.SigningPublic;
+        return SafetyNumbers.Combine(SafetyNumbers.Digits(me, mine.Values), SafetyNumbers.Digits(user, theirs.Values));
+    }
+
     /// <summary>Over HTTP: encrypts, posts, and on 409 <c>devices_changed</c> encrypts again for the devices listed (same cid).</summary>
     private async Task<AckFrame> PostSealedAsync(string conv, string body, string cid, long? replyTo, CancellationToken cancellationToken)
     {

@@ -409,3 +409,40 @@ internal sealed class EndToEnd(IE2eeStore store, Func<string, int?, Cancellation
         return result;
     }
 }
+
+/// <summary>Safety numbers (docs/e2ee.md): 30 digits per user from their devices' identity keys, the lower user's first.</summary>
+internal static class SafetyNumbers
+{
+    private const int Iterations = 5_200;
+
+    public static string Digits(string user, IEnumerable<byte[]> identitiesByDevice)
+    {
+        var keys = identitiesByDevice.SelectMany(k => k).ToArray();
+        var hash = System.Security.Cryptography.SHA512.HashData([0, 0, .. keys, .. Text.Utf8(user)]);
+        for (var i = 0; i < Iterations; i++)
+        {
+            hash = System.Security.Cryptography.SHA512.HashData([.. hash, .. keys]);
+        }
+
+        var digits = new System.Text.StringBuilder(30);
+        for (var chunk = 0; chunk < 6; chunk++)
+        {
+            ulong value = 0;
+            for (var b = 0; b < 5; b++)
+            {
+                value = (value << 8) | hash[(chunk * 5) + b];
+            }
+
+            digits.Append((value % 100_000).ToString("D5", System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        return digits.ToString();
+    }
+
+    /// <summary>The 60 digits as 12 groups of 5.</summary>
+    public static string Combine(string a, string b)
+    {
+        var all = string.CompareOrdinal(a, b) <= 0 ? a + b : b + a;
+        return string.Join(' ', Enumerable.Range(0, 12).Select(i => all.Substring(i * 5, 5)));
+    }
+}

@@ -126,6 +126,28 @@ public sealed class E2eeClientTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    public async Task Both_sides_compute_the_same_safety_number_and_it_changes_with_a_new_device()
+    {
+        var alice = await DeviceAsync(await Server.RegisterAsync());
+        var bob = await DeviceAsync(await Server.RegisterAsync());
+        await using var _ = new AsyncDisposables([alice, bob]);
+        var conv = Conv.Direct(alice.User, bob.User);
+        await alice.Client.SendTextAsync(conv, "hi");
+        await bob.WaitForAsync(r => r.Text == "hi", "hi");
+        await bob.Client.SendTextAsync(conv, "hello");
+        await alice.WaitForAsync(r => r.Text == "hello", "hello");
+
+        var seenByAlice = await alice.Client.GetSafetyNumberAsync(bob.User);
+        Assert.Matches("^([0-9]{5} ){11}[0-9]{5}$", seenByAlice);
+        Assert.Equal(seenByAlice, await bob.Client.GetSafetyNumberAsync(alice.User));
+
+        await using var laptop = await DeviceAsync(bob.User);
+        await alice.Client.SendTextAsync(conv, "to both");
+        await laptop.WaitForAsync(r => r.Text == "to both", "the message after linking");
+        Assert.NotEqual(seenByAlice, await alice.Client.GetSafetyNumberAsync(bob.User));
+    }
+
+    [Fact]
     public async Task A_device_linked_mid_conversation_reads_what_follows_after_devices_changed()
     {
         var alice = await DeviceAsync(await Server.RegisterAsync());
@@ -208,9 +230,10 @@ public sealed class E2eeClientTests(ServerFixture fixture) : IClassFixture<Serve
 
         // Used up again while bob is online: a fetch that leaves fewer than ten tells his socket (keys_low), and his SDK uploads more.
         var deadline = DateTime.UtcNow.AddSeconds(30);
+        var second = await Server.NewClientAsync(); // key fetches are limited per caller
         while (true)
         {
-            Assert.Equal(HttpStatusCode.OK, (await Server.GetAsync($"/v1/users/{bobUser}/keys", thief.Token)).Status);
+            Assert.Equal(HttpStatusCode.OK, (await Server.GetAsync($"/v1/users/{bobUser}/keys", second.Token)).Status);
             var now = await LeftAsync();
             if (now > left)
             {
