@@ -7,6 +7,11 @@ if (args.Length > 0 && args[0] == "bench")
     return await BenchLauncher.RunAsync(args[1..]);
 }
 
+// Socket completions run on the thread pool, never inline on the socket engine's threads (as a server started in the
+// same environment may ask): the client reads and writes its SQLite key store on those completions, and a store
+// waiting on another process's lock would stall every socket of this process.
+Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "0");
+
 var root = new RootCommand("switchboard: client, admin and load generator for a Switchboard server");
 
 // The client: a device like any other, talking to the server through the SDK.

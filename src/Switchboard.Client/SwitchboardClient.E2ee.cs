@@ -183,8 +183,10 @@ public sealed partial class SwitchboardClient
     }
 
     /// <summary>
-    /// The text of a message as this device can read it: the body of a plain one, or the text kept when an encrypted
-    /// one was sent or decrypted here (null when this device never had it: sent before it was linked).
+    /// The text of a message as this device can read it: the body of a plain one; for an encrypted one, the text kept
+    /// when it was sent or decrypted here, else decrypted now from the page (history of a device that was not
+    /// connected when it came). Null when this device cannot read it: sent before it was linked, or by itself
+    /// from another client state.
     /// </summary>
     public async Task<string?> ReadableTextAsync(MsgFrame message, CancellationToken cancellationToken = default)
     {
@@ -194,7 +196,18 @@ public sealed partial class SwitchboardClient
             return message.Body;
         }
 
-        return await E2eeStore.GetAsync("text", TextKey(message.Conv, message.Seq)) is { } known ? System.Text.Encoding.UTF8.GetString(known) : null;
+        if (await E2eeStore.GetAsync("text", TextKey(message.Conv, message.Seq)) is { } known)
+        {
+            return System.Text.Encoding.UTF8.GetString(known);
+        }
+
+        if (User is null || Device is null || (message.From == User && message.Dev == Device))
+        {
+            return null;
+        }
+
+        var opened = await OpenAsync(message);
+        return opened.Text;
     }
 
     /// <summary>
@@ -213,7 +226,7 @@ public sealed partial class SwitchboardClient
         var theirs = await _e2e.KnownIdentitiesAsync(user);
         if (theirs.Count == 0)
         {
-            throw new SwitchboardException("no_session", $"no session with {user} yet: exchange a message first");
+            throw new SwitchboardException(E2eeErrorCodes.NoSession, $"no session with {user} yet: exchange a message first");
         }
 
         var mine = await _e2e.KnownIdentitiesAsync(me);

@@ -67,8 +67,9 @@ public sealed partial class SwitchboardClient
     /// the same device is not replaced. Same idempotency (pass the same <paramref name="cid"/> to retry) and the
     /// same promise: it returns once the message is durable. The message also reaches this device's socket, if any.
     /// </summary>
-    public Task<AckFrame> PostTextAsync(string conv, string body, string? cid = null, long? replyTo = null, CancellationToken cancellationToken = default) =>
-        _e2e is not null ? PostSealedAsync(conv, body, cid ?? Guid.CreateVersion7().ToString(), replyTo, cancellationToken) : SendAsync(HttpMethod.Post, $"/v1/conversations/{Uri.EscapeDataString(conv)}/messages",
+    /// <remarks>With end-to-end encryption on, the text is encrypted unless <paramref name="encrypt"/> is false.</remarks>
+    public Task<AckFrame> PostTextAsync(string conv, string body, string? cid = null, long? replyTo = null, bool encrypt = true, CancellationToken cancellationToken = default) =>
+        _e2e is not null && encrypt ? PostSealedAsync(conv, body, cid ?? Guid.CreateVersion7().ToString(), replyTo, cancellationToken) : SendAsync(HttpMethod.Post, $"/v1/conversations/{Uri.EscapeDataString(conv)}/messages",
             new ClientFrame { Cid = cid ?? Guid.CreateVersion7().ToString(), Kind = EventKinds.Text, Body = body, ReplyTo = replyTo },
             SwitchboardJsonContext.Default.ClientFrame, SwitchboardJsonContext.Default.AckFrame, cancellationToken);
 

@@ -46,6 +46,7 @@ public sealed partial class SwitchboardClient : IAsyncDisposable
         _http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
         _events = Channel.CreateBounded<ClientEvent>(new BoundedChannelOptions(_options.EventBuffer) { SingleReader = false, FullMode = BoundedChannelFullMode.Wait });
         _e2e = _options.E2eeStore is null ? null : InitEndToEnd();
+        (User, Device) = (_options.Self?.User, _options.Self?.Device);
     }
 
     /// <summary>Creates a client for the server at <paramref name="url"/> with a device token.</summary>
@@ -93,8 +94,9 @@ public sealed partial class SwitchboardClient : IAsyncDisposable
         SendFrameAsync(new ClientFrame { T = FrameTypes.Send, Conv = conv, Kind = kind, Body = body, E2ee = e2ee, ReplyTo = replyTo, Cid = cid }, cancellationToken);
 
     /// <summary>Replaces the body of one of your messages (an <c>edit</c> event).</summary>
-    public Task<AckFrame> EditAsync(string conv, long target, string body, CancellationToken cancellationToken = default) =>
-        _e2e is not null
+    /// <remarks>With end-to-end encryption on, the new text is encrypted unless <paramref name="encrypt"/> is false.</remarks>
+    public Task<AckFrame> EditAsync(string conv, long target, string body, bool encrypt = true, CancellationToken cancellationToken = default) =>
+        _e2e is not null && encrypt
             ? SendSealedAsync(new E2ee.Sealing(conv, EventKinds.Edit, body, target), null, cancellationToken)
             : SendFrameAsync(new ClientFrame { T = FrameTypes.Edit, Conv = conv, Target = target, Body = body }, cancellationToken);
 

@@ -23,6 +23,12 @@ public sealed record SwitchboardClientOptions
     /// </summary>
     public E2ee.IE2eeStore? E2eeStore { get; init; }
 
+    /// <summary>
+    /// Who the token belongs to, when the application knows (it was told when the device was linked). Known otherwise
+    /// from the socket's first welcome; with it, a client that never opens a socket can decrypt history.
+    /// </summary>
+    public Protocol.DeviceAddress? Self { get; init; }
+
     /// <summary>First reconnect delay bound; each attempt doubles it up to <see cref="ReconnectMaxDelay"/>.</summary>
     public TimeSpan ReconnectBaseDelay { get; init; } = TimeSpan.FromMilliseconds(250);
 

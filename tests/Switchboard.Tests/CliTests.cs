@@ -114,6 +114,71 @@ public sealed class CliTests(ServerFixture fixture) : IClassFixture<ServerFixtur
     }
 
     [Fact]
+    public async Task Between_two_logged_in_users_the_cli_encrypts_end_to_end_and_the_server_holds_no_text()
+    {
+        await using var server = await TestServer.StartAsync(); // its data directory holds this test's data alone
+        var url = server.Address.ToString();
+        async Task<string> LoginAsync()
+        {
+            var user = TestServer.NewUser("cli");
+            Assert.Equal(0, (await RunAsync(user, null, "register", user, "--password", "correct horse", "--url", url)).Code);
+            var (code, output, error) = await RunAsync(user, "correct horse\n", "login", user, "--url", url);
+            Assert.True(code == 0, error);
+            Assert.Contains("end-to-end keys made and published", output);
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.ChangeExtension(ConfigOf(user), ".keys.db")));
+            return user;
+        }
+
+        var alice = await LoginAsync();
+        var bob = await LoginAsync();
+        var canary = $"canary-{Guid.NewGuid():N}";
+        var (sent, sentOut, sentError) = await RunAsync(alice, null, "send", bob, canary, "--url", url);
+        Assert.True(sent == 0, sentError);
+        Assert.Contains("🔒", sentOut);
+        Assert.DoesNotContain("warning", sentError);
+        Assert.Equal(0, (await RunAsync(bob, null, "send", alice, canary + "-reply", "--url", url)).Code);
+
+        // Each reads the conversation by its own keys; the server's history has ciphertext only.
+        var (_, bobReads, _) = await RunAsync(bob, null, "history", alice, "--url", url);
+        Assert.Contains(canary, bobReads);
+        Assert.Contains(canary + "-reply", bobReads);
+        var (_, aliceReads, _) = await RunAsync(alice, null, "history", bob, "--url", url);
+        Assert.Contains(canary + "-reply", aliceReads);
+        var stranger = await server.NewClientAsync();
+        Assert.DoesNotContain(canary, (await server.GetAsync($"/v1/conversations/{Conv.Direct(alice, bob)}/messages", stranger.Token)).Body.GetRawText());
+
+        // The same safety number on both sides.
+        var (v1, aliceNumber, e1) = await RunAsync(alice, null, "verify", bob, "--url", url);
+        var (v2, bobNumber, e2) = await RunAsync(bob, null, "verify", alice, "--url", url);
+        Assert.True(v1 == 0 && v2 == 0, e1 + e2);
+        var digits = System.Text.RegularExpressions.Regex.Match(aliceNumber, "([0-9]{5} ){11}[0-9]{5}").Value;
+        Assert.NotEmpty(digits);
+        Assert.Contains(digits, bobNumber);
+
+        // Nowhere in what the server wrote: its database, its write-ahead log, its logs.
+        var needle = Encoding.UTF8.GetBytes(canary);
+        foreach (var file in Directory.EnumerateFiles(server.DataDir, "*", SearchOption.AllDirectories))
+        {
+            using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            using var copy = new MemoryStream();
+            await stream.CopyToAsync(copy);
+            Assert.True(copy.GetBuffer().AsSpan(0, (int)copy.Length).IndexOf(needle) < 0, $"the text sent end to end is in {file}");
+        }
+    }
+
+    [Fact]
+    public async Task Sending_to_a_device_without_keys_says_so_and_sends_readable()
+    {
+        var alice = await LoggedInAsync();
+        var bob = await Server.NewClientAsync(); // a raw client: it published no keys
+        var (code, output, error) = await RunAsync(alice, null, "send", bob.User, "plain", "then");
+        Assert.True(code == 0, error);
+        Assert.Contains("no keys published", error);
+        Assert.DoesNotContain("🔒", output);
+        Assert.Equal("plain then", (await bob.ExpectAsync("msg")).GetProperty("body").GetString());
+    }
+
+    [Fact]
     public async Task Groups_can_be_made_and_shown()
     {
         var alice = await LoggedInAsync();
@@ -474,7 +539,14 @@ public sealed class CliTests(ServerFixture fixture) : IClassFixture<ServerFixtur
                 }
             };
             chat.Process.BeginOutputReadLine();
-            _ = chat.Process.StandardError.ReadToEndAsync();
+            chat.Process.ErrorDataReceived += (_, e) =>
+            {
+                if (e.Data is not null)
+                {
+                    chat.Lines.Enqueue("stderr: " + e.Data);
+                }
+            };
+            chat.Process.BeginErrorReadLine();
             return chat;
         }
 

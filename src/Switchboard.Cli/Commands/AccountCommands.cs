@@ -31,10 +31,11 @@ internal static class AccountCommands
             // rather than link one more device each time (a user may have at most 16).
             if (CliConfig.Load(path) is { } saved && saved.User == parse.GetValue(loginUser) && saved.Url == url.ToString().TrimEnd('/'))
             {
-                await using var existing = new SwitchboardClient(url, saved.Token);
+                await using var existing = CliRunner.Client(parse, saved);
                 try
                 {
                     await existing.GetDevicesAsync(ct);
+                    await existing.PublishKeysAsync(ct); // made and published if they were missing
                     Console.WriteLine($"already logged in as {saved.User}, device {saved.Device} ({path}); `switchboard logout` first to link this machine anew");
                     return ExitCodes.Ok;
                 }
@@ -45,8 +46,15 @@ internal static class AccountCommands
             }
 
             var linked = await SwitchboardClient.LinkDeviceAsync(url, parse.GetValue(loginUser)!, CliRunner.Password(parse.GetValue(loginPassword)), parse.GetValue(deviceName)!, cancellationToken: ct);
-            new CliConfig(url.ToString().TrimEnd('/'), linked.User, linked.Device, linked.Token).Save(path);
-            Console.WriteLine($"logged in as {linked.User}, device {linked.Device} (saved to {path})");
+            var config = new CliConfig(url.ToString().TrimEnd('/'), linked.User, linked.Device, linked.Token);
+            config.Save(path);
+            DeleteKeys(parse); // a new device: new keys, never the last device's
+            await using (var client = CliRunner.Client(parse, config))
+            {
+                await client.PublishKeysAsync(ct);
+            }
+
+            Console.WriteLine($"logged in as {linked.User}, device {linked.Device} (saved to {path}); end-to-end keys made and published ({CliRunner.KeysPath(parse)})");
             return ExitCodes.Ok;
         }));
 
@@ -60,6 +68,7 @@ internal static class AccountCommands
             }
 
             File.Delete(CliConfig.PathFor(parse.GetValue(CliRunner.Config)));
+            DeleteKeys(parse);
             Console.WriteLine($"logged out; device {config.Device} unlinked");
             return ExitCodes.Ok;
         }));
@@ -88,6 +97,30 @@ internal static class AccountCommands
             return ExitCodes.Ok;
         }));
 
-        return [register, login, logout, new Command("devices", "Your linked devices") { list, unlink }];
+        var peer = new Argument<string>("user") { Description = "The user whose safety number to show" };
+        var verify = new Command("verify", "Show the safety number of you and a user: compare it with theirs, in person or on a call") { peer };
+        verify.SetAction((parse, ct) => CliRunner.RunAsync(async () =>
+        {
+            var config = CliRunner.RequireLogin(parse);
+            await using var client = CliRunner.Client(parse, config);
+            var number = await client.GetSafetyNumberAsync(parse.GetValue(peer)!, ct);
+            Console.WriteLine($"safety number of {config.User} and {parse.GetValue(peer)}:");
+            Console.WriteLine(number);
+            Console.WriteLine("the same on both sides: nobody is in between. It changes when either of you links a device or gets new keys.");
+            return ExitCodes.Ok;
+        }));
+
+        return [register, login, logout, new Command("devices", "Your linked devices") { list, unlink }, verify];
+    }
+
+    /// <summary>Deletes this device's end-to-end keys file (and SQLite's side files).</summary>
+    private static void DeleteKeys(ParseResult parse)
+    {
+        var keys = CliRunner.KeysPath(parse);
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        foreach (var file in new[] { keys, keys + "-wal", keys + "-shm" })
+        {
+            File.Delete(file);
+        }
     }
 }

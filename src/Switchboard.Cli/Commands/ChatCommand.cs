@@ -156,8 +156,7 @@ internal static class ChatCommand
                 return true;
             }
 
-            var send = client.SendTextAsync(conv, line, cancellationToken: cancellationToken);
-            _pendingSends.Add(ConfirmAsync(send, line));
+            _pendingSends.Add(ConfirmAsync(() => CliRunner.SendTextAsync(client, conv, line, null, Write, cancellationToken), line));
             return true;
         }
 
@@ -176,13 +175,13 @@ internal static class ChatCommand
             switch (command)
             {
                 case "/reply" when Number() is { } target && parts.Length == 2:
-                    _pendingSends.Add(ConfirmAsync(client.SendTextAsync(conv, parts[1], replyTo: target, cancellationToken: cancellationToken), $"(reply to #{target}) {parts[1]}"));
+                    _pendingSends.Add(ConfirmAsync(() => CliRunner.SendTextAsync(client, conv, parts[1], target, Write, cancellationToken), $"(reply to #{target}) {parts[1]}"));
                     return;
                 case "/edit" when Number() is { } target && parts.Length == 2:
-                    _pendingSends.Add(ConfirmAsync(client.EditAsync(conv, target, parts[1], cancellationToken), $"(edited #{target}) {parts[1]}"));
+                    _pendingSends.Add(ConfirmAsync(() => CliRunner.EditAsync(client, conv, target, parts[1], Write, cancellationToken), $"(edited #{target}) {parts[1]}"));
                     return;
                 case "/delete" when Number() is { } target:
-                    _pendingSends.Add(ConfirmAsync(client.DeleteAsync(conv, target, cancellationToken), $"(deleted #{target})"));
+                    _pendingSends.Add(ConfirmAsync(() => client.DeleteAsync(conv, target, cancellationToken), $"(deleted #{target})"));
                     return;
                 case "/mute":
                     var hours = parts.Length > 0 && double.TryParse(parts[0], CultureInfo.InvariantCulture, out var h) && h > 0 ? h : (double?)null;
@@ -221,11 +220,19 @@ internal static class ChatCommand
             }
         }
 
-        private async Task ConfirmAsync(Task<AckFrame> send, string text)
+        /// <summary>
+        /// Sends in the order the lines were typed: each starts once the one before it is acked (encrypting may first
+        /// fetch keys, and a later line must not overtake it), and its ✓ is shown.
+        /// </summary>
+        private async Task ConfirmAsync(Func<Task<AckFrame>> start, string text)
         {
+            var before = _lastSend;
+            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _lastSend = done.Task;
             try
             {
-                var ack = await send;
+                await before;
+                var ack = await start();
                 Write($"{Time(ack.Ts)} #{ack.Seq,-5} {me}: {text} ✓");
             }
             catch (SwitchboardException ex)
@@ -233,7 +240,13 @@ internal static class ChatCommand
                 Interlocked.Increment(ref _failedSends);
                 Write($"not sent: {ex.Message}");
             }
+            finally
+            {
+                done.TrySetResult();
+            }
         }
+
+        private Task _lastSend = Task.CompletedTask;
 
         private async Task ListAsync(CancellationToken cancellationToken)
         {
@@ -279,7 +292,7 @@ internal static class ChatCommand
             Write(NameOf(conv) == conv ? $"── {conv} ──" : $"── {NameOf(conv)} ({conv}) ──");
             foreach (var message in page.Messages.Reverse())
             {
-                Write(WithTicks(message));
+                Write(WithTicks(message, await client.ReadableTextAsync(message, cancellationToken)));
             }
 
             // Read up to the newest message from someone else (marking your own read would only tell them so).
@@ -310,7 +323,7 @@ internal static class ChatCommand
 
             foreach (var message in page.Messages.Reverse())
             {
-                Write(WithTicks(message));
+                Write(WithTicks(message, await client.ReadableTextAsync(message, cancellationToken)));
             }
         }
 
@@ -320,10 +333,10 @@ internal static class ChatCommand
         private long _othersRead;
 
         /// <summary>A message as shown; yours with ✓ (stored), ✓✓ (delivered to everyone else) or ✓✓ read.</summary>
-        private string WithTicks(MsgFrame message) =>
+        private string WithTicks(MsgFrame message, string? text) =>
             message.From != me || message.Kind is not (EventKinds.Text or EventKinds.Media)
-                ? MessageCommands.Format(message)
-                : MessageCommands.Format(message) + (message.Seq <= _othersRead ? " ✓✓ read" : message.Seq <= _othersDelivered ? " ✓✓" : " ✓");
+                ? MessageCommands.Format(message, text)
+                : MessageCommands.Format(message, text) + (message.Seq <= _othersRead ? " ✓✓ read" : message.Seq <= _othersDelivered ? " ✓✓" : " ✓");
 
         private async Task ShowEventsAsync(CancellationToken cancellationToken)
         {
@@ -331,8 +344,8 @@ internal static class ChatCommand
             {
                 switch (e)
                 {
-                    case MessageReceived { Message: var m } when m.Conv == _open:
-                        Write(MessageCommands.Format(m));
+                    case MessageReceived { Message: var m } received when m.Conv == _open:
+                        Write(MessageCommands.Format(m, received.Text, received.DecryptionError));
                         if (m.From != me)
                         {
                             await client.MarkReadAsync(m.Conv, m.Seq, cancellationToken);

@@ -45,8 +45,49 @@ internal static class CliRunner
         return CliConfig.Load(path) ?? throw new SwitchboardException(ErrorCodes.Unauthorized, $"not logged in (no {path}): run 'switchboard login <user>' first");
     }
 
+    /// <summary>
+    /// A client of the saved device, encrypting end to end with the keys kept beside the config file
+    /// (<see cref="KeysPath"/>, mode 600).
+    /// </summary>
     public static SwitchboardClient Client(ParseResult parse, CliConfig config, SwitchboardClientOptions? options = null) =>
-        new(ServerUrl(parse, config), config.Token, options);
+        new(ServerUrl(parse, config), config.Token, (options ?? new SwitchboardClientOptions()) with
+        {
+            E2eeStore = new SqliteE2eeStore(KeysPath(parse)),
+            Self = new DeviceAddress(config.User, config.Device),
+        });
+
+    /// <summary>This device's end-to-end keys and sessions: beside the config file, <c>config.keys.db</c>.</summary>
+    public static string KeysPath(ParseResult parse) => Path.ChangeExtension(CliConfig.PathFor(parse.GetValue(Config)), ".keys.db");
+
+    /// <summary>
+    /// Sends a text encrypted end to end; when a device of the conversation has published no keys, says so and sends
+    /// it readable to the server, as the command line promises.
+    /// </summary>
+    public static Task<AckFrame> SendTextAsync(SwitchboardClient client, string conv, string text, long? replyTo, Action<string> say, CancellationToken cancellationToken) =>
+        EncryptedOrSaidAsync(
+            () => client.SendTextAsync(conv, text, replyTo, cancellationToken),
+            () => client.SendAsync(conv, EventKinds.Text, text, replyTo: replyTo, cancellationToken: cancellationToken),
+            say);
+
+    /// <summary>An edit, encrypted end to end when every device has keys (else said, and sent readable).</summary>
+    public static Task<AckFrame> EditAsync(SwitchboardClient client, string conv, long target, string text, Action<string> say, CancellationToken cancellationToken) =>
+        EncryptedOrSaidAsync(
+            () => client.EditAsync(conv, target, text, cancellationToken: cancellationToken),
+            () => client.EditAsync(conv, target, text, encrypt: false, cancellationToken: cancellationToken),
+            say);
+
+    private static async Task<AckFrame> EncryptedOrSaidAsync(Func<Task<AckFrame>> encrypted, Func<Task<AckFrame>> readable, Action<string> say)
+    {
+        try
+        {
+            return await encrypted();
+        }
+        catch (SwitchboardException ex) when (ex.Code == Switchboard.Client.E2ee.E2eeErrorCodes.NoKeys)
+        {
+            say($"warning: {ex.Message}; sending without end-to-end encryption");
+            return await readable();
+        }
+    }
 
     /// <summary>A conversation id from what a person types: a handle means the direct conversation with them.</summary>
     public static string Conversation(string target, string me) =>

@@ -20,8 +20,21 @@ internal static class MessageCommands
             await using var client = CliRunner.Client(parse, config);
             // Over HTTP, not a socket: an open `chat` of this device keeps its socket (a second socket of the same
             // device would replace it), and sees the message too.
-            var ack = await client.PostTextAsync(conv, string.Join(' ', parse.GetValue(text)!), cancellationToken: ct).WaitAsync(TimeSpan.FromSeconds(30), ct);
-            Console.WriteLine($"✓ {ack.Conv} #{ack.Seq}{(ack.Dup ? " (already sent)" : "")}");
+            var body = string.Join(' ', parse.GetValue(text)!);
+            AckFrame ack;
+            var sealedText = client.EndToEndEncrypted;
+            try
+            {
+                ack = await client.PostTextAsync(conv, body, cancellationToken: ct).WaitAsync(TimeSpan.FromSeconds(30), ct);
+            }
+            catch (SwitchboardException ex) when (ex.Code == Switchboard.Client.E2ee.E2eeErrorCodes.NoKeys)
+            {
+                await Console.Error.WriteLineAsync($"warning: {ex.Message}; sending without end-to-end encryption");
+                ack = await client.PostTextAsync(conv, body, encrypt: false, cancellationToken: ct).WaitAsync(TimeSpan.FromSeconds(30), ct);
+                sealedText = false;
+            }
+
+            Console.WriteLine($"✓ {ack.Conv} #{ack.Seq}{(ack.Dup ? " (already sent)" : "")}{(sealedText ? " 🔒" : "")}");
             return ExitCodes.Ok;
         }));
 
@@ -37,7 +50,7 @@ internal static class MessageCommands
             var page = await client.GetHistoryAsync(conv, parse.GetValue(before), Math.Clamp(parse.GetValue(limit), 1, Limits.MaxHistoryLimit), ct);
             foreach (var message in page.Messages.Reverse())
             {
-                Console.WriteLine(Format(message));
+                Console.WriteLine(Format(message, await client.ReadableTextAsync(message, ct))); // decrypted here, by this device's keys
             }
 
             if (page.More && page.Messages.Count > 0)
@@ -64,15 +77,16 @@ internal static class MessageCommands
         return [send, history, conversations];
     }
 
-    /// <summary>One event as a line: time, seq, author and what happened.</summary>
-    public static string Format(MsgFrame m)
+    /// <summary>One event as a line: time, seq, author and what happened (<paramref name="text"/>: the readable text, decrypted here).</summary>
+    public static string Format(MsgFrame m, string? text = null, string? decryptionError = null)
     {
         var time = DateTimeOffset.FromUnixTimeMilliseconds(m.Ts).ToLocalTime().ToString("HH:mm", CultureInfo.InvariantCulture);
+        var body = text ?? m.Body ?? (m.E2ee is null ? "" : decryptionError is null ? "(encrypted; not readable on this device)" : $"(could not be decrypted: {decryptionError})");
         var what = m.Kind switch
         {
-            EventKinds.Text => m.Body ?? "(encrypted)",
-            EventKinds.Media => $"[media] {m.Body}",
-            EventKinds.Edit => $"(edited #{m.Target}) {m.Body}",
+            EventKinds.Text => body,
+            EventKinds.Media => $"[media] {body}",
+            EventKinds.Edit => $"(edited #{m.Target}) {body}",
             EventKinds.Delete => $"(deleted #{m.Target})",
             EventKinds.System => System(m.System),
             _ => m.Kind,

@@ -66,3 +66,13 @@ public sealed class InMemoryE2eeStore : IE2eeStore
         }
     }
 }
+
+/// <summary>Codes of <see cref="SwitchboardException"/> the SDK raises itself for end-to-end encryption.</summary>
+public static class E2eeErrorCodes
+{
+    /// <summary>A device to encrypt for has published no keys: the message cannot be sent encrypted.</summary>
+    public const string NoKeys = "no_keys";
+
+    /// <summary>No session with the user's devices yet (safety numbers need one).</summary>
+    public const string NoSession = "no_session";
+}

@@ -228,8 +228,7 @@ internal sealed class EndToEnd(IE2eeStore store, Func<string, int?, Cancellation
         }
     }
 
-    /// <summary>The error code when a device to encrypt for has published no keys.</summary>
-    public const string NoKeys = "no_keys";
+    public const string NoKeys = E2eeErrorCodes.NoKeys;
 
     private async Task<string> EncryptForLockedAsync(DeviceAddress device, byte[] padded)
     {
