@@ -33,6 +33,16 @@ public sealed record MessageReceived(MsgFrame Message) : ClientEvent
     public string? DecryptionError { get; init; }
 }
 
+/// <summary>
+/// A message this device could not decrypt when it came (its <see cref="MessageReceived.DecryptionError"/> said why)
+/// was sent again by its sender on a new session, and is readable now.
+/// </summary>
+/// <param name="Conv">The conversation.</param>
+/// <param name="Seq">The message's seq.</param>
+/// <param name="From">Its sender.</param>
+/// <param name="Text">Its text.</param>
+public sealed record MessageDecrypted(string Conv, long Seq, string From, string Text) : ClientEvent;
+
 /// <summary>A peer device's identity key is not the one seen before: its safety number changed.</summary>
 /// <param name="User">The peer.</param>
 /// <param name="Device">Its device.</param>

@@ -237,6 +237,17 @@ public sealed partial class SwitchboardClient
             case FrameTypes.Typing:
                 await _events.Writer.WriteAsync(new TypingReceived(JsonSerializer.Deserialize(json.Span, context.TypingFrame)!), stop);
                 break;
+            case FrameTypes.DecryptFailed when _e2e is not null:
+                var failed = JsonSerializer.Deserialize(json.Span, context.DecryptFailedFrame)!;
+                if (failed.Dev == Device)
+                {
+                    _ = ResendAsync(failed, stop);
+                }
+
+                break;
+            case FrameTypes.Resend when _e2e is not null:
+                await OnResendAsync(JsonSerializer.Deserialize(json.Span, context.ResendFrame)!, stop);
+                break;
             case FrameTypes.KeysLow when _e2e is not null:
                 _ = TopUpKeysAsync(stop);
                 break;

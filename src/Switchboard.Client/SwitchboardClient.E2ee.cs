@@ -234,6 +234,58 @@ public sealed partial class SwitchboardClient
         return SafetyNumbers.Combine(SafetyNumbers.Digits(me, mine.Values), SafetyNumbers.Digits(user, theirs.Values));
     }
 
+    // Resends made, by (conv, seq, user, device): each is answered once, however often it is asked.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, long, string, int), byte> _resent = new();
+
+    /// <summary>
+    /// A device could not decrypt a message this device sent: it is sent to that device alone, on a new session
+    /// (the old one is dropped: the peer lost it, or it went wrong), if this device still has its text.
+    /// </summary>
+    private async Task ResendAsync(DecryptFailedFrame failed, CancellationToken stop)
+    {
+        try
+        {
+            if (_resent.Count > 10_000 || !_resent.TryAdd((failed.Conv, failed.Seq, failed.User, failed.Device), 0)
+                || await E2eeStore.GetAsync("text", TextKey(failed.Conv, failed.Seq)) is not { } text)
+            {
+                return;
+            }
+
+            var device = new DeviceAddress(failed.User, failed.Device);
+            await _e2e!.ResetSessionAsync(device);
+            var to = await _e2e.SealPairwiseAsync([device], new Content { Body = System.Text.Encoding.UTF8.GetString(text) }, stop);
+            var e2ee = JsonSerializer.SerializeToElement(new System.Text.Json.Nodes.JsonObject { ["v"] = 1, ["to"] = new System.Text.Json.Nodes.JsonArray([.. to]) });
+            await SendTransientAsync(new ClientFrame { T = FrameTypes.Resend, Conv = failed.Conv, Seq = failed.Seq, User = failed.User, Device = failed.Device, E2ee = e2ee }, stop);
+        }
+        catch (Exception ex) when (ex is SwitchboardException or HttpRequestException or DecryptionException or OperationCanceledException)
+        {
+            // the peer asks again on its next failure
+        }
+    }
+
+    /// <summary>A message sent again for this device: decrypted, kept, and handed over as <see cref="MessageDecrypted"/>.</summary>
+    private async ValueTask OnResendAsync(ResendFrame resend, CancellationToken stop)
+    {
+        if (User is not { } me || Device is not { } device || await E2eeStore.GetAsync("text", TextKey(resend.Conv, resend.Seq)) is not null)
+        {
+            return; // readable already
+        }
+
+        var frame = new MsgFrame { Conv = resend.Conv, Seq = resend.Seq, Id = "", Ts = 0, From = resend.From, Dev = resend.Dev, Kind = EventKinds.Text, Cid = "", E2ee = resend.E2ee };
+        try
+        {
+            if ((await _e2e!.OpenAsync(frame, me, device)).Body is { } body)
+            {
+                await E2eeStore.SetAsync("text", TextKey(resend.Conv, resend.Seq), Text.Utf8(body));
+                await _events.Writer.WriteAsync(new MessageDecrypted(resend.Conv, resend.Seq, resend.From, body), stop);
+            }
+        }
+        catch (DecryptionException)
+        {
+            // not for this device (a sibling's), or broken again: nothing to hand over
+        }
+    }
+
     /// <summary>Over HTTP: encrypts, posts, and on 409 <c>devices_changed</c> encrypts again for the devices listed (same cid).</summary>
     private async Task<AckFrame> PostSealedAsync(string conv, string body, string cid, long? replyTo, CancellationToken cancellationToken)
     {

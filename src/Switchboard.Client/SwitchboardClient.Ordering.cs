@@ -152,7 +152,14 @@ public sealed partial class SwitchboardClient
 
     private async ValueTask DeliverAsync(Conversation conversation, MsgFrame message, CancellationToken stop)
     {
-        await _events.Writer.WriteAsync(await OpenAsync(message), stop);
+        var received = await OpenAsync(message);
+        await _events.Writer.WriteAsync(received, stop);
+        if (received.DecryptionError is not null)
+        {
+            // The sender is asked (through the server, without content) to send it again on a new session.
+            await SendTransientAsync(new ClientFrame { T = FrameTypes.DecryptFailed, Conv = message.Conv, Seq = message.Seq }, stop);
+        }
+
         conversation.Last = message.Seq;
         await _state.SetLastSeqAsync(message.Conv, message.Seq);
         _recvPending[message.Conv] = message.Seq;

@@ -26,6 +26,8 @@ public static class FrameTypes
     public const string Live = "live";
     public const string Synced = "synced";
     public const string KeysLow = "keys_low";
+    public const string DecryptFailed = "decrypt_failed";
+    public const string Resend = "resend";
     public const string Error = "error";
 #pragma warning restore CS1591
 }
@@ -66,6 +68,10 @@ public sealed class ClientFrame
     public long? After { get; set; }
     /// <summary>Sync page size.</summary>
     public int? Limit { get; set; }
+    /// <summary>The user a resend is for.</summary>
+    public string? User { get; set; }
+    /// <summary>The device a resend is for.</summary>
+    public int? Device { get; set; }
 }
 
 /// <summary>Server → client: handshake accepted.</summary>
@@ -171,6 +177,25 @@ public sealed record PresenceFrame(string User, bool Online, [property: JsonIgno
 }
 
 /// <summary>Server → client: this device has few one-time prekeys left on the server; upload more.</summary>
+/// <summary>
+/// Server → the devices of a message's sender: <paramref name="User"/>'s device <paramref name="Device"/> could not
+/// decrypt the message at <paramref name="Seq"/>, which device <paramref name="Dev"/> sent; that device sends it again
+/// (<c>resend</c>) on a new session. No content.
+/// </summary>
+public sealed record DecryptFailedFrame(string Conv, long Seq, string User, int Device, int Dev)
+{
+    /// <summary>Frame type.</summary>
+    [JsonPropertyOrder(-1)] public string T => FrameTypes.DecryptFailed;
+}
+
+/// <summary>Server → the devices of <c>user</c> a resend was made for: the message at <paramref name="Seq"/> again, encrypted for one of them (<c>e2ee.to</c>).</summary>
+public sealed record ResendFrame(string Conv, long Seq, string From, int Dev, JsonElement E2ee)
+{
+    /// <summary>Frame type.</summary>
+    [JsonPropertyOrder(-1)] public string T => FrameTypes.Resend;
+}
+
+/// <summary>Server → client: this device's one-time prekeys are running low.</summary>
 public sealed record KeysLowFrame(int Count)
 {
     /// <summary>Frame type.</summary>

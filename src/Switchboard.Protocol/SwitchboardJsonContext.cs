@@ -21,6 +21,8 @@ namespace Switchboard.Protocol;
 [JsonSerializable(typeof(PresenceFrame))]
 [JsonSerializable(typeof(SyncedFrame))]
 [JsonSerializable(typeof(KeysLowFrame))]
+[JsonSerializable(typeof(DecryptFailedFrame))]
+[JsonSerializable(typeof(ResendFrame))]
 [JsonSerializable(typeof(SignalFrame))]
 [JsonSerializable(typeof(ErrorFrame))]
 [JsonSerializable(typeof(SystemInfo))]

@@ -109,6 +109,20 @@ internal sealed class EndToEnd(IE2eeStore store, Func<string, int?, Cancellation
         return list;
     }
 
+    /// <summary>Drops the session with a device: the next message starts a new one from its published keys.</summary>
+    public async Task ResetSessionAsync(DeviceAddress device)
+    {
+        await _lock.WaitAsync();
+        try
+        {
+            await store.DeleteAsync("session", Address(device.User, device.Device));
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
     /// <summary>Whether there is a session with the device.</summary>
     public async ValueTask<bool> HasSessionAsync(string user, int device) => await store.GetAsync("session", Address(user, device)) is not null;
 

@@ -21,6 +21,9 @@ internal sealed class SwitchboardMetrics
         Duplicates = factory.CreateCounter("switchboard_messaging_duplicates_total", "Sends answered with dup: true.");
         Rejected = factory.CreateCounter("switchboard_messaging_rejected_total", "Commands refused with an error code.");
         BusSent = factory.CreateCounter("switchboard_cluster_bus_messages_total", "NATS messages this node published to other nodes (cluster mode).");
+        E2eeDecryptFailures = factory.CreateCounter("switchboard_e2ee_decrypt_failures_total", "Messages a device reported it could not decrypt (decrypt_failed; no content).");
+        E2eeResends = factory.CreateCounter("switchboard_e2ee_resends_total", "Messages sent again to one device on a new session after it could not decrypt them (sessions reset).");
+        E2eePrekeysLow = factory.CreateCounter("switchboard_e2ee_prekeys_low_total", "Times a device was told its one-time prekeys are running low (keys_low).");
         BusDropped = factory.CreateCounter("switchboard_cluster_bus_dropped_total", "Hints for other nodes dropped because the outbound queue was full; the store and the sweep stand in for them.");
         SweepsEarly = factory.CreateCounter("switchboard_cluster_sweeps_early_total", "Sweeps run early because hints may have been lost (a bus message skipped, NATS or Redis back after an outage, another node unable to publish, a hole in a conversation past its grace).");
         SweepRepaired = factory.CreateCounter("switchboard_cluster_sweep_repaired_total", "Events the sweep delivered from the store because no hint announced them (a lost bus message).");
@@ -101,6 +104,12 @@ internal sealed class SwitchboardMetrics
     public Counter Conflicts { get; }
     public Counter BusSent { get; }
     public Counter BusDropped { get; }
+
+    public Counter E2eeDecryptFailures { get; }
+
+    public Counter E2eeResends { get; }
+
+    public Counter E2eePrekeysLow { get; }
     public Counter SweepRepaired { get; }
     public Counter SweepsEarly { get; }
     public Histogram BatchSize { get; }

@@ -95,7 +95,7 @@ internal static class KeyEndpoints
     }
 
     private static async Task<IResult> FetchAsync(HttpContext context, string user, AccountService accounts, IAccountStore store, AbuseGuard abuse,
-        Delivery.ILocalSessions sessions, IOptions<AccountsOptions> limits)
+        Delivery.ILocalSessions sessions, IOptions<AccountsOptions> limits, Hosting.SwitchboardMetrics metrics)
     {
         if (await AuthenticateAsync(context, accounts) is not { } me)
         {
@@ -139,6 +139,7 @@ internal static class KeyEndpoints
             {
                 // The owner's device is told on its socket, if it has one here, to upload more (also when none was left).
                 var frame = JsonSerializer.SerializeToUtf8Bytes(new KeysLowFrame(left), SwitchboardJsonContext.Default.KeysLowFrame);
+                metrics.E2eePrekeysLow.Inc();
                 foreach (var session in sessions.Sessions(user).Where(s => s.Device == device.Device))
                 {
                     session.Send(frame);

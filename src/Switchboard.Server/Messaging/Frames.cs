@@ -18,6 +18,8 @@ internal static class Frames
     public static byte[] Serialize(PresenceFrame frame) => JsonSerializer.SerializeToUtf8Bytes(frame, SwitchboardJsonContext.Default.PresenceFrame);
     public static byte[] Serialize(SyncedFrame frame) => JsonSerializer.SerializeToUtf8Bytes(frame, SwitchboardJsonContext.Default.SyncedFrame);
     public static byte[] Serialize(ErrorFrame frame) => JsonSerializer.SerializeToUtf8Bytes(frame, SwitchboardJsonContext.Default.ErrorFrame);
+    public static byte[] Serialize(DecryptFailedFrame frame) => JsonSerializer.SerializeToUtf8Bytes(frame, SwitchboardJsonContext.Default.DecryptFailedFrame);
+    public static byte[] Serialize(ResendFrame frame) => JsonSerializer.SerializeToUtf8Bytes(frame, SwitchboardJsonContext.Default.ResendFrame);
 
     public static byte[] Error(string code, string message, string? reference = null) =>
         Serialize(new ErrorFrame(code, message, reference));

@@ -52,6 +52,10 @@ internal sealed partial class MessageService(
                 return WatchAsync(client, frame);
             case FrameTypes.Ping:
                 return delivery.SendToConnectionAsync(client, Frames.Pong);
+            case FrameTypes.DecryptFailed:
+                return DecryptFailedAsync(client, frame, cancellationToken);
+            case FrameTypes.Resend:
+                return ResendAsync(client, frame, cancellationToken);
             case FrameTypes.Hello:
                 return BadFrame(client, "already said hello", null);
             default:
@@ -374,6 +378,87 @@ internal sealed partial class MessageService(
 
         var upto = events.Count > 0 ? events[^1].Seq : Math.Min(after, member.LastVisible);
         await delivery.SendToConnectionAsync(client, Frames.Serialize(new SyncedFrame(conv, upto, upto < member.LastVisible)));
+    }
+
+    /// <summary>The event at <c>frame.seq</c> of a conversation the client may read, or null after answering the error.</summary>
+    private async ValueTask<Storage.EventRecord?> VisibleEventAsync(ConnectionContext client, ClientFrame frame, CancellationToken cancellationToken)
+    {
+        if (string.IsNullOrEmpty(frame.Conv) || frame.Seq is not > 0)
+        {
+            await BadFrame(client, $"{frame.T} needs conv and seq", frame.Conv);
+            return null;
+        }
+
+        var found = await access.ResolveAsync(frame.Conv, client.User, cancellationToken);
+        if (found.Membership is not { } member)
+        {
+            await delivery.SendToConnectionAsync(client, Frames.Error(found.ErrorCode!, found.ErrorMessage!, frame.Conv));
+            return null;
+        }
+
+        var seq = frame.Seq.Value;
+        if (seq < member.FirstSeq || seq > member.LastVisible || (await store.ReadAfterAsync(frame.Conv, seq - 1, seq, 1, cancellationToken)) is not [var e])
+        {
+            await delivery.SendToConnectionAsync(client, Frames.Error(ErrorCodes.NotFound, "no such event", frame.Conv));
+            return null;
+        }
+
+        return e;
+    }
+
+    /// <summary>
+    /// A device could not decrypt an event: counted (no content is told), and the sending device is asked, through
+    /// every socket of its user, to send it again on a new session.
+    /// </summary>
+    private async ValueTask DecryptFailedAsync(ConnectionContext client, ClientFrame frame, CancellationToken cancellationToken)
+    {
+        if (await VisibleEventAsync(client, frame, cancellationToken) is not { } e || e.E2ee is null)
+        {
+            return;
+        }
+
+        metrics.E2eeDecryptFailures.Inc();
+        if (e.Sender != client.User || e.Dev != client.Device)
+        {
+            var ask = Frames.Serialize(new DecryptFailedFrame(e.Conv, e.Seq, client.User, client.Device, e.Dev));
+            await delivery.SendToUserAsync(e.Sender, ask);
+        }
+    }
+
+    /// <summary>
+    /// The sender of an event sends it again, encrypted for one device that could not decrypt it (one <c>to</c>
+    /// entry); relayed to that user's sockets, never stored.
+    /// </summary>
+    private async ValueTask ResendAsync(ConnectionContext client, ClientFrame frame, CancellationToken cancellationToken)
+    {
+        if (string.IsNullOrEmpty(frame.User) || frame.Device is not > 0 || frame.E2ee is not { ValueKind: JsonValueKind.Object } e2ee
+            || !e2ee.TryGetProperty("to", out var to) || to.ValueKind != JsonValueKind.Array || to.GetArrayLength() != 1
+            || to[0].ValueKind != JsonValueKind.Object || !to[0].TryGetProperty("user", out var u) || !u.ValueEquals(frame.User)
+            || !to[0].TryGetProperty("device", out var d) || !d.TryGetInt32(out var device) || device != frame.Device)
+        {
+            await BadFrame(client, "resend needs conv, seq, user, device and e2ee.to with one entry for that device", frame.Conv);
+            return;
+        }
+
+        if (Encoding.UTF8.GetByteCount(e2ee.GetRawText()) > _options.MaxE2eeBytes)
+        {
+            await delivery.SendToConnectionAsync(client, Frames.Error(ErrorCodes.TooLarge, $"e2ee is over {_options.MaxE2eeBytes} bytes", frame.Conv));
+            return;
+        }
+
+        if (await VisibleEventAsync(client, frame, cancellationToken) is not { } e)
+        {
+            return;
+        }
+
+        if (e.Sender != client.User || e.Dev != client.Device || !(await access.CurrentMembersAsync(e.Conv, cancellationToken)).Contains(frame.User))
+        {
+            await delivery.SendToConnectionAsync(client, Frames.Error(ErrorCodes.Forbidden, "only the device that sent a message resends it, to a member", frame.Conv));
+            return;
+        }
+
+        metrics.E2eeResends.Inc();
+        await delivery.SendToUserAsync(frame.User, Frames.Serialize(new ResendFrame(e.Conv, e.Seq, e.Sender, e.Dev, e2ee)));
     }
 
     private async ValueTask TypingAsync(ConnectionContext client, ClientFrame frame, CancellationToken cancellationToken)

@@ -34,6 +34,10 @@ public sealed class E2eeClientTests(ServerFixture fixture) : IClassFixture<Serve
                         {
                             Received.Enqueue(received);
                         }
+                        else if (e is MessageDecrypted decrypted)
+                        {
+                            Decrypted.Enqueue(decrypted);
+                        }
                     }
                 }
                 catch (OperationCanceledException)
@@ -46,6 +50,8 @@ public sealed class E2eeClientTests(ServerFixture fixture) : IClassFixture<Serve
         public string User { get; }
         public int Number { get; }
         public ConcurrentQueue<MessageReceived> Received { get; } = new();
+
+        public ConcurrentQueue<MessageDecrypted> Decrypted { get; } = new();
 
         public async Task<MessageReceived> WaitForAsync(Func<MessageReceived, bool> match, string what)
         {
@@ -145,6 +151,50 @@ public sealed class E2eeClientTests(ServerFixture fixture) : IClassFixture<Serve
         await alice.Client.SendTextAsync(conv, "to both");
         await laptop.WaitForAsync(r => r.Text == "to both", "the message after linking");
         Assert.NotEqual(seenByAlice, await alice.Client.GetSafetyNumberAsync(bob.User));
+    }
+
+    [Fact]
+    public async Task A_device_that_lost_its_session_reports_the_failure_and_the_sender_resends_on_a_new_one()
+    {
+        var aliceStore = new InMemoryE2eeStore();
+        var bobStore = new InMemoryE2eeStore();
+        var alice = await DeviceAsync(await Server.RegisterAsync(), aliceStore);
+        var bob = await DeviceAsync(await Server.RegisterAsync(), bobStore);
+        await using var _ = new AsyncDisposables([alice, bob]);
+        var conv = Conv.Direct(alice.User, bob.User);
+        await alice.Client.SendTextAsync(conv, "one");
+        await bob.WaitForAsync(r => r.Text == "one", "the first message");
+        await bob.Client.SendTextAsync(conv, "reply");
+        await alice.WaitForAsync(r => r.Text == "reply", "the reply");
+
+        // Bob's device loses its session (a restore from an old backup, say).
+        await bobStore.DeleteAsync("session", $"{alice.User}:{alice.Number}");
+        var two = await alice.Client.SendTextAsync(conv, "two");
+        var failed = await bob.WaitForAsync(r => r.Message.Seq == two.Seq, "the second message");
+        Assert.Null(failed.Text);
+        Assert.Contains("no session", failed.DecryptionError);
+
+        // Told (no content) through the server, alice's device sends it again on a new session.
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!bob.Decrypted.Any(d => d.Seq == two.Seq))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "no resend came");
+            await Task.Delay(50);
+        }
+
+        Assert.Equal("two", bob.Decrypted.Single(d => d.Seq == two.Seq).Text);
+        var page = await bob.Client.GetHistoryAsync(conv);
+        Assert.Equal("two", await bob.Client.ReadableTextAsync(page.Messages.Single(m => m.Seq == two.Seq)));
+
+        // The new session carries on both ways.
+        await alice.Client.SendTextAsync(conv, "three");
+        await bob.WaitForAsync(r => r.Text == "three", "the message after the resend");
+        await bob.Client.SendTextAsync(conv, "four");
+        await alice.WaitForAsync(r => r.Text == "four", "bob's answer on the new session");
+
+        var metrics = await Server.Http.GetStringAsync("/metrics");
+        Assert.Matches(@"switchboard_e2ee_decrypt_failures_total [1-9]", metrics);
+        Assert.Matches(@"switchboard_e2ee_resends_total [1-9]", metrics);
     }
 
     [Fact]
