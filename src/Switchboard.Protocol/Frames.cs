@@ -92,7 +92,11 @@ public sealed record AckFrame(string Cid, string Conv, long Seq, string Id, long
 /// What a <c>system</c> event says happened: <c>op</c> is created, added, removed, left, renamed or role.
 /// <c>promoted</c> names who became admin because the last admin left.
 /// </summary>
-public sealed record SystemInfo(string Op, string[]? Users = null, string? Name = null, string? Role = null, string[]? Promoted = null);
+public sealed record SystemInfo(string Op, string[]? Users = null, string? Name = null, string? Role = null, string[]? Promoted = null)
+{
+    /// <summary>With <c>identity_changed</c>: the device of <c>users[0]</c> whose identity key changed.</summary>
+    public int? Device { get; init; }
+}
 
 /// <summary>Operations carried by <c>system</c> events.</summary>
 public static class SystemOps
@@ -104,6 +108,7 @@ public static class SystemOps
     public const string Left = "left";
     public const string Renamed = "renamed";
     public const string Role = "role";
+    public const string IdentityChanged = "identity_changed";
 #pragma warning restore CS1591
 }
 

@@ -78,6 +78,40 @@ public abstract class KeyDirectoryTests(IServerFixture fixture)
     }
 
     [Fact]
+    public async Task A_new_identity_key_is_a_system_event_in_every_conversation_of_its_user()
+    {
+        var alice = await Server.NewClientAsync();
+        var bob = await Server.NewClientAsync();
+        var carol = await Server.NewClientAsync();
+        using var first = NewIdentity();
+        Assert.Equal(HttpStatusCode.OK, (await Server.CallAsync(HttpMethod.Put, "/v1/devices/current/keys", bob.Token, Upload(first, 0, 1))).Status);
+        var direct = Conv.Direct(alice.User, bob.User);
+        await alice.SendAckedAsync(direct, "hi bob");
+        var (created, group) = await Server.CallAsync(HttpMethod.Post, "/v1/groups", carol.Token, new { name = "three", members = new[] { alice.User, bob.User } });
+        Assert.Equal(HttpStatusCode.Created, created);
+        var groupConv = group.GetProperty("conv").GetString()!;
+        var untouched = Conv.Direct(bob.User, carol.User); // no event yet: no notice either
+
+        // The same identity again (more one-time prekeys): nothing to tell.
+        Assert.Equal(HttpStatusCode.OK, (await Server.CallAsync(HttpMethod.Put, "/v1/devices/current/keys", bob.Token, Upload(first, 1, 1))).Status);
+        using var second = NewIdentity();
+        Assert.Equal(HttpStatusCode.OK, (await Server.CallAsync(HttpMethod.Put, "/v1/devices/current/keys", bob.Token, Upload(second, 2, 1))).Status);
+
+        foreach (var conv in new[] { direct, groupConv })
+        {
+            var notice = await alice.ExpectAsync("msg", f => f.GetProperty("conv").GetString() == conv && f.GetProperty("kind").GetString() == "system"
+                && f.GetProperty("system").GetProperty("op").GetString() == "identity_changed");
+            Assert.Equal(bob.User, notice.GetProperty("from").GetString());
+            Assert.Equal(bob.User, notice.GetProperty("system").GetProperty("users")[0].GetString());
+            Assert.Equal(bob.Device, notice.GetProperty("system").GetProperty("device").GetInt32());
+        }
+
+        var (_, history) = await Server.GetAsync($"/v1/conversations/{direct}/messages", alice.Token);
+        Assert.Single(history.GetProperty("messages").EnumerateArray(), m => m.GetProperty("kind").GetString() == "system");
+        Assert.Equal(0, (await Server.GetAsync($"/v1/conversations/{untouched}/messages", carol.Token)).Body.GetProperty("messages").GetArrayLength());
+    }
+
+    [Fact]
     public async Task A_device_running_low_on_one_time_prekeys_is_told_on_its_socket()
     {
         var alice = await Server.NewClientAsync();

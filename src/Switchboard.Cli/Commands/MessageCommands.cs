@@ -103,6 +103,7 @@ internal static class MessageCommands
         { Op: SystemOps.Left } => $"left{Promoted(system)}",
         { Op: SystemOps.Renamed } => $"renamed the group to \"{system.Name}\"",
         { Op: SystemOps.Role } => $"made {string.Join(", ", system.Users ?? [])} {system.Role}",
+        { Op: SystemOps.IdentityChanged } => $"has new keys on device {system.Device}: your safety number with them changed (switchboard verify)",
         _ => $"({system.Op})",
     };
 

@@ -30,7 +30,8 @@ internal static class KeyEndpoints
         app.MapGet("/v1/users/{user}/keys", FetchAsync);
     }
 
-    private static async Task<IResult> UploadAsync(HttpContext context, AccountService accounts, IAccountStore store, IOptions<AccountsOptions> limits)
+    private static async Task<IResult> UploadAsync(HttpContext context, AccountService accounts, IAccountStore store, IOptions<AccountsOptions> limits,
+        Storage.IMessageStore messages, Messaging.Sequencer sequencer)
     {
         if (await AuthenticateAsync(context, accounts) is not { } me)
         {
@@ -81,7 +82,40 @@ internal static class KeyEndpoints
 
         var keys = JsonSerializer.Serialize(new KeyUpload(identity, signed, null) { IdentityDh = identityDh }, SwitchboardJsonContext.Default.KeyUpload);
         await store.SetDeviceKeysAsync(me.User, me.Device, keys, [.. oneTime.Select(k => (k.Id, k.Key))], context.RequestAborted);
+        if (stored?.IdentityKey is { } previous && previous != identity)
+        {
+            await TellIdentityChangedAsync(me, messages, sequencer, context.RequestAborted);
+        }
+
         return Json(new KeyCount(await store.CountOneTimeKeysAsync(me.User, me.Device, context.RequestAborted)), SwitchboardJsonContext.Default.KeyCount);
+    }
+
+    /// <summary>
+    /// A device's identity key changed: a <c>system</c> event (<c>identity_changed</c>) in every conversation its user
+    /// is in, so every peer sees that the safety number changed. Durable before the upload is answered.
+    /// </summary>
+    private static async Task TellIdentityChangedAsync(DeviceIdentity me, Storage.IMessageStore messages, Messaging.Sequencer sequencer, CancellationToken cancellationToken)
+    {
+        var notices = new List<Messaging.NoticeCommand>();
+        foreach (var membership in await messages.GetMembershipsAsync(me.User, cancellationToken))
+        {
+            if (!membership.IsCurrent)
+            {
+                continue;
+            }
+
+            var notice = new Messaging.NoticeCommand
+            {
+                Origin = new Messaging.HttpOrigin(me.User, me.Device),
+                Conv = membership.Conv,
+                System = new SystemInfo(SystemOps.IdentityChanged, Users: [me.User]) { Device = me.Device },
+                Completion = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously),
+            };
+            await sequencer.SubmitAsync(notice, cancellationToken);
+            notices.Add(notice);
+        }
+
+        await Task.WhenAll(notices.Select(n => n.Completion!.Task)).WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
     }
 
     private static async Task<IResult> CountAsync(HttpContext context, AccountService accounts, IAccountStore store)

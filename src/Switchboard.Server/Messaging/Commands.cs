@@ -106,6 +106,30 @@ internal sealed class GroupCommand : WriteCommand
     }
 }
 
+/// <summary>
+/// A notice from the server about the origin user (an identity key that changed): a <c>system</c> event in a
+/// conversation the user is a current member of; nothing when they are not, or the direct conversation has no event.
+/// </summary>
+internal sealed class NoticeCommand : WriteCommand
+{
+    public required SystemInfo System { get; init; }
+
+    /// <summary>The stored system event (null when nothing was appended).</summary>
+    public EventRecord? Event { get; set; }
+
+    public override void Unwind()
+    {
+        base.Unwind();
+        Event = null;
+    }
+
+    public override void Reset()
+    {
+        base.Reset();
+        Event = null;
+    }
+}
+
 /// <summary>A send, edit or delete: an event to append to a conversation.</summary>
 internal sealed class AppendCommand : WriteCommand
 {

@@ -212,6 +212,46 @@ internal sealed partial class MessageRules
         command.Event = stored;
     }
 
+    /// <summary>A server notice about the origin user, in one conversation they are a current member of.</summary>
+    private async ValueTask NoticeAsync(NoticeCommand command, long now)
+    {
+        IReadOnlyList<string> members;
+        if (Names.TryParseDirect(command.Conv, out var a, out var b))
+        {
+            members = [a, b];
+        }
+        else if (await GroupAsync(command.Conv) is { } group)
+        {
+            members = group.Users;
+        }
+        else
+        {
+            return;
+        }
+
+        if (!members.Contains(command.Origin.User) || await LastSeqAsync(command.Conv) is not { } last)
+        {
+            return; // not theirs (any more), or a direct conversation that never began
+        }
+
+        var id = _ids.Next();
+        var stored = new EventRecord
+        {
+            Conv = command.Conv,
+            Seq = last + 1,
+            Id = id,
+            Ts = now,
+            Sender = command.Origin.User,
+            Dev = command.Origin.Device,
+            Kind = EventKinds.System,
+            Cid = "system:" + id.ToString(CultureInfo.InvariantCulture),
+            System = JsonSerializer.Serialize(command.System, SwitchboardJsonContext.Default.SystemInfo),
+        };
+        Append(stored);
+        command.Members = members;
+        command.Event = stored;
+    }
+
     /// <summary>The actor joins on an invite: one <c>added</c> event naming them, as an admin's add would.</summary>
     private async ValueTask JoinAsync(GroupCommand command, GroupSnapshot group, long now)
     {

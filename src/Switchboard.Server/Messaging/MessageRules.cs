@@ -62,6 +62,7 @@ internal sealed partial class MessageRules
         AppendCommand append => AppendAsync(append, now),
         CursorCommand cursor => MoveCursorAsync(cursor, now),
         GroupCommand group => ChangeGroupAsync(group, now),
+        NoticeCommand notice => NoticeAsync(notice, now),
         _ => throw new ArgumentException($"unknown command {command.GetType().Name}", nameof(command)),
     };
 

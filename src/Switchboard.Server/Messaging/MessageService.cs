@@ -548,6 +548,15 @@ internal sealed partial class MessageService(
                     case GroupCommand group:
                         Committed(group);
                         break;
+                    case NoticeCommand notice when notice.Event is { } noticed:
+                        metrics.Accepted.Inc();
+                        if (Names.IsGroup(noticed.Conv))
+                        {
+                            groupReceipts.Appended(noticed);
+                        }
+
+                        Done(delivery.SendEventAsync(new EventDelivery(noticed.Conv, noticed.Seq, Frames.Event(noticed), notice.Members, null, 0, 0)));
+                        break;
                 }
             }
             catch (Exception ex)
