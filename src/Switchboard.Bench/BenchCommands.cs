@@ -11,8 +11,20 @@ internal static class BenchCommands
 {
     public static RootCommand Create() => new("switchboard bench: load generator, measures a running server")
     {
-        Direct(), Group(), Heartbeats(), Connections(), Reconnect(), Fill(), LoginFlood(), PreAuth(),
+        Direct(), Group(), Heartbeats(), Connections(), Reconnect(), Fill(), LoginFlood(), PreAuth(), E2ee(),
     };
+
+    private static Command E2ee()
+    {
+        var messages = new Option<int>("--messages") { Description = "Messages measured per case", DefaultValueFactory = _ => 2000 };
+        var body = new Option<int>("--body") { Description = "Text size in bytes", DefaultValueFactory = _ => 100 };
+        var members = new Option<int>("--members") { Description = "Group size for the Sender-Key case", DefaultValueFactory = _ => 256 };
+        var json = new Option<bool>("--json") { Description = "Print the result as one JSON object" };
+        var command = new Command("e2ee", "The client's cost of end-to-end encryption (no server): sessions, direct and group messages, bytes added") { messages, body, members, json };
+        command.SetAction(async (parse, _) =>
+            await new E2eeBench(new E2eeBenchOptions(Math.Max(10, parse.GetValue(messages)), Math.Max(1, parse.GetValue(body)), Math.Clamp(parse.GetValue(members), 2, 1024), parse.GetValue(json))).RunAsync());
+        return command;
+    }
 
     private static Command Fill()
     {

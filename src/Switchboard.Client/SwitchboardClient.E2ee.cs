@@ -70,12 +70,26 @@ public sealed partial class SwitchboardClient
     private async Task<List<DeviceAddress>> KnownDevicesAsync(string conv) =>
         await E2eeStore.GetAsync("devices", conv) is { } bytes ? JsonSerializer.Deserialize(bytes, E2eeJsonContext.Default.ListDeviceAddress) ?? [] : [];
 
+    /// <summary>
+    /// The payload for the devices; in a group, sender keys that do not fit in it are first sent in <c>key</c> events
+    /// (each acked before the next), so they are in the conversation before the message that needs them.
+    /// </summary>
     private async Task<JsonElement> SealAsync(Sealing sealing, IReadOnlyList<DeviceAddress> devices, CancellationToken cancellationToken)
     {
         var content = new Content { Body = sealing.Text };
-        return Names.IsGroup(sealing.Conv)
-            ? await _e2e!.SealGroupAsync(sealing.Conv, devices, content, cancellationToken)
-            : await _e2e!.SealDirectAsync(devices, content, cancellationToken);
+        if (!Names.IsGroup(sealing.Conv))
+        {
+            return await _e2e!.SealDirectAsync(devices, content, cancellationToken);
+        }
+
+        var keys = new List<JsonElement>();
+        var e2ee = await _e2e!.SealGroupAsync(sealing.Conv, devices, content, cancellationToken, keys);
+        foreach (var handout in keys)
+        {
+            await SendFrameAsync(new ClientFrame { T = FrameTypes.Send, Conv = sealing.Conv, Kind = EventKinds.Key, E2ee = handout }, cancellationToken);
+        }
+
+        return e2ee;
     }
 
     private static ClientFrame SealedFrame(string cid, Sealing sealing, JsonElement e2ee, long? replyTo) => sealing.Kind == EventKinds.Edit
@@ -176,9 +190,13 @@ public sealed partial class SwitchboardClient
 
             return new MessageReceived(message) { Text = content.Body };
         }
-        catch (DecryptionException ex)
+        catch (DecryptionException ex) when (message.Kind != EventKinds.Key)
         {
             return new MessageReceived(message) { DecryptionError = ex.Message };
+        }
+        catch (DecryptionException)
+        {
+            return new MessageReceived(message); // a key hand-out this device cannot use: nothing to show, nothing to ask
         }
     }
 

@@ -57,6 +57,8 @@ public static class EventKinds
     public const string Edit = "edit";
     /// <summary>A delete naming its target seq.</summary>
     public const string Delete = "delete";
+    /// <summary>A group's sender keys handed to member devices ahead of a message (e2ee only; clients do not show it).</summary>
+    public const string Key = "key";
     /// <summary>A server-made membership or group change.</summary>
     public const string System = "system";
 }

@@ -290,7 +290,7 @@ internal static class ChatCommand
             }
 
             Write(NameOf(conv) == conv ? $"── {conv} ──" : $"── {NameOf(conv)} ({conv}) ──");
-            foreach (var message in page.Messages.Reverse())
+            foreach (var message in page.Messages.Reverse().Where(m => m.Kind != EventKinds.Key))
             {
                 Write(WithTicks(message, await client.ReadableTextAsync(message, cancellationToken)));
             }
@@ -321,7 +321,7 @@ internal static class ChatCommand
                 _oldestShown = page.Messages[^1].Seq;
             }
 
-            foreach (var message in page.Messages.Reverse())
+            foreach (var message in page.Messages.Reverse().Where(m => m.Kind != EventKinds.Key))
             {
                 Write(WithTicks(message, await client.ReadableTextAsync(message, cancellationToken)));
             }
@@ -344,6 +344,8 @@ internal static class ChatCommand
             {
                 switch (e)
                 {
+                    case MessageReceived { Message.Kind: EventKinds.Key }:
+                        break; // a group's key hand-out: nothing to show
                     case MessageReceived { Message: var m } received when m.Conv == _open:
                         Write(MessageCommands.Format(m, received.Text, received.DecryptionError));
                         if (m.From != me)

@@ -48,7 +48,7 @@ internal static class MessageCommands
             var conv = CliRunner.Conversation(parse.GetValue(historyOf)!, config.User);
             await using var client = CliRunner.Client(parse, config);
             var page = await client.GetHistoryAsync(conv, parse.GetValue(before), Math.Clamp(parse.GetValue(limit), 1, Limits.MaxHistoryLimit), ct);
-            foreach (var message in page.Messages.Reverse())
+            foreach (var message in page.Messages.Reverse().Where(m => m.Kind != EventKinds.Key)) // key hand-outs are not shown
             {
                 Console.WriteLine(Format(message, await client.ReadableTextAsync(message, ct))); // decrypted here, by this device's keys
             }

@@ -161,9 +161,10 @@ internal sealed class EndToEnd(IE2eeStore store, Func<string, int?, Cancellation
     /// <summary>
     /// The <c>e2ee</c> payload of a group send: <c>{v:1, sk, devices, to}</c>, the sender key handed (pairwise) to the
     /// current devices that lack it. When a device that had it is gone (a member removed, a device unlinked), a new
-    /// sender key is made and handed to every current device, so the gone one cannot read what follows.
+    /// sender key is made and handed to every current device, so the gone one cannot read what follows. Hand-outs
+    /// beyond <see cref="MaxHandoutBytesPerSend"/> go first, in <c>key</c> payloads (<paramref name="keys"/>, sent before the message).
     /// </summary>
-    public async Task<JsonElement> SealGroupAsync(string conv, IReadOnlyList<DeviceAddress> devices, Content content, CancellationToken cancellationToken)
+    public async Task<JsonElement> SealGroupAsync(string conv, IReadOnlyList<DeviceAddress> devices, Content content, CancellationToken cancellationToken, List<JsonElement>? keys = null)
     {
         await _lock.WaitAsync(cancellationToken);
         try
@@ -177,23 +178,43 @@ internal sealed class EndToEnd(IE2eeStore store, Func<string, int?, Cancellation
 
             var need = devices.Where(d => !own.HandedTo.Contains(Address(d.User, d.Device))).ToList();
             await EnsureSessionsLockedAsync(need, cancellationToken);
+            var digest = DeviceSetDigest(devices);
             var handout = new Content { Skd = new SenderKeyDistribution(conv, own.State.KeyId, own.State.Iteration, B64(own.State.ChainKey), B64(own.State.SigningPublic)) }.Pad();
             var to = new JsonArray();
+            var size = 0;
             foreach (var device in need)
             {
-                to.Add(new JsonObject { ["user"] = device.User, ["device"] = device.Device, ["ct"] = await EncryptForLockedAsync(device, handout) });
+                var entry = new JsonObject { ["user"] = device.User, ["device"] = device.Device, ["ct"] = await EncryptForLockedAsync(device, handout) };
+                var entrySize = entry.ToJsonString().Length;
+                if (size + entrySize > MaxHandoutBytesPerSend && to.Count > 0)
+                {
+                    if (keys is null)
+                    {
+                        throw new InvalidOperationException("too many hand-outs for one send: pass a list for the key payloads");
+                    }
+
+                    keys.Add(JsonSerializer.SerializeToElement(new JsonObject { ["v"] = 1, ["devices"] = digest, ["to"] = to }));
+                    to = [];
+                    size = 0;
+                }
+
+                to.Add(entry);
+                size += entrySize;
                 own.HandedTo.Add(Address(device.User, device.Device));
             }
 
             var sk = own.State.Encrypt(conv, content.Pad());
             await SaveAsync("sk-own", conv, own, E2eeJsonContext.Default.OwnSenderKey);
-            return JsonSerializer.SerializeToElement(new JsonObject { ["v"] = 1, ["sk"] = B64(sk), ["devices"] = DeviceSetDigest(devices), ["to"] = to });
+            return JsonSerializer.SerializeToElement(new JsonObject { ["v"] = 1, ["sk"] = B64(sk), ["devices"] = digest, ["to"] = to });
         }
         finally
         {
             _lock.Release();
         }
     }
+
+    /// <summary>Hand-outs one send carries at most (JSON bytes), below the server's default <c>MaxE2eeBytes</c> (48 KiB).</summary>
+    public const int MaxHandoutBytesPerSend = 40 * 1024;
 
     /// <summary>The digest a Sender-Key send names its devices by (docs/protocol.md).</summary>
     public static string DeviceSetDigest(IEnumerable<DeviceAddress> devices)
@@ -298,6 +319,11 @@ internal sealed class EndToEnd(IE2eeStore store, Func<string, int?, Cancellation
             if (e2ee.TryGetProperty("sk", out var sk) && sk.GetString() is { } senderKeyText)
             {
                 return Content.Unpad(await DecryptGroupLockedAsync(message.Conv, message.From, message.Dev, FromB64(senderKeyText)));
+            }
+
+            if (message.Kind == EventKinds.Key)
+            {
+                return pairwise ?? new Content(); // hand-outs for other devices: nothing for this one
             }
 
             return pairwise ?? throw new DecryptionException("no ciphertext for this device");

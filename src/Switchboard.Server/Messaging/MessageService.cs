@@ -109,7 +109,8 @@ internal sealed partial class MessageService(
         }
 
         var pairwise = e2ee.TryGetProperty("to", out var to) && to.ValueKind == JsonValueKind.Array;
-        var senderKey = e2ee.TryGetProperty("sk", out var sk) && sk.ValueKind == JsonValueKind.String;
+        // A Sender-Key send (or a key hand-out ahead of one) names its devices by their digest.
+        var senderKey = (e2ee.TryGetProperty("sk", out var sk) && sk.ValueKind == JsonValueKind.String) || frame.Kind == EventKinds.Key;
         if (!pairwise && !senderKey)
         {
             return null;
@@ -176,10 +177,17 @@ internal sealed partial class MessageService(
     private string? CheckSend(ClientFrame frame) =>
         frame.Cid is not { Length: > 0 and <= Limits.MaxCidLength } ? $"cid must be a string of 1 to {Limits.MaxCidLength} characters"
         : string.IsNullOrEmpty(frame.Conv) ? "missing conv"
-        : frame.Kind is not (EventKinds.Text or EventKinds.Media) ? (frame.Kind is null ? "missing kind" : $"kind must be text or media, not '{frame.Kind}'")
+        : frame.Kind is not (EventKinds.Text or EventKinds.Media or EventKinds.Key) ? (frame.Kind is null ? "missing kind" : $"kind must be text or media, not '{frame.Kind}'")
+        : frame.Kind == EventKinds.Key && !IsKeyHandout(frame) ? "kind key is a group's e2ee payload with devices and to, and no sk or body"
         : CheckPayload(frame) is { } shape ? shape
         : frame.ReplyTo is < 1 ? "reply_to must be a seq (≥ 1)"
         : null;
+
+    /// <summary>A <c>key</c> event: sender keys handed out in a group, ahead of a message too large to carry them all.</summary>
+    private static bool IsKeyHandout(ClientFrame frame) =>
+        Names.IsGroup(frame.Conv!) && frame.Body is null && frame.E2ee is { ValueKind: JsonValueKind.Object } e2ee
+        && e2ee.TryGetProperty("to", out var to) && to.ValueKind == JsonValueKind.Array
+        && e2ee.TryGetProperty("devices", out var devices) && devices.ValueKind == JsonValueKind.String && !e2ee.TryGetProperty("sk", out _);
 
     private AppendCommand NewSend(ICommandOrigin origin, ClientFrame frame, RateGate? rate, long receivedAt, TaskCompletionSource? completion = null)
     {

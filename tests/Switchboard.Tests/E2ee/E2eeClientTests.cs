@@ -198,6 +198,38 @@ public sealed class E2eeClientTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    public async Task A_large_groups_first_message_hands_out_its_sender_key_in_key_events_ahead_of_it()
+    {
+        var alice = await DeviceAsync(await Server.RegisterAsync());
+        await using var _ = alice;
+        // Ninety members, each with one device whose keys are published (no socket needed for that); two of them read.
+        await using var first = await DeviceAsync(await Server.RegisterAsync());
+        await using var last = await DeviceAsync(await Server.RegisterAsync());
+        var members = new List<string> { first.User };
+        for (var i = 0; i < 88; i++)
+        {
+            var user = await Server.RegisterAsync();
+            var (_, token) = await Server.LinkAsync(user);
+            await using var publisher = new SwitchboardClient(Server.Address, token, new SwitchboardClientOptions { E2eeStore = new InMemoryE2eeStore() });
+            await publisher.PublishKeysAsync();
+            members.Add(user);
+        }
+
+        members.Add(last.User);
+        var group = await alice.Client.CreateGroupAsync("big", members);
+        var ack = await alice.Client.SendTextAsync(group.Conv, "to ninety-odd devices");
+        await first.WaitForAsync(r => r.Text == "to ninety-odd devices", "the group message");
+        await last.WaitForAsync(r => r.Text == "to ninety-odd devices", "the group message");
+
+        var page = await first.Client.GetHistoryAsync(group.Conv, limit: 100);
+        var keyEvents = page.Messages.Where(m => m.Kind == EventKinds.Key).ToList();
+        Assert.NotEmpty(keyEvents); // the hand-outs did not fit in the message
+        Assert.All(keyEvents, k => Assert.True(k.Seq < ack.Seq));
+        Assert.DoesNotContain(first.Received, r => r.DecryptionError is not null);
+        Assert.DoesNotContain(last.Received, r => r.DecryptionError is not null);
+    }
+
+    [Fact]
     public async Task A_device_linked_mid_conversation_reads_what_follows_after_devices_changed()
     {
         var alice = await DeviceAsync(await Server.RegisterAsync());
