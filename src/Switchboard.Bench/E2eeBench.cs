@@ -136,12 +136,18 @@ internal sealed class E2eeBench(E2eeBenchOptions options)
         var owner = new Device("owner", 1, directory);
         var addresses = members.Select(m => m.Address).ToList();
         JsonElement handout = default;
-        var handoutTicks = await TimeAsync(new LongHistogram(TimeStamp.Minutes(10), 3), async () => handout = await owner.E2e.SealGroupAsync("grp:1", addresses, content, CancellationToken.None));
+        var keyEvents = new List<JsonElement>();
+        var handoutTicks = await TimeAsync(new LongHistogram(TimeStamp.Minutes(10), 3), async () => handout = await owner.E2e.SealGroupAsync("grp:1", addresses, content, CancellationToken.None, keyEvents));
         report["group_members"] = options.Members;
         report["group_first_send_ms"] = Math.Round(Stopwatch.GetElapsedTime(0, handoutTicks).TotalMilliseconds, 1);
-        report["group_first_send_e2ee_bytes"] = Encoding.UTF8.GetByteCount(handout.GetRawText());
+        report["group_first_send_key_events"] = keyEvents.Count;
+        report["group_first_send_e2ee_bytes"] = Encoding.UTF8.GetByteCount(handout.GetRawText()) + keyEvents.Sum(k => Encoding.UTF8.GetByteCount(k.GetRawText()));
         var reader0 = members[0];
-        await reader0.E2e.OpenAsync(Frame("grp:1", owner, handout, reader0), reader0.Address.User, reader0.Address.Device);
+        foreach (var keyEvent in keyEvents.Append(handout))
+        {
+            var frame = Frame("grp:1", owner, keyEvent, reader0) with { Kind = keyEvent.TryGetProperty("sk", out _) ? "text" : "key" };
+            await reader0.E2e.OpenAsync(frame, reader0.Address.User, reader0.Address.Device);
+        }
 
         var groupEncrypt = new LongHistogram(TimeStamp.Minutes(10), 3);
         var groupDecrypt = new LongHistogram(TimeStamp.Minutes(10), 3);
@@ -149,7 +155,7 @@ internal sealed class E2eeBench(E2eeBenchOptions options)
         for (var i = 0; i < options.Messages; i++)
         {
             JsonElement sealedPayload = default;
-            await TimeAsync(groupEncrypt, async () => sealedPayload = await owner.E2e.SealGroupAsync("grp:1", addresses, content, CancellationToken.None));
+            await TimeAsync(groupEncrypt, async () => sealedPayload = await owner.E2e.SealGroupAsync("grp:1", addresses, content, CancellationToken.None, []));
             await TimeAsync(groupDecrypt, () => reader0.E2e.OpenAsync(Frame("grp:1", owner, sealedPayload, reader0), reader0.Address.User, reader0.Address.Device));
             groupBytes += Encoding.UTF8.GetByteCount(sealedPayload.GetRawText());
         }
