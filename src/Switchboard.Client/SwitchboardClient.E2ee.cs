@@ -43,9 +43,17 @@ public sealed partial class SwitchboardClient
         {
             await SendAsync(HttpMethod.Put, "/v1/devices/current/keys", upload, SwitchboardJsonContext.Default.KeyUpload, SwitchboardJsonContext.Default.KeyCount, cancellationToken);
         }
-        else if ((await GetAsync("/v1/devices/current/keys", SwitchboardJsonContext.Default.KeyCount, cancellationToken)).OneTimePrekeys < EndToEnd.OneTimePrekeysPerUpload / 4)
+        else
         {
-            await TopUpKeysAsync(cancellationToken); // used up while this device was away
+            if ((await GetAsync("/v1/devices/current/keys", SwitchboardJsonContext.Default.KeyCount, cancellationToken)).OneTimePrekeys < EndToEnd.OneTimePrekeysPerUpload / 4)
+            {
+                await TopUpKeysAsync(cancellationToken); // used up while this device was away
+            }
+
+            if (await e2e.RotateSignedPrekeyAsync(_options.Clock.GetUtcNow()) is { } rotated)
+            {
+                await SendAsync(HttpMethod.Put, "/v1/devices/current/keys", rotated, SwitchboardJsonContext.Default.KeyUpload, SwitchboardJsonContext.Default.KeyCount, cancellationToken);
+            }
         }
     }
 

@@ -29,6 +29,9 @@ public sealed record SwitchboardClientOptions
     /// </summary>
     public Protocol.DeviceAddress? Self { get; init; }
 
+    /// <summary>The clock (signed prekeys are replaced once they are a week old); for tests.</summary>
+    public TimeProvider Clock { get; init; } = TimeProvider.System;
+
     /// <summary>First reconnect delay bound; each attempt doubles it up to <see cref="ReconnectMaxDelay"/>.</summary>
     public TimeSpan ReconnectBaseDelay { get; init; } = TimeSpan.FromMilliseconds(250);
 

@@ -78,6 +78,42 @@ internal sealed class EndToEnd(IE2eeStore store, Func<string, int?, Cancellation
         }
     }
 
+    /// <summary>How long a signed prekey is used before a new one replaces it (Signal rotates weekly to monthly).</summary>
+    public static readonly TimeSpan SignedPrekeyLifetime = TimeSpan.FromDays(7);
+
+    /// <summary>
+    /// A new signed prekey to publish when the current one is older than <see cref="SignedPrekeyLifetime"/> (as of
+    /// <paramref name="now"/>), else null. Old ones are kept: first messages made with them may still come.
+    /// </summary>
+    public async Task<KeyUpload?> RotateSignedPrekeyAsync(DateTimeOffset now)
+    {
+        await _lock.WaitAsync();
+        try
+        {
+            if (await IdentityAsync() is not { } identity)
+            {
+                return null;
+            }
+
+            var ids = (await store.KeysAsync("spk")).Select(k => int.Parse(k, System.Globalization.CultureInfo.InvariantCulture)).ToList();
+            var newest = ids.Count == 0 ? 0 : ids.Max();
+            if (newest > 0 && await LoadAsync("spk", newest.ToString(System.Globalization.CultureInfo.InvariantCulture), E2eeJsonContext.Default.SignedPrekeyPair) is { } current
+                && now.ToUnixTimeMilliseconds() - current.CreatedAt < SignedPrekeyLifetime.TotalMilliseconds)
+            {
+                return null;
+            }
+
+            var (priv, pub) = Primitives.NewX25519();
+            var signed = new SignedPrekeyPair(newest + 1, priv, pub, Primitives.Sign(identity.SigningPrivate, pub), now.ToUnixTimeMilliseconds());
+            await SaveAsync("spk", signed.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), signed, E2eeJsonContext.Default.SignedPrekeyPair);
+            return new KeyUpload(null, new SignedPrekey(signed.Id, B64(signed.Public), B64(signed.Signature)), null);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
     /// <summary>More one-time prekeys to publish (after <c>keys_low</c>).</summary>
     public async Task<KeyUpload> MoreOneTimeKeysAsync(int count)
     {

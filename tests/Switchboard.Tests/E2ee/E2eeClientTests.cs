@@ -229,6 +229,44 @@ public sealed class E2eeClientTests(ServerFixture fixture) : IClassFixture<Serve
         Assert.DoesNotContain(last.Received, r => r.DecryptionError is not null);
     }
 
+    private sealed class Shifted(TimeSpan by) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => base.GetUtcNow() + by;
+    }
+
+    [Fact]
+    public async Task A_week_old_signed_prekey_is_replaced_and_first_messages_made_with_the_old_one_still_open()
+    {
+        var bobUser = await Server.RegisterAsync();
+        var (bobNumber, bobToken) = await Server.LinkAsync(bobUser);
+        var bobStore = new InMemoryE2eeStore();
+        await using (var publisher = new SwitchboardClient(Server.Address, bobToken, new SwitchboardClientOptions { E2eeStore = bobStore }))
+        {
+            await publisher.PublishKeysAsync();
+        }
+
+        // Carol starts her session from the current bundle (signed prekey 1) before bob rotates.
+        var carol = await DeviceAsync(await Server.RegisterAsync());
+        await using var _ = carol;
+        var withCarol = Conv.Direct(carol.User, bobUser);
+        await carol.Client.SendTextAsync(withCarol, "made with signed prekey 1");
+
+        // Eight days on, bob's device connects: a new signed prekey is published; the old one is kept.
+        var bobClient = new SwitchboardClient(Server.Address, bobToken, new SwitchboardClientOptions { E2eeStore = bobStore, Clock = new Shifted(TimeSpan.FromDays(8)) });
+        await using var bob = new Device(bobClient, bobUser, bobNumber);
+        await bobClient.ConnectAsync();
+        var stranger = await Server.NewClientAsync();
+        var bundle = (await Server.GetAsync($"/v1/users/{bobUser}/keys", stranger.Token)).Body[0];
+        Assert.Equal(2, bundle.GetProperty("signed_prekey").GetProperty("id").GetInt32());
+        await bob.WaitForAsync(r => r.Text == "made with signed prekey 1", "the message made with the old signed prekey");
+
+        // A session started now uses the new one.
+        var dave = await DeviceAsync(await Server.RegisterAsync());
+        await using var __ = dave;
+        await dave.Client.SendTextAsync(Conv.Direct(dave.User, bobUser), "made with signed prekey 2");
+        await bob.WaitForAsync(r => r.Text == "made with signed prekey 2", "the message made with the new signed prekey");
+    }
+
     [Fact]
     public async Task A_device_linked_mid_conversation_reads_what_follows_after_devices_changed()
     {
