@@ -12,7 +12,7 @@ namespace Switchboard.Server.Gateway;
 /// 101 with the accept key (or an HTTP error and a close), and runs a <see cref="GatewayConnection"/> over .NET's
 /// WebSocket framing on the socket's stream.
 /// </summary>
-internal sealed partial class GatewayUpgrade(GatewayServices services, IHostApplicationLifetime lifetime, IOptions<GatewayOptions> options, ILogger<GatewayUpgrade> logger)
+internal sealed partial class GatewayUpgrade(GatewayServices services, IHostApplicationLifetime lifetime, IOptions<GatewayOptions> options, Web.OriginPolicy origins, ILogger<GatewayUpgrade> logger)
 {
     /// <summary>Largest request head the gateway reads; a browser's upgrade request is well under 2 KiB.</summary>
     public const int MaxHeadBytes = 8 * 1024;
@@ -151,6 +151,9 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
             var (status, key) = Parse(head);
             switch (status)
             {
+                case 101 when !origins.Allows(HeaderValue(head, "Origin"), HeaderValue(head, "Host")):
+                    await RespondAsync(socket, 403, "Forbidden", Protocol.ErrorCodes.Forbidden, Web.OriginPolicy.RefusedMessage);
+                    return null;
                 case 101 when !admission.Upgrade():
                     await RespondAsync(socket, 503, "Service Unavailable", Protocol.ErrorCodes.Unavailable, "too many WebSockets open (Kestrel:Limits:MaxConcurrentUpgradedConnections); try again later");
                     return null;
@@ -247,6 +250,21 @@ internal sealed partial class GatewayUpgrade(GatewayServices services, IHostAppl
         }
 
         return version == "13" ? (101, key) : (426, null);
+    }
+
+    /// <summary>A header's value in a head <see cref="Parse"/> accepted (the first, if given twice), or null.</summary>
+    internal static string? HeaderValue(string head, string name)
+    {
+        foreach (var line in head.Split("\r\n").AsSpan(1))
+        {
+            var colon = line.IndexOf(':', StringComparison.Ordinal);
+            if (colon > 0 && line.AsSpan(0, colon).Equals(name, StringComparison.OrdinalIgnoreCase))
+            {
+                return line[(colon + 1)..].Trim(HeaderSpace);
+            }
+        }
+
+        return null;
     }
 
     /// <summary>Whether the bytes from <paramref name="from"/> on hold an LF not after a CR, or a NUL.</summary>

@@ -25,6 +25,8 @@ internal static class SettingsCheck
         ("Switchboard:Fanout", typeof(FanoutOptions)),
         ("Switchboard:Abuse", typeof(AbuseOptions)),
         ("Switchboard:Cluster", typeof(Cluster.ClusterOptions)),
+        ("Switchboard:Web", typeof(Web.WebOptions)),
+        ("Switchboard:Push", typeof(Push.PushOptions)),
     ];
 
     /// <summary>Every key that can be set, as configuration paths; lists end in <c>:*</c>.</summary>

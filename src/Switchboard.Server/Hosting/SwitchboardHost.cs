@@ -16,6 +16,8 @@ using Switchboard.Server.Routing;
 using Switchboard.Server.Storage;
 using Switchboard.Server.Storage.Postgres;
 
+using Switchboard.Server.Web;
+
 namespace Switchboard.Server.Hosting;
 
 /// <summary>
@@ -77,6 +79,8 @@ public static class SwitchboardHost
         Bind<AbuseOptions>(services, config.GetSection("Switchboard:Abuse"), o => o.Validate());
         Bind<Push.PushOptions>(services, config.GetSection("Switchboard:Push"), o => o.Validate());
         var cluster = Bind<ClusterOptions>(services, config.GetSection("Switchboard:Cluster"), o => o.Validate());
+        Bind<Web.WebOptions>(services, config.GetSection("Switchboard:Web"), o => o.Validate());
+        services.AddSingleton<Web.OriginPolicy>();
         // Kestrel's own settings from configuration (Kestrel:Limits:MaxConcurrentConnections and the rest), as its
         // documentation describes them; the gateway applies the connection limits to its own sockets too.
         services.Configure<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>(config.GetSection("Kestrel"));
@@ -193,6 +197,8 @@ public static class SwitchboardHost
             app.Logger.LogWarning("Switchboard:Abuse:Enabled is false: sign-ups, logins and device links are not limited per address or account. Only for load tests.");
         }
 
+        app.UseOriginCheck();
+        app.MapWebClient();
         app.UseWebSockets();
         app.MapGet("/healthz", () => Results.Text("ok"));
         app.MapGet("/readyz", async (IMessageStore store, Sequencer sequencer, CancellationToken cancellationToken) =>

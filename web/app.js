@@ -1,0 +1,517 @@
+// The browser client: sign-in, the conversation list, a chat with ticks, typing, presence, history, replies,
+// edits, deletes and groups. Everything a user wrote is put on the page with textContent, never as HTML.
+
+import { api, ApiError, Connection } from './net.js';
+import { loadSession, saveSession, clearSession } from './db.js';
+
+const $ = (id) => document.getElementById(id);
+const el = (tag, className, text) => {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+};
+
+let session = null; // { user, device, token }
+let connection = null;
+const conversations = new Map(); // conv → { conv, kind, name, lastSeq, unread, last }
+let open = null; // { conv, oldest, othersDelivered, othersRead, messages: Map(seq → frame), typing }
+let replyTo = null;
+let editing = null;
+
+const directConv = (a, b) => (a < b ? `dm:${a}:${b}` : `dm:${b}:${a}`);
+const peerOf = (conv) => conv.startsWith('dm:') ? conv.slice(3).split(':').find((u) => u !== session.user) ?? session.user : null;
+const time = (ts) => new Date(ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+
+// ── sign-in ──────────────────────────────────────────────────────────────────────────────────────────────────
+
+async function signIn(register) {
+  const user = $('username').value.trim().toLowerCase();
+  const password = $('password').value;
+  $('signin-error').textContent = '';
+  try {
+    if (register) await api('POST', '/v1/accounts', { body: { user, password } });
+    const linked = await api('POST', '/v1/devices', { body: { user, password, name: `browser (${navigator.platform || 'web'})` } });
+    session = { user: linked.user, device: linked.device, token: linked.token };
+    await saveSession(session);
+    $('password').value = '';
+    await start();
+  } catch (error) {
+    $('signin-error').textContent = error instanceof ApiError ? error.message : String(error);
+  }
+}
+
+async function logOut() {
+  try {
+    await api('DELETE', `/v1/devices/${session.device}`, { token: session.token });
+  } catch {
+    // unlinked already, or the server is away: forget this browser's sign-in anyway
+  }
+  connection?.stop();
+  await clearSession();
+  location.reload();
+}
+
+// ── the app ──────────────────────────────────────────────────────────────────────────────────────────────────
+
+async function start() {
+  $('signin').hidden = true;
+  $('app').hidden = false;
+  $('me').textContent = session.user;
+  connection = new Connection(session.token);
+  connection.addEventListener('state', (e) => showState(e.detail));
+  connection.addEventListener('stopped', () => showState('stopped'));
+  connection.addEventListener('welcome', () => { if (open) watchPeer(); });
+  connection.addEventListener('msg', (e) => onMessage(e.detail));
+  connection.addEventListener('receipt', (e) => onReceipt(e.detail));
+  connection.addEventListener('typing', (e) => onTyping(e.detail));
+  connection.addEventListener('presence', (e) => onPresence(e.detail));
+  connection.start();
+  await loadConversations();
+}
+
+function showState(state) {
+  const text = { connecting: 'Connecting…', live: 'Online', reconnecting: 'Reconnecting…', stopped: 'Signed out elsewhere' }[state] ?? state;
+  $('connection').textContent = text;
+  $('connection').classList.toggle('offline', state !== 'live');
+}
+
+async function loadConversations() {
+  try {
+    const list = await api('GET', '/v1/conversations', { token: session.token });
+    for (const c of list) {
+      conversations.set(c.conv, { conv: c.conv, kind: c.kind, name: c.name ?? c.conv, lastSeq: c.last_seq, unread: c.unread, last: '' });
+    }
+    renderConversations();
+    await Promise.all(list.map(async (c) => {
+      const page = await api('GET', `/v1/conversations/${encodeURIComponent(c.conv)}/messages?limit=1`, { token: session.token });
+      const last = page.messages[0];
+      if (last) conversations.get(c.conv).last = preview(last);
+    }));
+    renderConversations();
+  } catch (error) {
+    $('side-error').textContent = error.message;
+  }
+}
+
+function preview(m) {
+  if (m.kind === 'system') return systemText(m);
+  if (m.kind === 'delete') return 'Message deleted';
+  const text = m.body ?? (m.e2ee ? '🔒 Encrypted message' : '');
+  return `${m.from === session.user ? 'You' : m.from}: ${text}`;
+}
+
+function renderConversations() {
+  const list = $('conversations');
+  list.replaceChildren();
+  const sorted = [...conversations.values()].sort((a, b) => (b.touched ?? 0) - (a.touched ?? 0) || b.lastSeq - a.lastSeq);
+  for (const c of sorted) {
+    const item = el('li');
+    item.setAttribute('aria-current', String(open?.conv === c.conv));
+    item.tabIndex = 0;
+    item.append(el('span', 'name', c.name));
+    const unread = el('span', 'unread', String(c.unread));
+    unread.hidden = !c.unread;
+    item.append(unread, el('span', 'last', c.last));
+    item.setAttribute('aria-label', `${c.name}${c.unread ? `, ${c.unread} unread` : ''}${c.last ? `, ${c.last}` : ''}`);
+    item.addEventListener('click', () => openConversation(c.conv));
+    item.addEventListener('keydown', (e) => { if (e.key === 'Enter') openConversation(c.conv); });
+    list.append(item);
+  }
+}
+
+function touch(conv, patch) {
+  const c = conversations.get(conv) ?? { conv, kind: conv.startsWith('grp:') ? 'group' : 'direct', name: peerOf(conv) ?? conv, lastSeq: 0, unread: 0, last: '' };
+  Object.assign(c, patch, { touched: Date.now() });
+  conversations.set(conv, c);
+  renderConversations();
+}
+
+// ── a conversation ───────────────────────────────────────────────────────────────────────────────────────────
+
+async function openConversation(conv) {
+  $('chat-error').textContent = '';
+  const c = conversations.get(conv) ?? { name: peerOf(conv) ?? conv };
+  open = { conv, oldest: Infinity, othersDelivered: 0, othersRead: 0, messages: new Map(), typingUntil: 0 };
+  replyTo = null;
+  editing = null;
+  $('replying').hidden = true;
+  $('chat').hidden = false;
+  $('app').classList.add('chatting');
+  $('chat-title').textContent = c.name;
+  $('chat-status').textContent = '';
+  $('messages').replaceChildren();
+  $('members').hidden = !conv.startsWith('grp:');
+  $('members-form').hidden = true;
+  try {
+    const page = await api('GET', `/v1/conversations/${encodeURIComponent(conv)}/messages?limit=30`, { token: session.token });
+    if (open?.conv !== conv) return;
+    const newest = page.messages[0];
+    if (newest) {
+      const receipts = await api('GET', `/v1/conversations/${encodeURIComponent(conv)}/receipts?seq=${newest.seq}`, { token: session.token });
+      const others = receipts.filter((r) => r.user !== session.user);
+      if (others.length) {
+        open.othersDelivered = Math.min(...others.map((r) => r.delivered));
+        open.othersRead = Math.min(...others.map((r) => r.read));
+      }
+    }
+    for (const m of [...page.messages].reverse()) show(m, false);
+    $('older').hidden = !page.more;
+    scrollDown();
+    markRead();
+  } catch (error) {
+    $('chat-error').textContent = error.message;
+  }
+  touch(conv, { unread: 0 });
+  watchPeer();
+  $('message').focus();
+}
+
+function watchPeer() {
+  const peer = open && peerOf(open.conv);
+  if (peer) connection.raw({ t: 'watch', users: [peer] });
+}
+
+async function older() {
+  if (!open || open.oldest === Infinity) return;
+  const conv = open.conv;
+  const page = await api('GET', `/v1/conversations/${encodeURIComponent(conv)}/messages?limit=30&before=${open.oldest}`, { token: session.token });
+  if (open?.conv !== conv) return;
+  const list = $('messages');
+  const before = list.scrollHeight - list.scrollTop;
+  for (const m of page.messages) show(m, true);
+  $('older').hidden = !page.more;
+  list.scrollTop = list.scrollHeight - before;
+}
+
+function systemText(m) {
+  const s = m.system ?? {};
+  const users = (s.users ?? []).join(', ');
+  switch (s.op) {
+    case 'created': return `${m.from} created the group "${s.name}"`;
+    case 'added': return `${m.from} added ${users}`;
+    case 'removed': return `${m.from} removed ${users}`;
+    case 'left': return `${m.from} left`;
+    case 'renamed': return `${m.from} renamed the group to "${s.name}"`;
+    case 'role': return `${m.from} made ${users} ${s.role}`;
+    case 'identity_changed': return `${m.from}'s security keys changed`;
+    default: return s.op ?? 'system';
+  }
+}
+
+/** Puts one event on the page (edits and deletes change their target); at the top when older. */
+function show(m, atTop) {
+  open.oldest = Math.min(open.oldest, m.seq);
+  if (m.kind === 'edit' || m.kind === 'delete') {
+    const target = open.messages.get(m.target);
+    if (target) {
+      if (m.kind === 'edit') target.body = m.body ?? target.body;
+      target.deleted = m.kind === 'delete';
+      target.edited = m.kind === 'edit';
+      render(target);
+    }
+    return;
+  }
+  if (m.kind === 'key') return; // sender keys handed out in a group: nothing to show
+  open.messages.set(m.seq, m);
+  const item = el('li');
+  item.dataset.seq = String(m.seq);
+  m.node = item;
+  render(m);
+  if (atTop) $('messages').prepend(item); else $('messages').append(item);
+}
+
+function tickState(m) {
+  if (m.pending) return 'sending';
+  if (m.seq <= open.othersRead) return 'read';
+  if (m.seq <= open.othersDelivered) return 'delivered';
+  return 'sent';
+}
+
+function render(m) {
+  const item = m.node;
+  item.replaceChildren();
+  const mine = m.from === session.user;
+  item.className = m.kind === 'system' ? 'system' : mine ? 'mine' : '';
+  if (m.kind === 'system') {
+    item.textContent = systemText(m);
+    item.setAttribute('aria-label', systemText(m));
+    return;
+  }
+  if (open.conv.startsWith('grp:') && !mine) item.append(el('span', 'from', m.from));
+  if (m.reply_to && open.messages.get(m.reply_to)) {
+    const quoted = open.messages.get(m.reply_to);
+    item.append(el('span', 'quote', `${quoted.from}: ${quoted.deleted ? 'deleted' : quoted.body ?? ''}`));
+  }
+  const text = m.deleted ? 'This message was deleted' : m.body ?? (m.e2ee ? '🔒 Encrypted message (not readable in this browser yet)' : '');
+  item.append(el('span', 'text', text));
+  const meta = el('span', 'meta', `${m.edited ? 'edited ' : ''}${time(m.ts)}`);
+  let state = '';
+  if (mine && !m.deleted) {
+    state = tickState(m);
+    const tick = el('span', `tick ${state}`, { sending: ' 🕓', sent: ' ✓', delivered: ' ✓✓', read: ' ✓✓' }[state]);
+    tick.setAttribute('aria-hidden', 'true');
+    meta.append(tick);
+  }
+  item.append(meta);
+  if (!m.deleted && !m.pending) {
+    const tools = el('span', 'tools');
+    const reply = el('button', '', 'Reply');
+    reply.type = 'button';
+    reply.addEventListener('click', () => startReply(m));
+    tools.append(reply);
+    if (mine) {
+      const edit = el('button', '', 'Edit');
+      edit.type = 'button';
+      edit.addEventListener('click', () => startEdit(m));
+      const remove = el('button', '', 'Delete');
+      remove.type = 'button';
+      remove.addEventListener('click', () => deleteMessage(m));
+      tools.append(edit, remove);
+    }
+    item.append(tools);
+  }
+  item.setAttribute('aria-label', `${mine ? 'You' : m.from}: ${text}, ${time(m.ts)}${state ? `, ${state}` : ''}`);
+}
+
+function rerenderTicks() {
+  for (const m of open?.messages.values() ?? []) if (m.from === session.user && m.node) render(m);
+}
+
+function scrollDown() {
+  const list = $('messages');
+  list.scrollTop = list.scrollHeight;
+}
+
+function markRead() {
+  if (!open || document.visibilityState !== 'visible') return;
+  const newest = [...open.messages.values()].filter((m) => m.from !== session.user).reduce((max, m) => Math.max(max, m.seq), 0);
+  if (newest > (open.readSent ?? 0)) {
+    open.readSent = newest;
+    connection.raw({ t: 'read', conv: open.conv, seq: newest });
+  }
+}
+
+// ── what arrives ─────────────────────────────────────────────────────────────────────────────────────────────
+
+function onMessage(m) {
+  const isOpen = open?.conv === m.conv;
+  if (isOpen && !open.messages.has(m.seq)) {
+    show(m, false);
+    scrollDown();
+    markRead();
+    if (m.from !== session.user) {
+      open.typingUntil = 0;
+      showStatus();
+    }
+  }
+  if (m.kind === 'key') return;
+  const c = conversations.get(m.conv);
+  touch(m.conv, {
+    lastSeq: Math.max(c?.lastSeq ?? 0, m.seq),
+    last: m.kind === 'edit' ? c?.last ?? '' : preview(m),
+    unread: isOpen ? 0 : (c?.unread ?? 0) + (m.from !== session.user && (m.kind === 'text' || m.kind === 'media') ? 1 : 0),
+    name: c?.name ?? (m.kind === 'system' && m.system?.op === 'created' ? m.system.name : peerOf(m.conv) ?? m.conv),
+  });
+}
+
+function onReceipt(r) {
+  if (open?.conv !== r.conv || r.user === session.user) return;
+  // A group's aggregate (user "*") moves when every member got there; a direct chat's, when the other did.
+  if (r.kind === 'delivered') open.othersDelivered = Math.max(open.othersDelivered, r.seq);
+  if (r.kind === 'read') {
+    open.othersRead = Math.max(open.othersRead, r.seq);
+    open.othersDelivered = Math.max(open.othersDelivered, r.seq);
+  }
+  rerenderTicks();
+}
+
+function onTyping(t) {
+  if (open?.conv !== t.conv || t.user === session.user) return;
+  open.typingUntil = t.on ? Date.now() + 5000 : 0;
+  open.typist = t.user;
+  showStatus();
+  if (t.on) setTimeout(showStatus, 5100);
+}
+
+function onPresence(p) {
+  if (!open || peerOf(open.conv) !== p.user) return;
+  open.presence = p.online ? 'online' : p.last_seen ? `last seen ${new Date(p.last_seen).toLocaleString()}` : 'offline';
+  showStatus();
+}
+
+function showStatus() {
+  if (!open) return;
+  const typing = open.typingUntil > Date.now();
+  $('chat-status').textContent = typing ? (open.conv.startsWith('grp:') ? `${open.typist} is typing…` : 'typing…') : open.presence ?? '';
+}
+
+// ── what is sent ─────────────────────────────────────────────────────────────────────────────────────────────
+
+async function send(event) {
+  event.preventDefault();
+  const text = $('message').value.trim();
+  if (!open || !text) return;
+  $('message').value = '';
+  stopTyping();
+  const conv = open.conv;
+  try {
+    if (editing) {
+      const target = editing;
+      editing = null;
+      await connection.write({ t: 'edit', conv, target: target.seq, body: text });
+      return;
+    }
+    const frame = { t: 'send', conv, kind: 'text', body: text, cid: crypto.randomUUID() };
+    if (replyTo) frame.reply_to = replyTo.seq;
+    replyTo = null;
+    $('replying').hidden = true;
+    const local = { conv, seq: Number.MAX_SAFE_INTEGER - open.messages.size, from: session.user, kind: 'text', body: text, ts: Date.now(), pending: true, reply_to: frame.reply_to };
+    show(local, false);
+    scrollDown();
+    const ack = await connection.write(frame);
+    if (open?.conv === conv) {
+      open.messages.delete(local.seq);
+      Object.assign(local, { seq: ack.seq, id: ack.id, ts: ack.ts, pending: false });
+      local.node.dataset.seq = String(ack.seq);
+      open.messages.set(ack.seq, local);
+      render(local);
+    }
+    touch(conv, { lastSeq: ack.seq, last: `You: ${text}` });
+  } catch (error) {
+    $('chat-error').textContent = `Not sent: ${error.message}`;
+  }
+}
+
+function startReply(m) {
+  replyTo = m;
+  editing = null;
+  $('replying').hidden = false;
+  $('replying-text').textContent = `Replying to ${m.from}: ${m.body ?? ''}`;
+  $('message').focus();
+}
+
+function startEdit(m) {
+  editing = m;
+  replyTo = null;
+  $('replying').hidden = false;
+  $('replying-text').textContent = 'Editing your message';
+  $('message').value = m.body ?? '';
+  $('message').focus();
+}
+
+async function deleteMessage(m) {
+  try {
+    await connection.write({ t: 'delete', conv: open.conv, target: m.seq });
+  } catch (error) {
+    $('chat-error').textContent = error.message;
+  }
+}
+
+let typingSent = 0;
+let typingTimer = null;
+
+function onInput() {
+  if (!open) return;
+  if (Date.now() - typingSent > 3000) {
+    typingSent = Date.now();
+    connection.raw({ t: 'typing', conv: open.conv, on: true });
+  }
+  clearTimeout(typingTimer);
+  typingTimer = setTimeout(stopTyping, 4000);
+}
+
+function stopTyping() {
+  clearTimeout(typingTimer);
+  if (typingSent && open) connection.raw({ t: 'typing', conv: open.conv, on: false });
+  typingSent = 0;
+}
+
+async function startChat(event) {
+  event.preventDefault();
+  const peer = $('chat-with').value.trim().toLowerCase();
+  if (!peer) return;
+  $('side-error').textContent = '';
+  try {
+    await api('GET', `/v1/presence/${encodeURIComponent(peer)}`, { token: session.token }).catch((error) => {
+      if (error.code === 'not_found') throw error; // unknown user; "forbidden" only says there is no chat yet
+    });
+    const conv = directConv(session.user, peer);
+    touch(conv, { name: peer });
+    $('new-chat-form').hidden = true;
+    $('chat-with').value = '';
+    await openConversation(conv);
+  } catch (error) {
+    $('side-error').textContent = error.code === 'not_found' ? `No user called ${peer}` : error.message;
+  }
+}
+
+async function createGroup(event) {
+  event.preventDefault();
+  const name = $('group-name').value.trim();
+  const members = $('group-members').value.split(/[\s,]+/).map((u) => u.trim().toLowerCase()).filter(Boolean);
+  $('side-error').textContent = '';
+  try {
+    const group = await api('POST', '/v1/groups', { token: session.token, body: { name, members } });
+    touch(group.conv, { name: group.name, kind: 'group' });
+    $('new-group-form').hidden = true;
+    $('group-name').value = '';
+    $('group-members').value = '';
+    await openConversation(group.conv);
+  } catch (error) {
+    $('side-error').textContent = error.message;
+  }
+}
+
+async function showMembers() {
+  const form = $('members-form');
+  form.hidden = !form.hidden;
+  if (form.hidden) return;
+  try {
+    const group = await api('GET', `/v1/groups/${encodeURIComponent(open.conv)}`, { token: session.token });
+    $('member-list').textContent = group.members.map((m) => (m.role === 'admin' ? `${m.user} (admin)` : m.user)).join(', ');
+  } catch (error) {
+    $('chat-error').textContent = error.message;
+  }
+}
+
+async function changeMember(add) {
+  const user = $('member-name').value.trim().toLowerCase();
+  if (!user || !open) return;
+  try {
+    if (add) await api('POST', `/v1/groups/${encodeURIComponent(open.conv)}/members`, { token: session.token, body: { users: [user] } });
+    else await api('DELETE', `/v1/groups/${encodeURIComponent(open.conv)}/members/${encodeURIComponent(user)}`, { token: session.token });
+    $('member-name').value = '';
+    $('members-form').hidden = true;
+    await showMembers();
+  } catch (error) {
+    $('chat-error').textContent = error.message;
+  }
+}
+
+// ── wiring ───────────────────────────────────────────────────────────────────────────────────────────────────
+
+$('signin-form').addEventListener('submit', (e) => { e.preventDefault(); signIn(false); });
+$('register').addEventListener('click', () => signIn(true));
+$('logout').addEventListener('click', logOut);
+$('new-chat').addEventListener('click', () => { $('new-chat-form').hidden = !$('new-chat-form').hidden; $('new-group-form').hidden = true; $('chat-with').focus(); });
+$('new-group').addEventListener('click', () => { $('new-group-form').hidden = !$('new-group-form').hidden; $('new-chat-form').hidden = true; $('group-name').focus(); });
+$('new-chat-form').addEventListener('submit', startChat);
+$('new-group-form').addEventListener('submit', createGroup);
+$('composer').addEventListener('submit', send);
+$('message').addEventListener('input', onInput);
+$('message').addEventListener('keydown', (e) => { if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); $('composer').requestSubmit(); } });
+$('cancel-reply').addEventListener('click', () => { replyTo = null; editing = null; $('replying').hidden = true; });
+$('older').addEventListener('click', older);
+$('back').addEventListener('click', () => { $('app').classList.remove('chatting'); open = null; renderConversations(); });
+$('members').addEventListener('click', showMembers);
+$('add-member').addEventListener('click', () => changeMember(true));
+$('remove-member').addEventListener('click', () => changeMember(false));
+document.addEventListener('visibilitychange', markRead);
+
+session = await loadSession();
+if (session) {
+  await start();
+} else {
+  $('signin').hidden = false;
+}
