@@ -2,7 +2,8 @@
 # Runs every test and ends with one line: "N passed, N failed, N skipped".
 # The embedded tests need nothing but the .NET SDK. The cluster tests run on real PostgreSQL (two shards), Redis and
 # NATS: scripts/services.sh installs them when missing (Debian packages) and starts them on free loopback ports for
-# this run; they are stopped, by PID, when it ends.
+# this run; they are stopped, by PID, when it ends. The browser tests drive Debian's headless Chromium through npm
+# playwright-core: scripts/browser.sh installs both when missing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 results=$(mktemp -d /tmp/switchboard-tests.XXXXXX)
@@ -14,6 +15,11 @@ cleanup() {
 trap cleanup EXIT
 if ! bash scripts/services.sh up "$services"; then
   echo "could not start the services the cluster tests need" >&2
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+if ! bash scripts/browser.sh install; then
+  echo "could not install what the browser tests need (chromium, playwright-core)" >&2
   echo "0 passed, 1 failed"
   exit 1
 fi

@@ -304,6 +304,7 @@ function onMessage(m) {
       open.typingUntil = 0;
       showStatus();
     }
+    if (!open.presence) watchPeer(); // a new chat: presence may be watched once the two share a conversation
   }
   if (m.kind === 'key') return;
   const c = conversations.get(m.conv);
@@ -378,6 +379,7 @@ async function send(event) {
       render(local);
     }
     touch(conv, { lastSeq: ack.seq, last: `You: ${text}` });
+    if (open?.conv === conv && !open.presence) watchPeer();
   } catch (error) {
     $('chat-error').textContent = `Not sent: ${error.message}`;
   }

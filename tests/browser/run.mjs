@@ -1,0 +1,178 @@
+// Drives the browser client in Debian's headless Chromium through playwright-core, by the page's accessible
+// names, as a person (or a screen reader) finds them. One scenario per run:
+//   node run.mjs <scenario> <base-url>
+// Prints what it checked; exits 0 when every check held, 1 with the reason otherwise. BrowserTests runs it.
+
+import { chromium } from 'playwright-core';
+
+const [scenario, base] = process.argv.slice(2);
+const TIMEOUT = 20_000;
+const suffix = Math.random().toString(36).slice(2, 8);
+const say = (line) => console.log(line);
+
+function check(condition, what) {
+  if (!condition) throw new Error(`check failed: ${what}`);
+  say(`ok: ${what}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+
+/** A person with a browser of their own (own IndexedDB), signed up through the page. */
+async function person(name, { viewport = { width: 1100, height: 700 } } = {}) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  page.on('pageerror', (error) => say(`page error (${name}): ${error.message}`));
+  await page.goto(base);
+  const user = `${name}${suffix}`;
+  await page.getByLabel('Username').fill(user);
+  await page.getByLabel('Password').fill('correct horse battery');
+  await page.getByRole('button', { name: 'Register' }).click();
+  await page.getByRole('list', { name: 'Conversations' }).waitFor();
+  await page.getByText('Online', { exact: true }).waitFor();
+  return { user, page, context };
+}
+
+async function startChat(who, withUser) {
+  await who.page.getByRole('button', { name: 'New chat' }).click();
+  await who.page.getByLabel('Chat with').fill(withUser);
+  await who.page.getByRole('button', { name: 'Start' }).click();
+}
+
+async function send(who, text) {
+  await who.page.getByLabel('Message', { exact: true }).fill(text);
+  await who.page.getByRole('button', { name: 'Send' }).click();
+}
+
+const messages = (who) => who.page.getByRole('list', { name: 'Messages' });
+const message = (who, pattern) => messages(who).getByRole('listitem', { name: pattern });
+
+async function openFromList(who, name) {
+  await who.page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: new RegExp(`^${name}`) }).click();
+}
+
+const scenarios = {
+  // Two people: register, chat, ticks advance sent → delivered → read, typing shows, a reply arrives.
+  async chat() {
+    const alice = await person('alice');
+    const bob = await person('bob');
+    await startChat(alice, bob.user);
+    await send(alice, 'hello bob');
+    await message(alice, /hello bob.*(delivered|read)$/).waitFor();
+    check(true, 'alice sees ✓✓ (delivered) once bob is online');
+    await bob.page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: new RegExp(`^${alice.user}, 1 unread`) }).waitFor();
+    check(true, 'bob sees the conversation with one unread message');
+    await openFromList(bob, alice.user);
+    await message(bob, /hello bob/).waitFor();
+    await message(alice, /hello bob.*read$/).waitFor();
+    check(true, 'alice sees the read tick once bob opened the chat');
+    await bob.page.getByLabel('Message', { exact: true }).pressSequentially('typing somethi', { delay: 20 });
+    await alice.page.getByText('typing…').waitFor();
+    check(true, "alice sees bob's typing");
+    await bob.page.getByLabel('Message', { exact: true }).fill('hi alice');
+    await bob.page.getByRole('button', { name: 'Send' }).click();
+    await message(alice, /hi alice/).waitFor();
+    check(true, "alice gets bob's reply");
+    await alice.page.getByText('online', { exact: true }).waitFor();
+    check(true, 'alice sees bob online');
+  },
+
+  // Markup typed by a user, in a message and in a group's name, is shown as text and never runs.
+  async xss() {
+    const alice = await person('mallory');
+    const bob = await person('victim');
+    const payload = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>';
+    await startChat(alice, bob.user);
+    await send(alice, payload);
+    await alice.page.getByRole('button', { name: 'New group' }).click();
+    await alice.page.getByLabel('Group name').fill('<b onmouseover="window.__xss=3">bold</b>');
+    await alice.page.getByLabel('Members').fill(bob.user);
+    await alice.page.getByRole('button', { name: 'Create' }).click();
+    await openFromList(bob, alice.user);
+    await message(bob, /onerror/).waitFor();
+    const shown = await messages(bob).getByRole('listitem').first().textContent();
+    check(shown.includes('<img src=x onerror="window.__xss=1">'), 'the message is shown as the text that was typed');
+    check(await messages(bob).locator('img, script').count() === 0, 'no element was made from it');
+    if (process.env.SHOT) await bob.page.screenshot({ path: process.env.SHOT });
+    await bob.page.getByRole('list', { name: 'Conversations' }).getByText('<b onmouseover="window.__xss=3">bold</b>', { exact: true }).waitFor();
+    check(true, "the group's name is shown as text");
+    await bob.page.getByRole('list', { name: 'Conversations' }).getByText('<b onmouseover="window.__xss=3">bold</b>', { exact: true }).hover();
+    check(await bob.page.evaluate(() => window.__xss) === undefined, 'nothing ran');
+  },
+
+  // A group of three: each member reads what the others write.
+  async group() {
+    const alice = await person('ann');
+    const bob = await person('ben');
+    const carol = await person('cat');
+    await alice.page.getByRole('button', { name: 'New group' }).click();
+    await alice.page.getByLabel('Group name').fill('climbers');
+    await alice.page.getByLabel('Members').fill(`${bob.user}, ${carol.user}`);
+    await alice.page.getByRole('button', { name: 'Create' }).click();
+    await send(alice, 'who is in for saturday');
+    for (const member of [bob, carol]) {
+      await openFromList(member, 'climbers');
+      await message(member, /who is in for saturday/).waitFor();
+    }
+    check(true, 'both members read the first message');
+    await send(bob, 'me');
+    await send(carol, 'me too');
+    await message(alice, /^ben.*: me,/).waitFor();
+    await message(alice, /me too/).waitFor();
+    check(true, "alice reads both answers");
+    await message(alice, /who is in for saturday.*read$/).waitFor();
+    check(true, "alice's tick says read once both read it");
+  },
+
+  // History: the newest 30 first, older ones on request, in order.
+  async history() {
+    const alice = await person('hal');
+    const bob = await person('hank');
+    await startChat(alice, bob.user);
+    for (let i = 1; i <= 40; i++) await send(alice, `line ${i}`), await message(alice, new RegExp(`line ${i}, .*(sent|delivered|read)$`)).waitFor();
+    await openFromList(bob, alice.user);
+    await message(bob, /line 40/).waitFor();
+    check(await message(bob, /line 5,/).count() === 0, 'the first page holds the newest messages only');
+    await bob.page.getByRole('button', { name: 'Older messages' }).click();
+    await message(bob, /line 1,/).waitFor();
+    const texts = await messages(bob).locator('li .text').allTextContents();
+    const order = texts.map((t) => Number(/line (\d+)/.exec(t)?.[1])).filter(Boolean);
+    check(order.length === 40 && order.every((n, i) => n === i + 1), 'all 40 are shown, in order');
+  },
+
+  // The server goes away and comes back: the page says so, reconnects by itself, and sending works again.
+  async reconnect() {
+    const alice = await person('rita');
+    const bob = await person('rob');
+    await startChat(alice, bob.user);
+    await send(alice, 'before the restart');
+    await message(alice, /before the restart/).waitFor();
+    say('READY'); // the test restarts the server now
+    await alice.page.getByText('Reconnecting…').waitFor({ timeout: 60_000 });
+    check(true, 'the page says it is reconnecting');
+    await alice.page.getByText('Online', { exact: true }).waitFor({ timeout: 60_000 });
+    check(true, 'it is back by itself');
+    await send(alice, 'after the restart');
+    await message(alice, /after the restart.*(sent|delivered|read)$/).waitFor();
+    await openFromList(bob, alice.user);
+    await message(bob, /after the restart/).waitFor();
+    check(true, 'a message after the restart is stored and reaches bob');
+  },
+};
+
+let code = 0;
+try {
+  if (!scenarios[scenario]) throw new Error(`no scenario '${scenario}': ${Object.keys(scenarios).join(', ')}`);
+  await scenarios[scenario]();
+  say(`passed: ${scenario}`);
+} catch (error) {
+  say(`FAILED: ${scenario}: ${error.message}`);
+  code = 1;
+} finally {
+  await browser.close();
+}
+process.exit(code);
