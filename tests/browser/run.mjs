@@ -22,8 +22,8 @@ const browser = await chromium.launch({
 });
 
 /** A person with a browser of their own (own IndexedDB), signed up through the page. */
-async function person(name, { viewport = { width: 1100, height: 700 } } = {}) {
-  const context = await browser.newContext({ viewport });
+async function person(name, { viewport = { width: 1100, height: 700 }, colorScheme = 'light' } = {}) {
+  const context = await browser.newContext({ viewport, colorScheme });
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
   page.on('pageerror', (error) => say(`page error (${name}): ${error.message}`));
@@ -162,6 +162,47 @@ const scenarios = {
     await message(bob, /after the restart/).waitFor();
     check(true, 'a message after the restart is stored and reaches bob');
   },
+};
+
+// The main screens for docs/screenshots (not a test): desktop and phone width, light and dark.
+scenarios.screenshots = async () => {
+  const dir = process.env.SHOTS_DIR ?? '.';
+  const signin = await browser.newContext({ viewport: { width: 1100, height: 700 }, colorScheme: 'light' });
+  const first = await signin.newPage();
+  await first.goto(base);
+  await first.getByLabel('Username').fill('alice');
+  await first.screenshot({ path: `${dir}/signin-light.png` });
+  const alice = await person('alice');
+  const bob = await person('bob');
+  const carol = await person('carol');
+  await alice.page.getByRole('button', { name: 'New group' }).click();
+  await alice.page.getByLabel('Group name').fill('Saturday climbing');
+  await alice.page.getByLabel('Members').fill(`${bob.user}, ${carol.user}`);
+  await alice.page.getByRole('button', { name: 'Create' }).click();
+  await send(alice, 'Anyone in for the crag on Saturday?');
+  await startChat(bob, alice.user);
+  await send(bob, 'Hi Alice! Are we still on for tomorrow?');
+  await openFromList(alice, bob.user);
+  await message(alice, /still on/).waitFor();
+  await send(alice, 'Yes, 10 am at the station');
+  await message(alice, /10 am.*read$/).waitFor();
+  await send(bob, 'Perfect, see you there');
+  await message(alice, /Perfect/).waitFor();
+  await bob.page.waitForTimeout(1200); // the server forwards one "typing" per second and device
+  await bob.page.getByLabel('Message', { exact: true }).pressSequentially('Bringing the', { delay: 30 });
+  await alice.page.getByText('typing…').waitFor();
+  for (const scheme of ['light', 'dark']) {
+    await alice.page.emulateMedia({ colorScheme: scheme });
+    await alice.page.screenshot({ path: `${dir}/desktop-${scheme}.png` });
+  }
+  for (const scheme of ['light', 'dark']) {
+    await bob.page.setViewportSize({ width: 390, height: 780 });
+    await bob.page.emulateMedia({ colorScheme: scheme });
+    await bob.page.screenshot({ path: `${dir}/phone-chat-${scheme}.png` });
+    await bob.page.getByRole('button', { name: 'Back to conversations' }).click();
+    await bob.page.screenshot({ path: `${dir}/phone-list-${scheme}.png` });
+    await openFromList(bob, alice.user);
+  }
 };
 
 let code = 0;
