@@ -3,6 +3,7 @@
 
 import { api, ApiError, Connection } from './net.js';
 import { loadSession, saveSession, clearSession } from './db.js';
+import * as e2ee from './e2ee.js';
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, className, text) => {
@@ -49,6 +50,7 @@ async function logOut() {
   }
   connection?.stop();
   await clearSession();
+  await e2ee.forgetAll();
   location.reload();
 }
 
@@ -62,12 +64,81 @@ async function start() {
   connection.addEventListener('state', (e) => showState(e.detail));
   connection.addEventListener('stopped', () => showState('stopped'));
   connection.addEventListener('welcome', () => { if (open) watchPeer(); });
-  connection.addEventListener('msg', (e) => onMessage(e.detail));
+  let arrivals = Promise.resolve();
+  connection.addEventListener('msg', (e) => { arrivals = arrivals.then(async () => { await readable(e.detail); onMessage(e.detail); }).catch(() => {}); });
   connection.addEventListener('receipt', (e) => onReceipt(e.detail));
   connection.addEventListener('typing', (e) => onTyping(e.detail));
   connection.addEventListener('presence', (e) => onPresence(e.detail));
   connection.start();
+  await publishKeys();
   await loadConversations();
+}
+
+/** This browser's end-to-end keys, made and published the first time (docs/e2ee.md). */
+async function publishKeys() {
+  try {
+    const upload = await e2ee.newKeys();
+    if (upload) await api('PUT', '/v1/devices/current/keys', { token: session.token, body: upload });
+  } catch (error) {
+    $('side-error').textContent = `End-to-end keys: ${error.message}`;
+  }
+}
+
+const fetchBundles = (user, device) =>
+  api('GET', `/v1/users/${encodeURIComponent(user)}/keys${device ? `?device=${device}` : ''}`, { token: session.token });
+
+const knownDevices = new Map(); // conv → the devices its sends were last made for
+
+/**
+ * Sends (or edits) a text encrypted for every device of the conversation; when the server says the devices
+ * changed, again for the ones it lists, with the same cid. A device without keys: sent readable, and said so.
+ */
+async function writeText(frame, text) {
+  const conv = frame.conv;
+  frame.cid ??= crypto.randomUUID();
+  let devices = knownDevices.get(conv) ?? [];
+  for (let attempt = 0; ; attempt++) {
+    let sealed;
+    try {
+      sealed = conv.startsWith('grp:') ? await e2ee.sealGroup(conv, devices, text, fetchBundles) : { keys: [], e2ee: await e2ee.sealDirect(devices, text, fetchBundles) };
+    } catch (error) {
+      if (error.code !== 'no_keys') throw error;
+      $('chat-error').textContent = `${error.message}: sent without end-to-end encryption`;
+      return connection.write({ ...frame, body: text });
+    }
+    for (const handout of sealed.keys) await connection.write({ t: 'send', conv, kind: 'key', e2ee: handout });
+    try {
+      const ack = await connection.write({ ...frame, e2ee: sealed.e2ee });
+      await e2ee.keepText(conv, ack.seq, text);
+      return ack;
+    } catch (error) {
+      if (error.code !== 'devices_changed' || attempt >= 4) throw error;
+      devices = error.recipients ?? [];
+      knownDevices.set(conv, devices);
+    }
+  }
+}
+
+/** An event's text: a plain body, or an encrypted one's, kept or decrypted with this browser's keys. */
+async function readable(m) {
+  if (!m.e2ee) return;
+  const kept = await e2ee.keptText(m.conv, m.seq);
+  if (kept !== undefined) {
+    m.body = kept;
+    return;
+  }
+  try {
+    const text = await e2ee.openMessage(m, session.user, session.device);
+    if (text !== null) {
+      m.body = text;
+      await e2ee.keepText(m.conv, m.seq, text);
+    }
+  } catch (error) {
+    // The same event may have come two ways at once (history and the socket): the other one kept its text.
+    const keptMeanwhile = await e2ee.keptText(m.conv, m.seq);
+    if (keptMeanwhile !== undefined) m.body = keptMeanwhile;
+    else m.undecryptable = error.message;
+  }
 }
 
 function showState(state) {
@@ -86,6 +157,7 @@ async function loadConversations() {
     await Promise.all(list.map(async (c) => {
       const page = await api('GET', `/v1/conversations/${encodeURIComponent(c.conv)}/messages?limit=1`, { token: session.token });
       const last = page.messages[0];
+      if (last?.e2ee) last.body = await e2ee.keptText(last.conv, last.seq);
       if (last) conversations.get(c.conv).last = preview(last);
     }));
     renderConversations();
@@ -155,7 +227,10 @@ async function openConversation(conv) {
         open.othersRead = Math.min(...others.map((r) => r.read));
       }
     }
-    for (const m of [...page.messages].reverse()) show(m, false);
+    for (const m of [...page.messages].reverse()) {
+      await readable(m);
+      show(m, false);
+    }
     $('older').hidden = !page.more;
     scrollDown();
     markRead();
@@ -179,7 +254,10 @@ async function older() {
   if (open?.conv !== conv) return;
   const list = $('messages');
   const before = list.scrollHeight - list.scrollTop;
-  for (const m of page.messages) show(m, true);
+  for (const m of page.messages) {
+    await readable(m);
+    show(m, true);
+  }
   $('older').hidden = !page.more;
   list.scrollTop = list.scrollHeight - before;
 }
@@ -243,7 +321,7 @@ function render(m) {
     const quoted = open.messages.get(m.reply_to);
     item.append(el('span', 'quote', `${quoted.from}: ${quoted.deleted ? 'deleted' : quoted.body ?? ''}`));
   }
-  const text = m.deleted ? 'This message was deleted' : m.body ?? (m.e2ee ? '🔒 Encrypted message (not readable in this browser yet)' : '');
+  const text = m.deleted ? 'This message was deleted' : m.body ?? (m.undecryptable ? `Could not be decrypted: ${m.undecryptable}` : m.e2ee ? '🔒 Encrypted message (sent before this browser was signed in)' : '');
   item.append(el('span', 'text', text));
   const meta = el('span', 'meta', `${m.edited ? 'edited ' : ''}${time(m.ts)}`);
   let state = '';
@@ -360,17 +438,18 @@ async function send(event) {
     if (editing) {
       const target = editing;
       editing = null;
-      await connection.write({ t: 'edit', conv, target: target.seq, body: text });
+      $('replying').hidden = true;
+      await writeText({ t: 'edit', conv, target: target.seq }, text);
       return;
     }
-    const frame = { t: 'send', conv, kind: 'text', body: text, cid: crypto.randomUUID() };
+    const frame = { t: 'send', conv, kind: 'text', cid: crypto.randomUUID() };
     if (replyTo) frame.reply_to = replyTo.seq;
     replyTo = null;
     $('replying').hidden = true;
     const local = { conv, seq: Number.MAX_SAFE_INTEGER - open.messages.size, from: session.user, kind: 'text', body: text, ts: Date.now(), pending: true, reply_to: frame.reply_to };
     show(local, false);
     scrollDown();
-    const ack = await connection.write(frame);
+    const ack = await writeText(frame, text);
     if (open?.conv === conv) {
       open.messages.delete(local.seq);
       Object.assign(local, { seq: ack.seq, id: ack.id, ts: ack.ts, pending: false });

@@ -117,7 +117,9 @@ export class Connection extends EventTarget {
         const waiting = frame.ref && this.pending.get(frame.ref);
         if (waiting && !['rate_limited', 'unavailable', 'internal'].includes(frame.code)) {
           this.pending.delete(frame.ref);
-          waiting.reject(new ApiError(frame.code, frame.message, 0));
+          const error = new ApiError(frame.code, frame.message, 0);
+          error.recipients = frame.recipients; // with devices_changed: the devices to encrypt for
+          waiting.reject(error);
         } else if (waiting) {
           setTimeout(() => this.raw(waiting.frame), frame.retry_after ?? 1000);
         } else {

@@ -24,7 +24,7 @@ public sealed class BrowserTests
     }
 
     /// <summary>Runs one scenario against <paramref name="url"/>; <paramref name="onLine"/> sees each line as it comes.</summary>
-    private static async Task<string> RunAsync(string scenario, Uri url, Func<string, Task>? onLine = null)
+    private static async Task<string> RunAsync(string scenario, Uri url, Func<string, Task>? onLine = null, Dictionary<string, string>? environment = null)
     {
         RequireBrowser();
         var info = new ProcessStartInfo("node") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, StandardOutputEncoding = Encoding.UTF8 };
@@ -32,6 +32,10 @@ public sealed class BrowserTests
         info.ArgumentList.Add(scenario);
         info.ArgumentList.Add(url.ToString());
         info.Environment.Remove("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS");
+        foreach (var (key, value) in environment ?? [])
+        {
+            info.Environment[key] = value;
+        }
         using var process = Process.Start(info)!;
         var output = new StringBuilder();
         var error = process.StandardError.ReadToEndAsync();
@@ -71,6 +75,81 @@ public sealed class BrowserTests
     {
         await using var server = await TestServer.StartAsync();
         await RunAsync(scenario, server.Address);
+        if (scenario == "chat")
+        {
+            // The page encrypts end to end: what the two wrote is in no file of the server's.
+            foreach (var text in new[] { "hello bob", "hi alice" })
+            {
+                Assert.False(InDataDir(server, text), $"'{text}' is readable in the server's data directory");
+            }
+        }
+    }
+
+    private static bool InDataDir(TestServer server, string text)
+    {
+        var needle = Encoding.UTF8.GetBytes(text);
+        return Directory.EnumerateFiles(server.DataDir, "*", SearchOption.AllDirectories).Any(file =>
+        {
+            using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            using var copy = new MemoryStream();
+            stream.CopyTo(copy);
+            return copy.GetBuffer().AsSpan(0, (int)copy.Length).IndexOf(needle) >= 0;
+        });
+    }
+
+    [Fact]
+    public async Task The_page_and_the_CSharp_SDK_exchange_end_to_end_encrypted_messages_both_ways()
+    {
+        await using var server = await TestServer.StartAsync();
+        var sdkUser = await server.RegisterAsync();
+        var (_, token) = await server.LinkAsync(sdkUser);
+        await using var sdk = new Client.SwitchboardClient(server.Address, token, new Client.SwitchboardClientOptions { E2eeStore = new Client.E2ee.InMemoryE2eeStore() });
+        var received = new System.Collections.Concurrent.ConcurrentQueue<Client.MessageReceived>();
+        using var stop = new CancellationTokenSource();
+        var pump = Task.Run(async () =>
+        {
+            try
+            {
+                await foreach (var e in sdk.ReadEventsAsync(stop.Token))
+                {
+                    if (e is Client.MessageReceived m)
+                    {
+                        received.Enqueue(m);
+                    }
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        });
+        await sdk.ConnectAsync();
+        Task? answering = null;
+        await RunAsync("interop", server.Address, line =>
+        {
+            if (line.StartsWith("BROWSER_USER ", StringComparison.Ordinal))
+            {
+                var browserUser = line["BROWSER_USER ".Length..];
+                answering = Task.Run(async () =>
+                {
+                    var deadline = DateTime.UtcNow.AddSeconds(30);
+                    while (!received.Any(r => r.Text == "from the browser, sealed"))
+                    {
+                        Assert.True(DateTime.UtcNow < deadline, $"the SDK never decrypted the browser's message: {string.Join(" | ", received.Select(r => r.Text ?? r.DecryptionError))}");
+                        await Task.Delay(50);
+                    }
+
+                    await sdk.SendTextAsync(Conv.Direct(sdkUser, browserUser), "from the sdk, sealed");
+                });
+            }
+
+            return Task.CompletedTask;
+        }, new Dictionary<string, string> { ["SDK_USER"] = sdkUser });
+        await answering!;
+        Assert.NotNull(received.Single(r => r.Text == "from the browser, sealed").Message.E2ee);
+        Assert.False(InDataDir(server, "from the browser, sealed"));
+        Assert.False(InDataDir(server, "from the sdk, sealed"));
+        await stop.CancelAsync();
+        await pump;
     }
 
     [Fact]

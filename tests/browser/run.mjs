@@ -81,6 +81,22 @@ const scenarios = {
     check(true, 'alice sees bob online');
   },
 
+  // With the C# SDK (its user named in SDK_USER, run by the test): encrypted both ways, each side decrypts.
+  async interop() {
+    const browserUser = await person('web');
+    say(`BROWSER_USER ${browserUser.user}`);
+    await startChat(browserUser, process.env.SDK_USER);
+    await send(browserUser, 'from the browser, sealed');
+    await message(browserUser, /from the browser, sealed.*(sent|delivered|read)$/).waitFor();
+    check(true, 'the browser sent an encrypted message to the SDK user');
+    await message(browserUser, /from the sdk, sealed/).waitFor({ timeout: 30_000 });
+    check(await messages(browserUser).getByText('Could not be decrypted').count() === 0, "the browser decrypted the SDK's answer");
+    await browserUser.page.reload();
+    await openFromList(browserUser, process.env.SDK_USER);
+    await message(browserUser, /from the sdk, sealed/).waitFor();
+    check(true, 'after a reload the history is readable from the kept text');
+  },
+
   // Markup typed by a user, in a message and in a group's name, is shown as text and never runs.
   async xss() {
     const alice = await person('mallory');
