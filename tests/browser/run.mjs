@@ -79,6 +79,19 @@ const scenarios = {
     check(true, "alice gets bob's reply");
     await alice.page.getByText('online', { exact: true }).waitFor();
     check(true, 'alice sees bob online');
+
+    // Reply, edit, delete (encrypted like the rest), as the other side sees them.
+    await message(alice, /hi alice/).getByRole('button', { name: 'Reply' }).click();
+    await send(alice, 'answering you');
+    await message(bob, /answering you/).waitFor();
+    check(await message(bob, /answering you/).locator('.quote').textContent() === `${bob.user}: hi alice`, 'bob sees the reply quoting his message');
+    await message(alice, /^You: hello bob/).getByRole('button', { name: 'Edit' }).click();
+    await send(alice, 'hello bob, edited');
+    await message(bob, /hello bob, edited/).waitFor();
+    check(await message(bob, /hello bob, edited/).getByText(/edited \d/).count() === 1, 'bob sees the edit, marked edited');
+    await message(alice, /^You: answering you/).getByRole('button', { name: 'Delete' }).click();
+    await message(bob, /This message was deleted/).waitFor();
+    check(true, 'bob sees the message deleted');
   },
 
   // With the C# SDK (its user named in SDK_USER, run by the test): encrypted both ways, each side decrypts.
