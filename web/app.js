@@ -570,11 +570,41 @@ async function changeMember(add) {
   }
 }
 
+// ── push ─────────────────────────────────────────────────────────────────────────────────────────────────────
+
+/** Registers the service worker (the page works without it). */
+async function registerWorker() {
+  if (!('serviceWorker' in navigator)) return null;
+  try {
+    return await navigator.serviceWorker.register('sw.js', { scope: '/' });
+  } catch {
+    return null;
+  }
+}
+
+/** Asks for notifications and registers this browser for Web Push with the server's VAPID key. */
+async function enableNotifications() {
+  $('side-error').textContent = '';
+  try {
+    if (await Notification.requestPermission() !== 'granted') throw new Error('notifications are not allowed in this browser');
+    const registration = await registerWorker() ?? (() => { throw new Error('this browser has no service workers'); })();
+    await navigator.serviceWorker.ready;
+    const { publicKey } = await api('GET', '/v1/push/vapid');
+    const subscription = await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: e2ee.unb64(publicKey) });
+    const { endpoint, keys } = subscription.toJSON();
+    await api('PUT', '/v1/devices/current/push', { token: session.token, body: { kind: 'webpush', endpoint, keys } });
+    $('notifications').textContent = 'Notifications on';
+  } catch (error) {
+    $('side-error').textContent = `Notifications: ${error.message}`;
+  }
+}
+
 // ── wiring ───────────────────────────────────────────────────────────────────────────────────────────────────
 
 $('signin-form').addEventListener('submit', (e) => { e.preventDefault(); signIn(false); });
 $('register').addEventListener('click', () => signIn(true));
 $('logout').addEventListener('click', logOut);
+$('notifications').addEventListener('click', enableNotifications);
 $('new-chat').addEventListener('click', () => { $('new-chat-form').hidden = !$('new-chat-form').hidden; $('new-group-form').hidden = true; $('chat-with').focus(); });
 $('new-group').addEventListener('click', () => { $('new-group-form').hidden = !$('new-group-form').hidden; $('new-chat-form').hidden = true; $('group-name').focus(); });
 $('new-chat-form').addEventListener('submit', startChat);
@@ -590,6 +620,7 @@ $('add-member').addEventListener('click', () => changeMember(true));
 $('remove-member').addEventListener('click', () => changeMember(false));
 document.addEventListener('visibilitychange', markRead);
 
+registerWorker();
 session = await loadSession();
 if (session) {
   await start();

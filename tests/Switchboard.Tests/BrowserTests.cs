@@ -71,6 +71,7 @@ public sealed class BrowserTests
     [InlineData("group")]
     [InlineData("history")]
     [InlineData("xss")]
+    [InlineData("push")]
     public async Task The_page_works_in_headless_Chromium(string scenario)
     {
         await using var server = await TestServer.StartAsync();

@@ -110,6 +110,30 @@ const scenarios = {
     check(true, 'after a reload the history is readable from the kept text');
   },
 
+  // The service worker shows a Web Push as a notification naming the sender, and nothing of the text.
+  async push() {
+    const who = await person('pia');
+    await who.context.grantPermissions(['notifications'], { origin: new URL(base).origin });
+    const scope = await who.page.evaluate(async () => (await navigator.serviceWorker.ready).scope);
+    check(scope === new URL(base).origin + '/', 'the service worker is active for the whole site');
+    const cdp = await who.context.newCDPSession(who.page);
+    const registered = new Promise((resolve) => cdp.on('ServiceWorker.workerRegistrationUpdated', (e) => {
+      const found = e.registrations.find((r) => r.scopeURL === scope && !r.isDeleted);
+      if (found) resolve(found.registrationId);
+    }));
+    await cdp.send('ServiceWorker.enable');
+    const registrationId = await registered;
+    await cdp.send('ServiceWorker.deliverPushMessage', { origin: new URL(base).origin, registrationId, data: JSON.stringify({ conv: 'dm:a:b', seq: 7, from: 'bob' }) });
+    let shown = [];
+    for (let i = 0; i < 50 && shown.length === 0; i++) {
+      shown = await who.page.evaluate(async () => (await (await navigator.serviceWorker.ready).getNotifications()).map((n) => `${n.tag}|${n.body}`));
+      if (!shown.length) await who.page.waitForTimeout(100);
+    }
+    check(shown.length === 1 && shown[0] === 'dm:a:b|New message from bob', `the push is a notification per conversation naming the sender (${shown.join(', ')})`);
+    const vapid = await who.page.evaluate(async () => (await (await fetch('/v1/push/vapid')).json()).publicKey);
+    check(typeof vapid === 'string' && vapid.length > 80, "the server's VAPID key is there for the subscription");
+  },
+
   // Markup typed by a user, in a message and in a group's name, is shown as text and never runs.
   async xss() {
     const alice = await person('mallory');
