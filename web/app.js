@@ -56,6 +56,62 @@ async function logOut() {
 
 // ── the app ──────────────────────────────────────────────────────────────────────────────────────────────────
 
+let arrivals = Promise.resolve();
+
+async function topUpKeys() {
+  try {
+    await api('PUT', '/v1/devices/current/keys', { token: session.token, body: await e2ee.moreOneTimeKeys(100) });
+  } catch {
+    // told again at the next fetch that finds them low
+  }
+}
+
+const resent = new Set();
+
+/** A device could not decrypt one of this browser's messages: sent to it alone again, on a new session. */
+async function resendTo(failed) {
+  const key = `${failed.conv}|${failed.seq}|${failed.user}|${failed.device}`;
+  if (failed.dev !== session.device || resent.has(key)) return;
+  resent.add(key);
+  const text = await e2ee.keptText(failed.conv, failed.seq);
+  if (text === undefined) return;
+  try {
+    await e2ee.resetSession(failed.user, failed.device);
+    const payload = await e2ee.sealDirect([{ user: failed.user, device: failed.device }], text, fetchBundles);
+    connection.raw({ t: 'resend', conv: failed.conv, seq: failed.seq, user: failed.user, device: failed.device, e2ee: payload });
+  } catch {
+    // it asks again if it sees the message fail again
+  }
+}
+
+/** A message sent again for this browser: decrypted, kept, and shown in place of the failure. */
+async function onResend(r) {
+  if (await e2ee.keptText(r.conv, r.seq) !== undefined) return;
+  try {
+    const text = await e2ee.openMessage({ conv: r.conv, seq: r.seq, from: r.from, dev: r.dev, kind: 'text', e2ee: r.e2ee }, session.user, session.device);
+    if (text === null) return;
+    await e2ee.keepText(r.conv, r.seq, text);
+    const shown = open?.conv === r.conv && open.messages.get(r.seq);
+    if (shown) {
+      shown.body = text;
+      shown.undecryptable = null;
+      render(shown);
+    }
+  } catch {
+    // not for this device
+  }
+}
+
+async function showSafetyNumber() {
+  const peer = open && peerOf(open.conv);
+  if (!peer) return;
+  const number = await e2ee.safetyNumber(session.user, session.device, peer);
+  $('safety').hidden = false;
+  $('safety').textContent = number
+    ? `Safety number with ${peer}: ${number}. Compare it with theirs: the same on both sides means nobody is in between.`
+    : `No encrypted session with ${peer} yet: send a message first.`;
+}
+
 async function start() {
   $('signin').hidden = true;
   $('app').hidden = false;
@@ -64,11 +120,20 @@ async function start() {
   connection.addEventListener('state', (e) => showState(e.detail));
   connection.addEventListener('stopped', () => showState('stopped'));
   connection.addEventListener('welcome', () => { if (open) watchPeer(); });
-  let arrivals = Promise.resolve();
-  connection.addEventListener('msg', (e) => { arrivals = arrivals.then(async () => { await readable(e.detail); onMessage(e.detail); }).catch(() => {}); });
+  connection.addEventListener('msg', (e) => {
+    arrivals = arrivals.then(async () => {
+      await readable(e.detail);
+      // Could not decrypt: the sender is asked, without content, to send it again on a new session.
+      if (e.detail.undecryptable) connection.raw({ t: 'decrypt_failed', conv: e.detail.conv, seq: e.detail.seq });
+      onMessage(e.detail);
+    }).catch(() => {});
+  });
   connection.addEventListener('receipt', (e) => onReceipt(e.detail));
   connection.addEventListener('typing', (e) => onTyping(e.detail));
   connection.addEventListener('presence', (e) => onPresence(e.detail));
+  connection.addEventListener('keys_low', () => topUpKeys());
+  connection.addEventListener('decrypt_failed', (e) => resendTo(e.detail));
+  connection.addEventListener('resend', (e) => { arrivals = arrivals.then(() => onResend(e.detail)).catch(() => {}); });
   connection.start();
   await publishKeys();
   await loadConversations();
@@ -214,6 +279,8 @@ async function openConversation(conv) {
   $('chat-status').textContent = '';
   $('messages').replaceChildren();
   $('members').hidden = !conv.startsWith('grp:');
+  $('verify').hidden = conv.startsWith('grp:');
+  $('safety').hidden = true;
   $('members-form').hidden = true;
   try {
     const page = await api('GET', `/v1/conversations/${encodeURIComponent(conv)}/messages?limit=30`, { token: session.token });
@@ -616,6 +683,7 @@ $('cancel-reply').addEventListener('click', () => { replyTo = null; editing = nu
 $('older').addEventListener('click', older);
 $('back').addEventListener('click', () => { $('app').classList.remove('chatting'); open = null; renderConversations(); });
 $('members').addEventListener('click', showMembers);
+$('verify').addEventListener('click', showSafetyNumber);
 $('add-member').addEventListener('click', () => changeMember(true));
 $('remove-member').addEventListener('click', () => changeMember(false));
 document.addEventListener('visibilitychange', markRead);

@@ -147,6 +147,7 @@ export function newKeys() {
       await put(`opk:${id}`, k.priv);
       oneTime.push({ id, key: b64(k.pub) });
     }
+    await put('meta:next-opk', 101);
     await put('identity', identity);
     return {
       identity_key: b64(identity.signPub),
@@ -432,6 +433,59 @@ export function openMessage(m, me, myDevice) {
     if (!pairwise) throw new DecryptionError('no ciphertext for this device');
     return pairwise.body ?? null;
   });
+}
+
+/** More one-time prekeys to publish (after keys_low). */
+export function moreOneTimeKeys(count) {
+  return serial(async () => {
+    const next = (await get('meta:next-opk')) ?? 101;
+    const oneTime = [];
+    for (let id = next; id < next + count; id++) {
+      const k = await x25519Pair();
+      await put(`opk:${id}`, k.priv);
+      oneTime.push({ id, key: b64(k.pub) });
+    }
+    await put('meta:next-opk', next + count);
+    return { one_time_prekeys: oneTime };
+  });
+}
+
+/** Drops the session with a device: the next message starts a new one (a resend after a failure). */
+export const resetSession = (user, device) => serial(() => del(`session:${address(user, device)}`));
+
+async function digits(user, keys) {
+  const k = cat(...keys);
+  let h = new Uint8Array(await subtle.digest('SHA-512', cat(new Uint8Array([0, 0]), k, te.encode(user))));
+  for (let i = 0; i < 5200; i++) h = new Uint8Array(await subtle.digest('SHA-512', cat(h, k)));
+  let out = '';
+  for (let chunk = 0; chunk < 6; chunk++) {
+    let value = 0n;
+    for (let b = 0; b < 5; b++) value = (value << 8n) | BigInt(h[chunk * 5 + b]);
+    out += String(value % 100000n).padStart(5, '0');
+  }
+  return out;
+}
+
+/** The safety number of this user and a peer (docs/e2ee.md), or null before any session with the peer. */
+export async function safetyNumber(me, myDevice, peer) {
+  const keys = await kv('readonly', (s) => s.getAllKeys());
+  const identitiesOf = async (user) => {
+    const found = new Map();
+    for (const key of keys) {
+      const m = /^peer:(.+):(\d+)$/.exec(key);
+      if (m && m[1] === user) found.set(Number(m[2]), await get(key));
+    }
+    return found;
+  };
+  const theirs = await identitiesOf(peer);
+  if (!theirs.size) return null;
+  const mine = await identitiesOf(me);
+  mine.set(myDevice, (await get('identity')).signPub);
+  const ordered = (map) => [...map.entries()].sort((a, b) => a[0] - b[0]).map((e) => e[1]);
+  const a = await digits(me, ordered(mine));
+  const b = await digits(peer, ordered(theirs));
+  const all = a <= b ? a + b : b + a;
+  return all.match(/.{5}/g).join(' ');
 }
 
 /** Kept text by (conversation, seq): a message key is used once. */

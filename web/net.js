@@ -138,6 +138,9 @@ export class Connection extends EventTarget {
       case 'receipt':
       case 'typing':
       case 'presence':
+      case 'keys_low':
+      case 'decrypt_failed':
+      case 'resend':
         this.dispatchEvent(new CustomEvent(frame.t, { detail: frame }));
         break;
     }

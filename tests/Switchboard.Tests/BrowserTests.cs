@@ -125,11 +125,18 @@ public sealed class BrowserTests
         });
         await sdk.ConnectAsync();
         Task? answering = null;
+        string? browserUserName = null;
+        string? safetyInPage = null;
         await RunAsync("interop", server.Address, line =>
         {
+            if (line.StartsWith("SAFETY ", StringComparison.Ordinal))
+            {
+                safetyInPage = line["SAFETY ".Length..];
+            }
+
             if (line.StartsWith("BROWSER_USER ", StringComparison.Ordinal))
             {
-                var browserUser = line["BROWSER_USER ".Length..];
+                var browserUser = browserUserName = line["BROWSER_USER ".Length..];
                 answering = Task.Run(async () =>
                 {
                     var deadline = DateTime.UtcNow.AddSeconds(30);
@@ -149,6 +156,7 @@ public sealed class BrowserTests
         Assert.NotNull(received.Single(r => r.Text == "from the browser, sealed").Message.E2ee);
         Assert.False(InDataDir(server, "from the browser, sealed"));
         Assert.False(InDataDir(server, "from the sdk, sealed"));
+        Assert.Equal(await sdk.GetSafetyNumberAsync(browserUserName!), safetyInPage); // computed the same way on both sides
         await stop.CancelAsync();
         await pump;
     }

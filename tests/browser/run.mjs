@@ -108,6 +108,11 @@ const scenarios = {
     await openFromList(browserUser, process.env.SDK_USER);
     await message(browserUser, /from the sdk, sealed/).waitFor();
     check(true, 'after a reload the history is readable from the kept text');
+    await browserUser.page.getByRole('button', { name: 'Safety number' }).click();
+    const shown = await browserUser.page.getByRole('status').filter({ hasText: 'Safety number' }).textContent();
+    const number = /(\d{5}( \d{5}){11})/.exec(shown)?.[1];
+    check(Boolean(number), 'the page shows a 60-digit safety number');
+    say(`SAFETY ${number}`);
   },
 
   // The service worker shows a Web Push as a notification naming the sender, and nothing of the text.
