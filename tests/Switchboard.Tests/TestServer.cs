@@ -25,6 +25,22 @@ public sealed class TestServer : IAsyncDisposable
 
     public string DataDir { get; }
     public Uri Address { get; }
+
+    /// <summary>
+    /// The files under <see cref="DataDir"/> (database, write-ahead log, logs) that hold <paramref name="text"/> as
+    /// UTF-8, read while the server runs: the canary scan of end-to-end encryption.
+    /// </summary>
+    public List<string> FilesHolding(string text)
+    {
+        var needle = System.Text.Encoding.UTF8.GetBytes(text);
+        return [.. Directory.EnumerateFiles(DataDir, "*", SearchOption.AllDirectories).Where(file =>
+        {
+            using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            using var copy = new MemoryStream();
+            stream.CopyTo(copy);
+            return copy.GetBuffer().AsSpan(0, (int)copy.Length).IndexOf(needle) >= 0;
+        })];
+    }
     public HttpClient Http { get; }
 
     public IServiceProvider Services => _app.Services;
