@@ -9,7 +9,8 @@ using Switchboard.Protocol;
 namespace Switchboard.Tests.E2ee;
 
 /// <summary>End-to-end encryption through the SDK, against the real server: what each device reads, and what the server holds.</summary>
-public sealed class E2eeClientTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+/// <summary>Run on the embedded server and on a node of a cluster.</summary>
+public abstract class E2eeClientTests(IServerFixture fixture)
 {
     private TestServer Server => fixture.Server;
 
@@ -412,3 +413,7 @@ public sealed class E2eeClientTests(ServerFixture fixture) : IClassFixture<Serve
         }
     }
 }
+
+public sealed class E2eeClientTestsEmbedded(ServerFixture fixture) : E2eeClientTests(fixture), IClassFixture<ServerFixture>;
+
+public sealed class E2eeClientTestsCluster(Cluster.ClusterNodeFixture fixture) : E2eeClientTests(fixture), IClassFixture<Cluster.ClusterNodeFixture>;
