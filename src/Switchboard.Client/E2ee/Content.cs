@@ -54,14 +54,12 @@ internal sealed record Content
 [JsonSerializable(typeof(IdentityKeys))]
 [JsonSerializable(typeof(SignedPrekeyPair))]
 [JsonSerializable(typeof(RatchetSession))]
-[JsonSerializable(typeof(OwnSenderKey))]
+[JsonSerializable(typeof(SenderKeyState))]
+[JsonSerializable(typeof(HashSet<string>))]
 [JsonSerializable(typeof(List<SenderKeyState>))]
 [JsonSerializable(typeof(Sealing))]
 [JsonSerializable(typeof(List<Protocol.DeviceAddress>))]
 internal sealed partial class E2eeJsonContext : JsonSerializerContext;
-
-/// <summary>This device's sender key in a group, and the devices it was handed to.</summary>
-internal sealed record OwnSenderKey(SenderKeyState State, HashSet<string> HandedTo);
 
 /// <summary>An encrypted send not acked yet: what to encrypt again if the server says the devices changed.</summary>
 internal sealed record Sealing(string Conv, string Kind, string Text, long? Target);

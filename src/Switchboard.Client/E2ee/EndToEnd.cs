@@ -16,6 +16,20 @@ internal sealed class EndToEnd(IE2eeStore store, Func<string, int?, Cancellation
     private const int SenderKeysKeptPerSender = 4;
 
     private readonly SemaphoreSlim _lock = new(1, 1);
+
+    // Per group, the devices this device's sender key was handed to (read once, kept; written when it changes).
+    private readonly Dictionary<string, HashSet<string>> _handedTo = new(StringComparer.Ordinal);
+
+    private async ValueTask<HashSet<string>> HandedToAsync(string conv)
+    {
+        if (!_handedTo.TryGetValue(conv, out var handed))
+        {
+            var stored = await LoadAsync("sk-handed", conv, E2eeJsonContext.Default.HashSetString);
+            _handedTo[conv] = handed = stored is null ? new HashSet<string>(StringComparer.Ordinal) : new HashSet<string>(stored, StringComparer.Ordinal);
+        }
+
+        return handed;
+    }
     private IdentityKeys? _identity;
 
     /// <summary>Raised when a peer device's identity key differs from the one seen before (user, device).</summary>
@@ -206,16 +220,22 @@ internal sealed class EndToEnd(IE2eeStore store, Func<string, int?, Cancellation
         try
         {
             var current = devices.Select(d => Address(d.User, d.Device)).ToHashSet(StringComparer.Ordinal);
-            var own = await LoadAsync("sk-own", conv, E2eeJsonContext.Default.OwnSenderKey);
-            if (own is null || !own.HandedTo.IsSubsetOf(current))
+            var state = await LoadAsync("sk-mine", conv, E2eeJsonContext.Default.SenderKeyState);
+            // A copy: what this call hands out counts only once it is stored.
+            var handedTo = new HashSet<string>(await HandedToAsync(conv), StringComparer.Ordinal);
+            var rotated = state is null || !handedTo.IsSubsetOf(current);
+            if (rotated)
             {
-                own = new OwnSenderKey(SenderKeyState.Create(), new HashSet<string>(StringComparer.Ordinal));
+                // Stored before the new set of devices: a set stored beside the old key would pass for it.
+                state = SenderKeyState.Create();
+                await SaveAsync("sk-mine", conv, state, E2eeJsonContext.Default.SenderKeyState);
+                handedTo.Clear();
             }
 
-            var need = devices.Where(d => !own.HandedTo.Contains(Address(d.User, d.Device))).ToList();
+            var need = devices.Where(d => !handedTo.Contains(Address(d.User, d.Device))).ToList();
             await EnsureSessionsLockedAsync(need, cancellationToken);
             var digest = DeviceSetDigest(devices);
-            var handout = new Content { Skd = new SenderKeyDistribution(conv, own.State.KeyId, own.State.Iteration, B64(own.State.ChainKey), B64(own.State.SigningPublic)) }.Pad();
+            var handout = new Content { Skd = new SenderKeyDistribution(conv, state!.KeyId, state.Iteration, B64(state.ChainKey), B64(state.SigningPublic)) }.Pad();
             var to = new JsonArray();
             var size = 0;
             foreach (var device in need)
@@ -236,11 +256,18 @@ internal sealed class EndToEnd(IE2eeStore store, Func<string, int?, Cancellation
 
                 to.Add(entry);
                 size += entrySize;
-                own.HandedTo.Add(Address(device.User, device.Device));
+                handedTo.Add(Address(device.User, device.Device));
             }
 
-            var sk = own.State.Encrypt(conv, content.Pad());
-            await SaveAsync("sk-own", conv, own, E2eeJsonContext.Default.OwnSenderKey);
+            if (rotated || need.Count > 0)
+            {
+                // Written only when it changes: for a big group it is the largest part of the state.
+                await SaveAsync("sk-handed", conv, handedTo, E2eeJsonContext.Default.HashSetString);
+                _handedTo[conv] = handedTo;
+            }
+
+            var sk = state.Encrypt(conv, content.Pad());
+            await SaveAsync("sk-mine", conv, state, E2eeJsonContext.Default.SenderKeyState);
             return JsonSerializer.SerializeToElement(new JsonObject { ["v"] = 1, ["sk"] = B64(sk), ["devices"] = digest, ["to"] = to });
         }
         finally
