@@ -142,7 +142,7 @@ async function start() {
 /** This browser's end-to-end keys, made and published the first time (docs/e2ee.md). */
 async function publishKeys() {
   try {
-    const upload = await e2ee.newKeys();
+    const upload = await e2ee.newKeys() ?? await e2ee.rotateSignedPrekey();
     if (upload) await api('PUT', '/v1/devices/current/keys', { token: session.token, body: upload });
   } catch (error) {
     $('side-error').textContent = `End-to-end keys: ${error.message}`;

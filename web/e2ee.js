@@ -140,7 +140,7 @@ export function newKeys() {
     const identity = { signPriv: signing.priv, signPub: signing.pub, dhPriv: agreement.priv, dhPub: agreement.pub, dhSig: await sign(signing.priv, cat(LABEL.identityDh, agreement.pub)) };
     const spk = await x25519Pair();
     const spkSig = await sign(signing.priv, spk.pub);
-    await put('spk:1', { id: 1, priv: spk.priv, pub: spk.pub, sig: spkSig });
+    await put('spk:1', { id: 1, priv: spk.priv, pub: spk.pub, sig: spkSig, created: Date.now() });
     const oneTime = [];
     for (let id = 1; id <= 100; id++) {
       const k = await x25519Pair();
@@ -432,6 +432,25 @@ export function openMessage(m, me, myDevice) {
     if (m.kind === 'key') return null;
     if (!pairwise) throw new DecryptionError('no ciphertext for this device');
     return pairwise.body ?? null;
+  });
+}
+
+/**
+ * A new signed prekey to publish once the newest is a week old (older ones are kept: first messages made from an
+ * older bundle may still come), else null.
+ */
+export function rotateSignedPrekey(now = Date.now()) {
+  return serial(async () => {
+    const identity = await get('identity');
+    if (!identity) return null;
+    const keys = await kv('readonly', (s) => s.getAllKeys());
+    const newest = Math.max(0, ...keys.filter((k) => /^spk:\d+$/.test(k)).map((k) => Number(k.slice(4))));
+    const current = newest ? await get(`spk:${newest}`) : null;
+    if (current && now - (current.created ?? now) < 7 * 86_400_000) return null;
+    const spk = await x25519Pair();
+    const sig = await sign(identity.signPriv, spk.pub);
+    await put(`spk:${newest + 1}`, { id: newest + 1, priv: spk.priv, pub: spk.pub, sig, created: now });
+    return { signed_prekey: { id: newest + 1, key: b64(spk.pub), signature: b64(sig) } };
   });
 }
 
