@@ -358,12 +358,19 @@ function show(m, atTop) {
     return;
   }
   if (m.kind === 'key') return; // sender keys handed out in a group: nothing to show
+  if (open.messages.get(m.seq)?.node?.isConnected) return; // already shown: it came live while the page loaded
   open.messages.set(m.seq, m);
   const item = el('li');
   item.dataset.seq = String(m.seq);
   m.node = item;
   render(m);
-  if (atTop) $('messages').prepend(item); else $('messages').append(item);
+  if (atTop) {
+    $('messages').prepend(item);
+    return;
+  }
+  // In seq order, whichever way it came (history and live can cross while a conversation opens).
+  const after = [...$('messages').children].find((li) => Number(li.dataset.seq) > m.seq);
+  $('messages').insertBefore(item, after ?? null);
 }
 
 function tickState(m) {

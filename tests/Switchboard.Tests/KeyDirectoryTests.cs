@@ -97,10 +97,17 @@ public abstract class KeyDirectoryTests(IServerFixture fixture)
         using var second = NewIdentity();
         Assert.Equal(HttpStatusCode.OK, (await Server.CallAsync(HttpMethod.Put, "/v1/devices/current/keys", bob.Token, Upload(second, 2, 1))).Status);
 
-        foreach (var conv in new[] { direct, groupConv })
+        // One notice in each conversation, in whatever order the two arrive (on a cluster they may be on two shards).
+        var notices = new Dictionary<string, JsonElement>();
+        while (notices.Count < 2)
         {
-            var notice = await alice.ExpectAsync("msg", f => f.GetProperty("conv").GetString() == conv && f.GetProperty("kind").GetString() == "system"
-                && f.GetProperty("system").GetProperty("op").GetString() == "identity_changed");
+            var notice = await alice.ExpectAsync("msg", f => f.GetProperty("kind").GetString() == "system" && f.GetProperty("system").GetProperty("op").GetString() == "identity_changed");
+            notices[notice.GetProperty("conv").GetString()!] = notice;
+        }
+
+        Assert.Equal(new[] { direct, groupConv }.Order(), notices.Keys.Order());
+        foreach (var notice in notices.Values)
+        {
             Assert.Equal(bob.User, notice.GetProperty("from").GetString());
             Assert.Equal(bob.User, notice.GetProperty("system").GetProperty("users")[0].GetString());
             Assert.Equal(bob.Device, notice.GetProperty("system").GetProperty("device").GetInt32());
