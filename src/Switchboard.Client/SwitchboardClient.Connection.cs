@@ -312,7 +312,11 @@ public sealed partial class SwitchboardClient
         }
     }
 
-    private async Task<AckFrame> SendFrameAsync(ClientFrame frame, CancellationToken cancellationToken)
+    private async Task<AckFrame> SendFrameAsync(ClientFrame frame, CancellationToken cancellationToken) =>
+        await await EnqueueAsync(frame, cancellationToken);
+
+    /// <summary>Puts a frame in the outbox and on the wire; the task it gives completes with the ack.</summary>
+    private async Task<Task<AckFrame>> EnqueueAsync(ClientFrame frame, CancellationToken cancellationToken)
     {
         frame.Cid ??= Guid.NewGuid().ToString();
         var json = JsonSerializer.Serialize(frame, SwitchboardJsonContext.Default.ClientFrame);
@@ -327,9 +331,14 @@ public sealed partial class SwitchboardClient
         // In the outbox before it is sent: a crash or a cut from here on ends in a resend with the same cid.
         await _state.AddPendingAsync(new PendingSend(frame.Cid, json, Interlocked.Increment(ref _order)));
         await SendRawAsync(json, cancellationToken);
-        using (cancellationToken.Register(static w => ((TaskCompletionSource<AckFrame>)w!).TrySetCanceled(), waiter))
+        return WaitAsync(waiter, cancellationToken);
+
+        static async Task<AckFrame> WaitAsync(TaskCompletionSource<AckFrame> waiter, CancellationToken cancellationToken)
         {
-            return await waiter.Task;
+            using (cancellationToken.Register(static w => ((TaskCompletionSource<AckFrame>)w!).TrySetCanceled(), waiter))
+            {
+                return await waiter.Task;
+            }
         }
     }
 

@@ -108,10 +108,33 @@ public sealed partial class SwitchboardClient
     private async Task<AckFrame> SendSealedAsync(Sealing sealing, long? replyTo, CancellationToken cancellationToken)
     {
         var cid = Guid.NewGuid().ToString();
-        await E2eeStore.SetAsync("sealing", cid, JsonSerializer.SerializeToUtf8Bytes(sealing, E2eeJsonContext.Default.Sealing));
-        var e2ee = await SealAsync(sealing, await KnownDevicesAsync(sealing.Conv), cancellationToken);
-        return await SendFrameAsync(SealedFrame(cid, sealing, e2ee, replyTo), cancellationToken);
+        Task<AckFrame> acked;
+        // Encrypting may fetch keys first: sends are sealed and queued one at a time, so they keep the order they
+        // were made in (reseals too).
+        await _sealOrder.WaitAsync(cancellationToken);
+        try
+        {
+            await E2eeStore.SetAsync("sealing", cid, JsonSerializer.SerializeToUtf8Bytes(sealing, E2eeJsonContext.Default.Sealing));
+            try
+            {
+                var e2ee = await SealAsync(sealing, await KnownDevicesAsync(sealing.Conv), cancellationToken);
+                acked = await EnqueueAsync(SealedFrame(cid, sealing, e2ee, replyTo), cancellationToken);
+            }
+            catch (Exception)
+            {
+                await E2eeStore.DeleteAsync("sealing", cid); // never sent: nothing to seal again
+                throw;
+            }
+        }
+        finally
+        {
+            _sealOrder.Release();
+        }
+
+        return await acked;
     }
+
+    private readonly SemaphoreSlim _sealOrder = new(1, 1);
 
     /// <summary>A <c>devices_changed</c> for one of this client's encrypted sends; false when it is not one.</summary>
     private async ValueTask<bool> OnDevicesChangedAsync(ErrorFrame error, CancellationToken stop)
@@ -135,14 +158,22 @@ public sealed partial class SwitchboardClient
             }
 
             var devices = error.Recipients?.ToList() ?? [];
-            await E2eeStore.SetAsync("devices", sealing.Conv, JsonSerializer.SerializeToUtf8Bytes(devices, E2eeJsonContext.Default.ListDeviceAddress));
-            var outbox = await _state.LoadOutboxAsync();
-            var pending = outbox.FirstOrDefault(p => p.Cid == cid);
-            var replyTo = pending is null ? null : JsonSerializer.Deserialize(pending.Frame, SwitchboardJsonContext.Default.ClientFrame)?.ReplyTo;
-            var json = JsonSerializer.Serialize(SealedFrame(cid, sealing, await SealAsync(sealing, devices, stop), replyTo), SwitchboardJsonContext.Default.ClientFrame);
-            await _state.RemovePendingAsync(cid);
-            await _state.AddPendingAsync(new PendingSend(cid, json, pending?.Order ?? Interlocked.Increment(ref _order)));
-            await SendRawAsync(json, stop);
+            await _sealOrder.WaitAsync(stop);
+            try
+            {
+                await E2eeStore.SetAsync("devices", sealing.Conv, JsonSerializer.SerializeToUtf8Bytes(devices, E2eeJsonContext.Default.ListDeviceAddress));
+                var outbox = await _state.LoadOutboxAsync();
+                var pending = outbox.FirstOrDefault(p => p.Cid == cid);
+                var replyTo = pending is null ? null : JsonSerializer.Deserialize(pending.Frame, SwitchboardJsonContext.Default.ClientFrame)?.ReplyTo;
+                var json = JsonSerializer.Serialize(SealedFrame(cid, sealing, await SealAsync(sealing, devices, stop), replyTo), SwitchboardJsonContext.Default.ClientFrame);
+                await _state.RemovePendingAsync(cid);
+                await _state.AddPendingAsync(new PendingSend(cid, json, pending?.Order ?? Interlocked.Increment(ref _order)));
+                await SendRawAsync(json, stop);
+            }
+            finally
+            {
+                _sealOrder.Release();
+            }
         }
         catch (Exception ex) when (ex is SwitchboardException or HttpRequestException or DecryptionException)
         {
@@ -315,8 +346,8 @@ public sealed partial class SwitchboardClient
     /// <summary>Over HTTP: encrypts, posts, and on 409 <c>devices_changed</c> encrypts again for the devices listed (same cid).</summary>
     private async Task<AckFrame> PostSealedAsync(string conv, string body, string cid, long? replyTo, CancellationToken cancellationToken)
     {
+        // No outbox over HTTP: the caller retries with the same cid; only the text is kept, once it is acked.
         var sealing = new Sealing(conv, EventKinds.Text, body, null);
-        await E2eeStore.SetAsync("sealing", cid, JsonSerializer.SerializeToUtf8Bytes(sealing, E2eeJsonContext.Default.Sealing));
         var devices = await KnownDevicesAsync(conv);
         for (var attempt = 0; ; attempt++)
         {
@@ -332,7 +363,7 @@ public sealed partial class SwitchboardClient
 
             await EnsureAsync(response, cancellationToken);
             var ack = (await response.Content.ReadFromJsonAsync(SwitchboardJsonContext.Default.AckFrame, cancellationToken))!;
-            await OnSealedAckAsync(ack);
+            await E2eeStore.SetAsync("text", TextKey(ack.Conv, ack.Seq), Text.Utf8(body));
             return ack;
         }
     }

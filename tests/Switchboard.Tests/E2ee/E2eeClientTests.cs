@@ -269,6 +269,21 @@ public abstract class E2eeClientTests(IServerFixture fixture)
     }
 
     [Fact]
+    public async Task Sends_made_at_once_are_stored_and_read_in_the_order_they_were_made_though_keys_are_fetched_first()
+    {
+        var alice = await DeviceAsync(await Server.RegisterAsync());
+        var bob = await DeviceAsync(await Server.RegisterAsync());
+        await using var _ = new AsyncDisposables([alice, bob]);
+        var conv = Conv.Direct(alice.User, bob.User);
+        // None awaited before the next: the first finds no devices known, is refused, fetches bob's keys, is sent again.
+        var sends = Enumerable.Range(0, 8).Select(i => alice.Client.SendTextAsync(conv, $"in order {i}")).ToList();
+        var acks = await Task.WhenAll(sends);
+        Assert.Equal(acks.Select(a => a.Seq).Order(), acks.Select(a => a.Seq)); // stored in the order they were made
+        await bob.WaitForAsync(r => r.Text == "in order 7", "the last");
+        Assert.Equal(Enumerable.Range(0, 8).Select(i => $"in order {i}"), bob.Received.Select(r => r.Text));
+    }
+
+    [Fact]
     public async Task A_device_linked_mid_conversation_reads_what_follows_after_devices_changed()
     {
         var alice = await DeviceAsync(await Server.RegisterAsync());
